@@ -1,0 +1,326 @@
+/**
+ * Streaming PDU framer: turns TCP chunks into typed PDUs.
+ *
+ * PDUs may be split across chunks or packed several to a chunk. Every header
+ * field is checked before the rest of the PDU is buffered, so a PDU that claims
+ * a huge plen is refused without allocating it. A violation throws a
+ * ProtocolError carrying the FES/FEI to report; the caller then tears the
+ * connection down. A data digest mismatch is not a framing error: the PDU is
+ * delivered with `dataDigestError` set and the command fails on its own.
+ */
+import { DIGEST_LENGTH, crc32cOf } from './digest.ts';
+import {
+  COMMON_HEADER_LENGTH,
+  Fes,
+  HeaderLength,
+  PduFlag,
+  PduType,
+  ProtocolError,
+  TERM_MAX_DATA,
+  pduTypeName,
+  type Pdu,
+  type PduTypeValue,
+} from './pdu.ts';
+
+export type Role = 'target' | 'host';
+
+/** Which PDU types each side may receive. */
+const RECEIVABLE: Record<Role, ReadonlySet<number>> = {
+  target: new Set([PduType.ICReq, PduType.H2CTermReq, PduType.CapsuleCmd, PduType.H2CData]),
+  host: new Set([PduType.ICResp, PduType.C2HTermReq, PduType.CapsuleResp, PduType.C2HData, PduType.R2T]),
+};
+
+export interface FramerLimits {
+  /** Largest in-capsule data accepted in a CapsuleCmd. */
+  maxInCapsuleData: number;
+  /** Largest data in one H2CData PDU (our maxh2cdata). */
+  maxH2CData: number;
+  /** Largest data in one C2HData PDU. */
+  maxC2HData: number;
+}
+
+export const DEFAULT_FRAMER_LIMITS: FramerLimits = {
+  maxInCapsuleData: 8192,
+  maxH2CData: 131072,
+  maxC2HData: 16 * 1024 * 1024,
+};
+
+const IC_LENGTH = 128;
+
+export class PduFramer {
+  readonly role: Role;
+  limits: FramerLimits;
+  /** Set once the IC exchange negotiated them. */
+  hdgst = false;
+  ddgst = false;
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** plen of the PDU whose header was validated and is being buffered. */
+  private pendingPlen = 0;
+  private readonly scratch = Buffer.alloc(COMMON_HEADER_LENGTH);
+
+  constructor(role: Role, limits: FramerLimits = DEFAULT_FRAMER_LIMITS) {
+    this.role = role;
+    this.limits = limits;
+  }
+
+  /** Bytes received but not yet delivered as a PDU. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** True when a PDU has started arriving but is not complete. */
+  get midPdu(): boolean {
+    return this.buffered > 0;
+  }
+
+  setDigests(hdgst: boolean, ddgst: boolean): void {
+    this.hdgst = hdgst;
+    this.ddgst = ddgst;
+  }
+
+  /**
+   * Feed one chunk; calls `deliver` for each complete PDU, in order. Throws a
+   * ProtocolError on the first violation (later PDUs are not delivered).
+   */
+  push(chunk: Buffer, deliver: (pdu: Pdu) => void): void {
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    for (;;) {
+      if (this.pendingPlen === 0) {
+        if (this.buffered < COMMON_HEADER_LENGTH) return;
+        this.pendingPlen = this.checkCommonHeader(this.peekHeader());
+      }
+      if (this.buffered < this.pendingPlen) return;
+      const raw = this.take(this.pendingPlen);
+      this.pendingPlen = 0;
+      deliver(this.decode(raw));
+    }
+  }
+
+  private peekHeader(): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length >= COMMON_HEADER_LENGTH) return first;
+    let filled = 0;
+    for (const c of this.chunks) {
+      const n = Math.min(c.length, COMMON_HEADER_LENGTH - filled);
+      c.copy(this.scratch, filled, 0, n);
+      filled += n;
+      if (filled === COMMON_HEADER_LENGTH) break;
+    }
+    return this.scratch;
+  }
+
+  /** Take exactly n bytes from the front: a view when they sit in one chunk. */
+  private take(n: number): Buffer {
+    const first = this.chunks[0]!;
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let filled = 0;
+      while (filled < n) {
+        const c = this.chunks[0]!;
+        const want = n - filled;
+        if (c.length <= want) {
+          c.copy(out, filled);
+          filled += c.length;
+          this.chunks.shift();
+        } else {
+          c.copy(out, filled, 0, want);
+          this.chunks[0] = c.subarray(want);
+          filled += want;
+        }
+      }
+    }
+    this.buffered -= n;
+    return out;
+  }
+
+  /** Validates the 8-byte common header; returns plen. */
+  private checkCommonHeader(h: Buffer): number {
+    const hdr = Buffer.from(h.subarray(0, COMMON_HEADER_LENGTH));
+    const type = h[0]!;
+    const flags = h[1]!;
+    const hlen = h[2]!;
+    const pdo = h[3]!;
+    const plen = h.readUInt32LE(4);
+    if (!RECEIVABLE[this.role].has(type)) {
+      throw new ProtocolError(Fes.InvalidHeaderField, 0, `${pduTypeName(type)} is not a PDU the ${this.role} receives`, hdr);
+    }
+    const t = type as PduTypeValue;
+    const expectedHlen = HeaderLength[t];
+    if (hlen !== expectedHlen) {
+      throw new ProtocolError(Fes.InvalidHeaderField, 2, `${pduTypeName(t)} hlen ${hlen}, expected ${expectedHlen}`, hdr);
+    }
+    if (t === PduType.ICReq || t === PduType.ICResp) {
+      if (plen !== IC_LENGTH) throw new ProtocolError(Fes.InvalidHeaderField, 4, `${pduTypeName(t)} plen ${plen}, expected 128`, hdr);
+      return plen;
+    }
+    if (t === PduType.H2CTermReq || t === PduType.C2HTermReq) {
+      if (plen < hlen || plen > hlen + TERM_MAX_DATA) {
+        throw new ProtocolError(Fes.InvalidHeaderField, 4, `${pduTypeName(t)} plen ${plen} out of range`, hdr);
+      }
+      return plen;
+    }
+    const hasHdgst = (flags & PduFlag.HDGSTF) !== 0;
+    if (hasHdgst !== this.hdgst) {
+      throw new ProtocolError(
+        Fes.InvalidHeaderField,
+        1,
+        `HDGSTF ${hasHdgst ? 'set' : 'clear'} but header digest ${this.hdgst ? 'negotiated' : 'not negotiated'}`,
+        hdr,
+      );
+    }
+    const hasDdgst = (flags & PduFlag.DDGSTF) !== 0;
+    if (hasDdgst && !this.ddgst) {
+      throw new ProtocolError(Fes.InvalidHeaderField, 1, 'DDGSTF set but data digest not negotiated', hdr);
+    }
+    const hdgstLen = hasHdgst ? DIGEST_LENGTH : 0;
+    const ddgstLen = hasDdgst ? DIGEST_LENGTH : 0;
+    const headerEnd = hlen + hdgstLen;
+    if (plen < headerEnd) {
+      throw new ProtocolError(Fes.InvalidHeaderField, 4, `plen ${plen} shorter than header ${headerEnd}`, hdr);
+    }
+    let dataLen = 0;
+    if (plen > headerEnd) {
+      // Data present: pdo must point past the header (and its digest).
+      if (pdo < headerEnd || pdo + ddgstLen > plen) {
+        throw new ProtocolError(Fes.InvalidHeaderField, 3, `pdo ${pdo} invalid for hlen ${hlen} plen ${plen}`, hdr);
+      }
+      dataLen = plen - pdo - ddgstLen;
+      if (this.ddgst && dataLen > 0 && !hasDdgst) {
+        throw new ProtocolError(Fes.InvalidHeaderField, 1, 'DDGSTF clear but data digest negotiated', hdr);
+      }
+    } else if (hasDdgst) {
+      throw new ProtocolError(Fes.InvalidHeaderField, 1, 'DDGSTF set on a PDU without data', hdr);
+    }
+    const limit = this.dataLimit(t);
+    if (dataLen > limit) {
+      throw new ProtocolError(
+        Fes.DataTransferLimitExceeded,
+        4,
+        `${pduTypeName(t)} carries ${dataLen} data bytes, limit ${limit}`,
+        hdr,
+      );
+    }
+    if (t === PduType.CapsuleResp || t === PduType.R2T) {
+      if (dataLen !== 0) throw new ProtocolError(Fes.InvalidHeaderField, 4, `${pduTypeName(t)} carries data`, hdr);
+    }
+    return plen;
+  }
+
+  private dataLimit(t: PduTypeValue): number {
+    switch (t) {
+      case PduType.CapsuleCmd:
+        return this.limits.maxInCapsuleData;
+      case PduType.H2CData:
+        return this.limits.maxH2CData;
+      case PduType.C2HData:
+        return this.limits.maxC2HData;
+      default:
+        return 0;
+    }
+  }
+
+  private decode(raw: Buffer): Pdu {
+    const type = raw[0]! as PduTypeValue;
+    const flags = raw[1]!;
+    const hlen = raw[2]!;
+    const pdo = raw[3]!;
+    const plen = raw.readUInt32LE(4);
+    switch (type) {
+      case PduType.ICReq:
+        return {
+          type,
+          pfv: raw.readUInt16LE(8),
+          hpda: raw[10]!,
+          hdgst: (raw[11]! & 1) !== 0,
+          ddgst: (raw[11]! & 2) !== 0,
+          maxr2t: raw.readUInt32LE(12),
+        };
+      case PduType.ICResp:
+        return {
+          type,
+          pfv: raw.readUInt16LE(8),
+          cpda: raw[10]!,
+          hdgst: (raw[11]! & 1) !== 0,
+          ddgst: (raw[11]! & 2) !== 0,
+          maxh2cdata: raw.readUInt32LE(12),
+        };
+      case PduType.H2CTermReq:
+      case PduType.C2HTermReq:
+        return { type, fes: raw.readUInt16LE(8), fei: raw.readUInt32LE(10), errorHeader: raw.subarray(hlen, plen) };
+      default:
+        break;
+    }
+    const hasHdgst = (flags & PduFlag.HDGSTF) !== 0;
+    if (hasHdgst) {
+      const expected = raw.readUInt32LE(hlen);
+      const actual = crc32cOf(raw.subarray(0, hlen));
+      if (expected !== actual) {
+        throw new ProtocolError(
+          Fes.HeaderDigestError,
+          0,
+          `header digest 0x${expected.toString(16)} != computed 0x${actual.toString(16)}`,
+          Buffer.from(raw.subarray(0, hlen)),
+        );
+      }
+    }
+    const headerEnd = hlen + (hasHdgst ? DIGEST_LENGTH : 0);
+    const hasDdgst = (flags & PduFlag.DDGSTF) !== 0;
+    const dataStart = plen > headerEnd ? pdo : plen;
+    const dataEnd = plen - (hasDdgst ? DIGEST_LENGTH : 0);
+    const data = raw.subarray(dataStart, dataEnd);
+    let dataDigestError = false;
+    if (hasDdgst) dataDigestError = raw.readUInt32LE(dataEnd) !== crc32cOf(data);
+    switch (type) {
+      case PduType.CapsuleCmd:
+        return { type, sqe: raw.subarray(8, 72), data, dataDigestError };
+      case PduType.CapsuleResp:
+        return { type, cqe: raw.subarray(8, 24) };
+      case PduType.H2CData:
+      case PduType.C2HData: {
+        const datal = raw.readUInt32LE(16);
+        if (datal !== data.length) {
+          throw new ProtocolError(
+            Fes.InvalidHeaderField,
+            16,
+            `${pduTypeName(type)} DATAL ${datal} but PDU carries ${data.length} bytes`,
+            Buffer.from(raw.subarray(0, hlen)),
+          );
+        }
+        const last = (flags & PduFlag.LAST_PDU) !== 0;
+        if (type === PduType.H2CData) {
+          return {
+            type,
+            cccid: raw.readUInt16LE(8),
+            ttag: raw.readUInt16LE(10),
+            datao: raw.readUInt32LE(12),
+            datal,
+            last,
+            data,
+            dataDigestError,
+          };
+        }
+        const success = (flags & PduFlag.SUCCESS) !== 0;
+        if (success && !last) {
+          throw new ProtocolError(Fes.InvalidHeaderField, 1, 'C2HData SUCCESS without LAST_PDU', Buffer.from(raw.subarray(0, hlen)));
+        }
+        return { type, cccid: raw.readUInt16LE(8), datao: raw.readUInt32LE(12), datal, last, success, data, dataDigestError };
+      }
+      case PduType.R2T:
+        return {
+          type,
+          cccid: raw.readUInt16LE(8),
+          ttag: raw.readUInt16LE(10),
+          r2to: raw.readUInt32LE(12),
+          r2tl: raw.readUInt32LE(16),
+        };
+    }
+  }
+}

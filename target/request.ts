@@ -1,0 +1,76 @@
+/**
+ * A command on its way through the target: the decoded SQE, the data the host
+ * sent with it, and the queue it arrived on. Handlers turn a Request into
+ * exactly one Completion; the transport sends it.
+ */
+import type { Sqe } from '../shared/sqe.ts';
+import type { Controller } from './controller.ts';
+import type { Port } from './port.ts';
+
+export interface Completion {
+  readonly status: number;
+  /** CQE DW0. */
+  readonly result?: number;
+  /** CQE DW1. */
+  readonly dw1?: number;
+  /** Data for the host (controller-to-host commands): exactly the transfer length, or less (zero-filled). */
+  readonly data?: Buffer;
+  /** For the error log: SQE byte offset (bits 7:0) and bit (10:8) of the field in error. */
+  readonly errorLocation?: number;
+  /** For the error log: the LBA in error. */
+  readonly lba?: number;
+}
+
+/** The view of a queue that command handlers need. */
+export interface QueueContext {
+  readonly qid: number;
+  readonly port: Port;
+  readonly remoteAddress: string;
+  readonly controller: Controller | null;
+  /** Queue size granted at Connect (0's based). */
+  readonly sqsize: number;
+}
+
+export class Request {
+  readonly sqe: Sqe;
+  readonly queue: QueueContext;
+  /** Host-to-controller data (in-capsule or collected from H2CData), or null. */
+  data: Buffer | null = null;
+
+  constructor(queue: QueueContext, sqe: Sqe) {
+    this.queue = queue;
+    this.sqe = sqe;
+  }
+
+  /** Data length described by the command's SGL. */
+  get transferLength(): number {
+    return this.sqe.sgl.length;
+  }
+
+  get controller(): Controller | null {
+    return this.queue.controller;
+  }
+}
+
+export function ok(result = 0, data?: Buffer): Completion {
+  return data ? { status: 0, result, data } : { status: 0, result };
+}
+
+export function fail(status: number, errorLocation?: number): Completion {
+  return errorLocation === undefined ? { status } : { status, errorLocation };
+}
+
+/** SQE byte offsets used as error locations. */
+export const SqeField = {
+  opcode: 0,
+  flags: 1,
+  cid: 2,
+  nsid: 4,
+  dptr: 24,
+  cdw10: 40,
+  cdw11: 44,
+  cdw12: 48,
+  cdw13: 52,
+  cdw14: 56,
+  cdw15: 60,
+} as const;

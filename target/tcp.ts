@@ -1,0 +1,485 @@
+/**
+ * The NVMe/TCP transport: one listener per port, one TcpQueue per connection.
+ *
+ * A queue does the transport's share of every command: the IC exchange, PDU
+ * framing, moving data (in-capsule, R2T/H2CData in, C2HData out), digests,
+ * and sending the completion. What a command means is core.ts's business; the
+ * queue only asks it which way data flows, then to execute.
+ *
+ * Socket writes are batched: PDUs produced during one event-loop turn go out
+ * in one corked write. A protocol violation ends in one place, fatal(): a
+ * C2HTermReq with the FES, and the connection closes. Nothing else is touched.
+ */
+import net from 'node:net';
+import { decodeSqe, type Sqe } from '../shared/sqe.ts';
+import { encodeCqe } from '../shared/cqe.ts';
+import { PduFramer } from '../shared/framer.ts';
+import {
+  Fes,
+  PduType,
+  ProtocolError,
+  encodeC2HData,
+  encodeCapsuleResp,
+  encodeIcResp,
+  encodeR2T,
+  encodeTermReq,
+  fesName,
+  pdaToAlignment,
+  type CapsuleCmdPdu,
+  type H2CDataPdu,
+  type IcReqPdu,
+  type Pdu,
+  type WireOptions,
+} from '../shared/pdu.ts';
+import { SGL_INCAPSULE, SGL_TRANSPORT } from '../shared/sgl.ts';
+import { AdminOpcode } from '../shared/opcodes.ts';
+import { Status, describeStatus, withDnr } from '../shared/status.ts';
+import { commandDirection, executeRequest, type TargetCore } from './core.ts';
+import type { Controller, ControllerQueue } from './controller.ts';
+import type { Logger } from './logger.ts';
+import type { Port } from './port.ts';
+import { Request, SqeField, type Completion, type QueueContext } from './request.ts';
+
+/** Fabrics commands and the admin queue always accept this much in-capsule data. */
+export const ADMIN_INCAPSULE_SIZE = 8192;
+/** Largest data in one C2HData PDU; larger reads go out as several PDUs. */
+export const MAX_C2H_DATA = 131072;
+/** Time allowed for ICReq, then for Connect, on a new connection. */
+export const SETUP_TIMEOUT_MS = 10_000;
+/** Pause reading when this much output is queued in the socket. */
+const WRITE_HIGH_WATER = 8 * 1024 * 1024;
+
+type QueueState = 'await-ic' | 'await-connect' | 'live' | 'closed';
+
+interface CommandSlot {
+  readonly req: Request;
+  /** Waiting for H2CData: the transfer tag and the bytes received so far. */
+  ttag: number;
+  buffer: Buffer | null;
+  received: number;
+  digestError: boolean;
+  executing: boolean;
+}
+
+export class TcpQueue implements QueueContext, ControllerQueue {
+  readonly port: Port;
+  readonly remoteAddress: string;
+  private readonly socket: net.Socket;
+  private readonly core: TargetCore;
+  private readonly log: Logger;
+  private readonly framer: PduFramer;
+  private state: QueueState = 'await-ic';
+  private wire: WireOptions = { hdgst: false, ddgst: false };
+  qid = -1;
+  sqsize = 0;
+  controller: Controller | null = null;
+  sqFlowDisabled = false;
+  private sqhd = 0;
+  private readonly slots = new Map<number, CommandSlot>();
+  private readonly ttags = new Map<number, CommandSlot>();
+  private nextTtag = 0;
+  private out: Buffer[] = [];
+  private flushScheduled = false;
+  private setupTimer: NodeJS.Timeout | null;
+  private onClosed: ((q: TcpQueue) => void) | null;
+
+  constructor(socket: net.Socket, port: Port, core: TargetCore, onClosed: (q: TcpQueue) => void) {
+    this.socket = socket;
+    this.port = port;
+    this.core = core;
+    this.onClosed = onClosed;
+    this.remoteAddress = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.log = core.log.child({ port: port.portid, peer: this.remoteAddress });
+    this.framer = new PduFramer('target', {
+      maxInCapsuleData: Math.max(ADMIN_INCAPSULE_SIZE, port.config.inlineDataSize),
+      maxH2CData: port.config.maxh2cdata,
+      maxC2HData: 0,
+    });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
+    socket.on('close', () => this.teardown('connection closed'));
+    socket.on('drain', () => socket.resume());
+    this.setupTimer = setTimeout(() => this.setupTimeout(), SETUP_TIMEOUT_MS);
+    this.setupTimer.unref();
+  }
+
+  get outstanding(): number {
+    return this.slots.size;
+  }
+
+  get isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  // ---------------------------------------------------------------- receive
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    try {
+      this.framer.push(chunk, (pdu) => this.onPdu(pdu));
+    } catch (err) {
+      if (err instanceof ProtocolError) this.fatal(err);
+      else {
+        this.log.error({ err }, 'internal error handling a PDU');
+        this.fatal(new ProtocolError(Fes.InvalidHeaderField, 0, `internal error: ${(err as Error).message}`));
+      }
+    }
+  }
+
+  private onPdu(pdu: Pdu): void {
+    if (this.state === 'closed') return;
+    switch (pdu.type) {
+      case PduType.ICReq:
+        return this.onIcReq(pdu);
+      case PduType.CapsuleCmd:
+        return this.onCapsule(pdu);
+      case PduType.H2CData:
+        return this.onH2CData(pdu);
+      case PduType.H2CTermReq:
+        this.log.warn({ fes: fesName(pdu.fes), fei: pdu.fei }, 'host terminated the connection (H2CTermReq)');
+        return this.destroy('H2CTermReq from host');
+      default:
+        throw new ProtocolError(Fes.InvalidHeaderField, 0, `unexpected PDU type ${pdu.type}`);
+    }
+  }
+
+  private onIcReq(pdu: IcReqPdu): void {
+    if (this.state !== 'await-ic') throw new ProtocolError(Fes.PduSequenceError, 0, 'ICReq after the connection was initialized');
+    if (pdu.pfv !== 0) throw new ProtocolError(Fes.UnsupportedParameter, 8, `PDU format version ${pdu.pfv} not supported`);
+    if (pdu.hpda > 31) throw new ProtocolError(Fes.InvalidHeaderField, 10, `HPDA ${pdu.hpda} out of range 0..31`);
+    const hdgst = pdu.hdgst;
+    const ddgst = pdu.ddgst;
+    this.sendNow([encodeIcResp({ pfv: 0, cpda: 0, hdgst, ddgst, maxh2cdata: this.port.config.maxh2cdata })]);
+    this.framer.setDigests(hdgst, ddgst);
+    this.wire = { hdgst, ddgst, dataAlignment: pdaToAlignment(pdu.hpda) };
+    this.state = 'await-connect';
+    this.log.debug({ hdgst, ddgst, hpda: pdu.hpda, maxr2t: pdu.maxr2t }, 'ICReq accepted');
+  }
+
+  private onCapsule(pdu: CapsuleCmdPdu): void {
+    if (this.state === 'await-ic') throw new ProtocolError(Fes.PduSequenceError, 0, 'CapsuleCmd before ICReq');
+    const sqe = decodeSqe(pdu.sqe);
+    this.controller?.touch();
+    if (this.slots.has(sqe.cid)) {
+      // The host reused a command id still in flight: answer without tracking it.
+      this.log.warn({ cid: sqe.cid }, 'command id already in flight');
+      this.sendCompletion(sqe, { status: withDnr(Status.CommandIdConflict), errorLocation: SqeField.cid }, null);
+      return;
+    }
+    const limit = this.state === 'live' ? 2 * (this.sqsize + 1) : 1;
+    if (this.slots.size >= limit) {
+      throw new ProtocolError(Fes.PduSequenceError, 0, `${this.slots.size} commands outstanding, queue size ${this.sqsize + 1}`);
+    }
+    const req = new Request(this, sqe);
+    const slot: CommandSlot = { req, ttag: -1, buffer: null, received: 0, digestError: false, executing: false };
+    this.slots.set(sqe.cid, slot);
+    if (pdu.dataDigestError) {
+      this.log.warn({ cid: sqe.cid }, 'data digest error in command capsule');
+      return this.finish(slot, { status: Status.TransientTransportError });
+    }
+    const prepared = commandDirection(req, this.state === 'live', this.core.limits);
+    if (typeof prepared === 'object') return this.finish(slot, prepared);
+    if (prepared === 'to-controller' && req.transferLength > 0) {
+      const placement = this.placeHostData(req, pdu.data);
+      if (placement === 'r2t') return this.requestData(slot);
+      if (placement !== 'ok') return this.finish(slot, placement);
+    } else if (prepared === 'to-host' && req.transferLength > 0 && sqe.sgl.id !== SGL_TRANSPORT) {
+      return this.finish(
+        slot,
+        sqe.sgl.id === SGL_INCAPSULE
+          ? { status: withDnr(Status.InvalidField), errorLocation: SqeField.dptr }
+          : { status: withDnr(Status.SglDescriptorTypeInvalid), errorLocation: SqeField.dptr },
+      );
+    }
+    this.execute(slot);
+  }
+
+  /** Where the host's data for a command is: in the capsule ('ok'), to be fetched ('r2t'), or an error. */
+  private placeHostData(req: Request, capsuleData: Buffer): 'ok' | 'r2t' | Completion {
+    const { sgl } = req.sqe;
+    if (sgl.id === SGL_INCAPSULE) {
+      const isFabrics = req.sqe.opcode === AdminOpcode.Fabrics;
+      const limit = isFabrics || this.qid === 0 ? Math.max(ADMIN_INCAPSULE_SIZE, this.port.config.inlineDataSize) : this.port.config.inlineDataSize;
+      if (sgl.address !== 0n || sgl.length > limit) {
+        return { status: withDnr(Status.SglOffsetInvalid), errorLocation: SqeField.dptr };
+      }
+      if (capsuleData.length < sgl.length) {
+        return { status: withDnr(Status.DataSglLengthInvalid), errorLocation: SqeField.dptr };
+      }
+      req.data = capsuleData.length === sgl.length ? capsuleData : capsuleData.subarray(0, sgl.length);
+      return 'ok';
+    }
+    if (sgl.id === SGL_TRANSPORT) {
+      if (capsuleData.length > 0) return { status: withDnr(Status.InvalidField), errorLocation: SqeField.dptr };
+      return 'r2t';
+    }
+    return { status: withDnr(Status.SglDescriptorTypeInvalid), errorLocation: SqeField.dptr };
+  }
+
+  /** Ask for the whole transfer with one R2T; the host answers in H2CData chunks. */
+  private requestData(slot: CommandSlot): void {
+    let ttag = this.nextTtag;
+    while (this.ttags.has(ttag)) ttag = (ttag + 1) & 0xffff;
+    this.nextTtag = (ttag + 1) & 0xffff;
+    slot.ttag = ttag;
+    slot.buffer = Buffer.allocUnsafe(slot.req.transferLength);
+    this.ttags.set(ttag, slot);
+    this.send(encodeR2T({ cccid: slot.req.sqe.cid, ttag, r2to: 0, r2tl: slot.req.transferLength }, this.wire));
+  }
+
+  private onH2CData(pdu: H2CDataPdu): void {
+    if (this.state !== 'live') throw new ProtocolError(Fes.PduSequenceError, 0, 'H2CData before the queue is connected');
+    const slot = this.ttags.get(pdu.ttag);
+    if (!slot) throw new ProtocolError(Fes.InvalidHeaderField, 10, `H2CData for unknown transfer tag ${pdu.ttag}`);
+    if (slot.req.sqe.cid !== pdu.cccid) {
+      throw new ProtocolError(Fes.InvalidHeaderField, 8, `H2CData cccid ${pdu.cccid} does not match ttag ${pdu.ttag} (cid ${slot.req.sqe.cid})`);
+    }
+    const total = slot.req.transferLength;
+    if (pdu.datal === 0) throw new ProtocolError(Fes.InvalidHeaderField, 16, 'H2CData with no data');
+    if (pdu.datao !== slot.received) {
+      throw new ProtocolError(Fes.DataTransferOutOfRange, 12, `H2CData offset ${pdu.datao}, expected ${slot.received}`);
+    }
+    if (pdu.datao + pdu.datal > total) {
+      throw new ProtocolError(Fes.DataTransferOutOfRange, 16, `H2CData ends at ${pdu.datao + pdu.datal}, R2T asked for ${total}`);
+    }
+    pdu.data.copy(slot.buffer!, pdu.datao);
+    slot.received += pdu.datal;
+    if (pdu.dataDigestError) slot.digestError = true;
+    const done = slot.received === total;
+    if (done !== pdu.last) {
+      throw new ProtocolError(Fes.InvalidHeaderField, 1, done ? 'last H2CData PDU without LAST_PDU' : 'LAST_PDU before all data was sent');
+    }
+    if (!done) return;
+    this.ttags.delete(slot.ttag);
+    slot.ttag = -1;
+    slot.req.data = slot.buffer;
+    slot.buffer = null;
+    if (slot.digestError) {
+      this.log.warn({ cid: slot.req.sqe.cid }, 'data digest error in H2CData');
+      return this.finish(slot, { status: Status.TransientTransportError });
+    }
+    this.execute(slot);
+  }
+
+  // ---------------------------------------------------------------- execute
+
+  private execute(slot: CommandSlot): void {
+    slot.executing = true;
+    let result: Completion | Promise<Completion>;
+    try {
+      result = executeRequest(slot.req, this.core, this);
+    } catch (err) {
+      this.log.error({ err, opcode: slot.req.sqe.opcode }, 'command handler threw');
+      result = { status: Status.InternalError };
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (c) => this.finish(slot, c),
+        (err: unknown) => {
+          this.log.error({ err, opcode: slot.req.sqe.opcode }, 'command handler failed');
+          this.finish(slot, { status: Status.InternalError });
+        },
+      );
+    } else this.finish(slot, result);
+  }
+
+  private finish(slot: CommandSlot, c: Completion): void {
+    if (this.slots.get(slot.req.sqe.cid) !== slot) return; // aborted or queue gone
+    this.slots.delete(slot.req.sqe.cid);
+    if (slot.ttag >= 0) this.ttags.delete(slot.ttag);
+    const { sqe } = slot.req;
+    if (c.status !== 0 && this.controller && !this.controller.isGone) {
+      this.controller.recordError({
+        sqid: Math.max(this.qid, 0),
+        cid: sqe.cid,
+        status: c.status,
+        errorLocation: c.errorLocation,
+        lba: c.lba,
+        nsid: sqe.opcode === AdminOpcode.Fabrics ? 0 : sqe.nsid,
+        opcode: sqe.opcode,
+      });
+      this.log.debug({ cid: sqe.cid, opcode: sqe.opcode, status: describeStatus(c.status) }, 'command failed');
+    }
+    if (this.state === 'closed') return;
+    this.sendCompletion(sqe, c, slot.req);
+  }
+
+  private sendCompletion(sqe: Sqe, c: Completion, req: Request | null): void {
+    if (this.state !== 'live' || this.sqsize === 0) this.sqhd = 0;
+    else if (!this.sqFlowDisabled) this.sqhd = (this.sqhd + 1) % (this.sqsize + 1);
+    const data = c.status === 0 && req ? c.data : undefined;
+    let successInData = false;
+    if (data && req && req.transferLength > 0) {
+      const length = req.transferLength;
+      const payload = data.length >= length ? data.subarray(0, length) : Buffer.concat([data, Buffer.alloc(length - data.length)]);
+      const useSuccess = this.sqFlowDisabled && !c.result && !c.dw1;
+      for (let off = 0; off < length; off += MAX_C2H_DATA) {
+        const end = Math.min(length, off + MAX_C2H_DATA);
+        const last = end === length;
+        this.send(encodeC2HData({ cccid: sqe.cid, datao: off, last, success: last && useSuccess }, payload.subarray(off, end), this.wire));
+      }
+      successInData = useSuccess;
+    }
+    if (successInData) return;
+    const cqe = encodeCqe({
+      result: c.result ?? 0,
+      dw1: c.dw1 ?? 0,
+      sqhd: this.sqFlowDisabled ? 0 : this.sqhd,
+      sqid: Math.max(this.qid, 0),
+      cid: sqe.cid,
+      status: c.status,
+    });
+    this.send(encodeCapsuleResp(cqe, this.wire));
+  }
+
+  // ---------------------------------------------------------------- connect (called by fabrics-cmd)
+
+  /** Bind this connection to a controller as queue qid. */
+  bind(controller: Controller, qid: number, sqsize: number, sqFlowDisabled: boolean): void {
+    this.controller = controller;
+    this.qid = qid;
+    this.sqsize = sqsize;
+    this.sqFlowDisabled = sqFlowDisabled;
+    this.state = 'live';
+    controller.queues.set(qid, this);
+    if (this.setupTimer) clearTimeout(this.setupTimer);
+    this.setupTimer = null;
+  }
+
+  /** True while this connection still waits for its Connect. */
+  get awaitingConnect(): boolean {
+    return this.state === 'await-connect';
+  }
+
+  abortPending(cid: number): boolean {
+    const slot = this.slots.get(cid);
+    if (!slot || slot.executing) return false;
+    this.finish(slot, { status: Status.AbortRequested });
+    return true;
+  }
+
+  // ---------------------------------------------------------------- send
+
+  private send(buffers: Buffer[]): void {
+    if (this.state === 'closed') return;
+    for (const b of buffers) this.out.push(b);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private sendNow(buffers: Buffer[]): void {
+    for (const b of buffers) this.out.push(b);
+    this.flush();
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.out.length === 0 || this.socket.destroyed) {
+      this.out = [];
+      return;
+    }
+    const out = this.out;
+    this.out = [];
+    this.socket.cork();
+    for (const b of out) this.socket.write(b);
+    this.socket.uncork();
+    if (this.socket.writableLength > WRITE_HIGH_WATER) this.socket.pause();
+  }
+
+  // ---------------------------------------------------------------- teardown
+
+  /** A protocol violation: C2HTermReq with the FES, then close. */
+  fatal(err: ProtocolError): void {
+    if (this.state === 'closed') return;
+    this.log.warn({ fes: fesName(err.fes), fei: err.fei, qid: this.qid, cntlid: this.controller?.cntlid }, `protocol error: ${err.message}; sending C2HTermReq and closing`);
+    this.flush();
+    this.socket.end(encodeTermReq(PduType.C2HTermReq, err.fes, err.fei, err.errorHeader));
+    const socket = this.socket;
+    setTimeout(() => socket.destroy(), 1000).unref();
+    this.teardown(`protocol error: ${fesName(err.fes)}`);
+  }
+
+  private setupTimeout(): void {
+    if (this.state !== 'await-ic' && this.state !== 'await-connect') return;
+    this.log.warn({ state: this.state }, 'connection did not complete ICReq/Connect in time: closing');
+    this.destroy('setup timeout');
+  }
+
+  /** Close the connection (controller teardown, port down, shutdown). */
+  destroy(reason: string): void {
+    if (this.state === 'closed') return;
+    this.flush();
+    this.socket.destroy();
+    this.teardown(reason);
+  }
+
+  private teardown(reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    if (this.setupTimer) clearTimeout(this.setupTimer);
+    this.slots.clear();
+    this.ttags.clear();
+    this.out = [];
+    const ctrl = this.controller;
+    if (ctrl && !ctrl.isGone) {
+      if (this.qid === 0) ctrl.destroy(`admin queue: ${reason}`);
+      else if (ctrl.queues.get(this.qid) === this) {
+        ctrl.queues.delete(this.qid);
+        ctrl.log.info({ qid: this.qid, reason }, 'I/O queue gone');
+      }
+    }
+    const cb = this.onClosed;
+    this.onClosed = null;
+    cb?.(this);
+  }
+}
+
+/** The listener of one port and the connections it accepted. */
+export class PortListener {
+  readonly port: Port;
+  private server: net.Server | null = null;
+  private readonly core: TargetCore;
+  readonly connections = new Set<TcpQueue>();
+
+  constructor(port: Port, core: TargetCore) {
+    this.port = port;
+    this.core = core;
+  }
+
+  get listening(): boolean {
+    return this.server !== null;
+  }
+
+  /** Resolves with the bound TCP port (useful when the config says 0). */
+  async start(): Promise<number> {
+    if (this.server) return (this.server.address() as net.AddressInfo).port;
+    const server = net.createServer({ noDelay: true }, (socket) => {
+      const q = new TcpQueue(socket, this.port, this.core, (closed) => this.connections.delete(closed));
+      this.connections.add(q);
+    });
+    server.maxConnections = this.core.maxConnectionsPerPort;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.port.config.traddr, port: this.port.config.trsvcid, exclusive: true }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.core.log.error({ err, port: this.port.portid }, 'listener error'));
+    this.server = server;
+    return (server.address() as net.AddressInfo).port;
+  }
+
+  /** Close the listener and reset every connection on it. */
+  async stop(reason: string): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    for (const q of [...this.connections]) q.destroy(reason);
+    this.connections.clear();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+

@@ -1,0 +1,269 @@
+import { describe, expect, it } from 'vitest';
+import { CHUNK_SIZE, MemoryStore, StoreError, openStore, type BlockSize, type BlockStore } from '../../target/store/index.ts';
+
+const TiB = 2 ** 40;
+
+function pattern(len: number, seed: number): Buffer {
+  const b = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) b[i] = (i * 31 + seed * 7 + 1) & 0xff || 1;
+  return b;
+}
+
+function isZero(b: Buffer): boolean {
+  return b.equals(Buffer.alloc(b.length));
+}
+
+async function expectStoreError(p: Promise<unknown>, code: StoreError['code']): Promise<void> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(StoreError);
+  expect((err as StoreError).code).toBe(code);
+}
+
+/** Small seeded PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe.each([512, 4096] as const)('MemoryStore blockSize %i', (bs: BlockSize) => {
+  it('is sparse: a write near the end of a 1 TiB namespace costs one chunk', async () => {
+    const s = await openStore({ kind: 'memory', blockSize: bs, sizeBytes: TiB });
+    expect(s.kind).toBe('memory');
+    expect(s.blockSize).toBe(bs);
+    expect(s.nblocks).toBe(TiB / bs);
+    expect(s.allocatedBytes()).toBe(0);
+
+    const slba = s.nblocks - 2;
+    const data = pattern(2 * bs, 1);
+    await s.write(slba, data);
+    expect(s.allocatedBytes()).toBe(CHUNK_SIZE);
+    expect((await s.read(slba, 2)).equals(data)).toBe(true);
+    // unwritten space reads as zeros (start, middle, just before the write)
+    expect(isZero(await s.read(0, 8))).toBe(true);
+    expect(isZero(await s.read(Math.floor(s.nblocks / 2), 8))).toBe(true);
+    expect(isZero(await s.read(slba - 4, 4))).toBe(true);
+    // trimming the whole 1 TiB namespace is cheap and frees the chunk
+    await s.deallocate(0, s.nblocks);
+    expect(s.allocatedBytes()).toBe(0);
+    expect(isZero(await s.read(slba, 2))).toBe(true);
+    await s.close();
+  });
+
+  it('handles partial-chunk and chunk-straddling I/O', async () => {
+    const s = new MemoryStore(bs, 4 * CHUNK_SIZE);
+    const perChunk = CHUNK_SIZE / bs;
+    // straddle the boundary between chunk 0 and 1
+    const slba = perChunk - 1;
+    const data = pattern(3 * bs, 2);
+    await s.write(slba, data);
+    expect(s.chunkCount).toBe(2);
+    expect(s.allocatedBytes()).toBe(2 * CHUNK_SIZE);
+    expect((await s.read(slba, 3)).equals(data)).toBe(true);
+    // read a window larger than the write: zeros around it
+    const win = await s.read(slba - 1, 5);
+    expect(isZero(win.subarray(0, bs))).toBe(true);
+    expect(win.subarray(bs, 4 * bs).equals(data)).toBe(true);
+    expect(isZero(win.subarray(4 * bs))).toBe(true);
+    // a write spanning three chunks
+    const big = pattern(CHUNK_SIZE + 2 * bs, 3);
+    await s.write(2 * perChunk - 1, big);
+    expect(s.chunkCount).toBe(4);
+    expect((await s.read(2 * perChunk - 1, big.length / bs)).equals(big)).toBe(true);
+    await s.close();
+  });
+
+  it('reads into a caller buffer, zero-filling holes', async () => {
+    const s = new MemoryStore(bs, 2 * CHUNK_SIZE);
+    const perChunk = CHUNK_SIZE / bs;
+    const data = pattern(bs, 4);
+    await s.write(perChunk, data); // first block of chunk 1
+    const into = Buffer.alloc(3 * bs, 0xee); // dirty, and 1 block larger than needed
+    const got = await s.read(perChunk - 1, 2, into);
+    expect(got).toBe(into);
+    expect(isZero(into.subarray(0, bs))).toBe(true); // hole, must be zeroed
+    expect(into.subarray(bs, 2 * bs).equals(data)).toBe(true);
+    expect(into.subarray(2 * bs).equals(Buffer.alloc(bs, 0xee))).toBe(true); // untouched
+    await expectStoreError(s.read(0, 2, Buffer.alloc(2 * bs - 1)), 'out-of-range');
+  });
+
+  it('copies write data (caller may reuse the buffer afterwards)', async () => {
+    const s = new MemoryStore(bs, CHUNK_SIZE);
+    const data = pattern(bs, 5);
+    const copy = Buffer.from(data);
+    await s.write(3, data);
+    data.fill(0x55);
+    expect((await s.read(3, 1)).equals(copy)).toBe(true);
+  });
+
+  it('writeZeroes and deallocate free whole chunks and zero partial ones', async () => {
+    for (const op of ['writeZeroes', 'deallocate'] as const) {
+      const s = new MemoryStore(bs, 4 * CHUNK_SIZE);
+      const perChunk = CHUNK_SIZE / bs;
+      const all = pattern(4 * CHUNK_SIZE, 6);
+      await s.write(0, all);
+      expect(s.chunkCount).toBe(4);
+      // from the last block of chunk 0 through the first block of chunk 3:
+      // chunks 1 and 2 are freed, chunks 0 and 3 are zeroed partially
+      await s[op](perChunk - 1, 2 * perChunk + 2);
+      expect(s.chunkCount).toBe(2);
+      expect(s.allocatedBytes()).toBe(2 * CHUNK_SIZE);
+      const got = await s.read(0, 4 * perChunk);
+      const expected = Buffer.from(all);
+      expected.fill(0, (perChunk - 1) * bs, (3 * perChunk + 1) * bs);
+      expect(got.equals(expected)).toBe(true);
+      // a one-block zeroing inside a chunk keeps the chunk
+      await s[op](1, 1);
+      expect(s.chunkCount).toBe(2);
+      expect(isZero(await s.read(1, 1))).toBe(true);
+      expect((await s.read(0, 1)).equals(all.subarray(0, bs))).toBe(true);
+      // freeing the rest drops memory to zero
+      await s[op](0, s.nblocks);
+      expect(s.allocatedBytes()).toBe(0);
+      expect(isZero(await s.read(0, s.nblocks))).toBe(true);
+    }
+  });
+
+  it('handles a namespace that is not a multiple of the chunk size', async () => {
+    const size = CHUNK_SIZE + 3 * 4096; // multiple of both block sizes
+    const s = new MemoryStore(bs, size);
+    const last = s.nblocks - 1;
+    const data = pattern(bs, 7);
+    await s.write(last, data);
+    expect(s.allocatedBytes()).toBe(3 * 4096); // short last chunk
+    expect((await s.read(last, 1)).equals(data)).toBe(true);
+    await s.deallocate(s.nblocks - 2, 2);
+    expect(s.allocatedBytes()).toBe(3 * 4096); // partial: chunk kept, zeroed
+    await s.deallocate(CHUNK_SIZE / bs, s.nblocks - CHUNK_SIZE / bs);
+    expect(s.allocatedBytes()).toBe(0);
+  });
+
+  it('matches a flat reference buffer under random operations', async () => {
+    const size = 8 * CHUNK_SIZE;
+    const s = new MemoryStore(bs, size);
+    const ref = Buffer.alloc(size);
+    const rand = rng(bs);
+    const nb = s.nblocks;
+    for (let i = 0; i < 400; i++) {
+      const slba = Math.floor(rand() * nb);
+      const nlb = 1 + Math.floor(rand() * Math.min(nb - slba, (3 * CHUNK_SIZE) / bs));
+      const r = rand();
+      if (r < 0.45) {
+        const data = pattern(nlb * bs, i);
+        await s.write(slba, data);
+        data.copy(ref, slba * bs);
+      } else if (r < 0.6) {
+        await s.writeZeroes(slba, nlb);
+        ref.fill(0, slba * bs, (slba + nlb) * bs);
+      } else if (r < 0.75) {
+        await s.deallocate(slba, nlb);
+        ref.fill(0, slba * bs, (slba + nlb) * bs);
+      } else {
+        const into = rand() < 0.5 ? Buffer.alloc(nlb * bs, 0xaa) : undefined;
+        const got = await s.read(slba, nlb, into);
+        expect(got.equals(ref.subarray(slba * bs, (slba + nlb) * bs))).toBe(true);
+      }
+      expect(s.allocatedBytes()).toBe(s.chunkCount * CHUNK_SIZE);
+    }
+    expect((await s.read(0, nb)).equals(ref)).toBe(true);
+  });
+
+  it('rejects out-of-range requests', async () => {
+    const s = new MemoryStore(bs, CHUNK_SIZE);
+    const nb = s.nblocks;
+    const one = Buffer.alloc(bs);
+    await expectStoreError(s.read(nb, 1), 'out-of-range');
+    await expectStoreError(s.read(nb - 1, 2), 'out-of-range');
+    await expectStoreError(s.read(0, 0), 'out-of-range');
+    await expectStoreError(s.read(-1, 1), 'out-of-range');
+    await expectStoreError(s.read(0.5, 1), 'out-of-range');
+    await expectStoreError(s.read(0, Number.NaN), 'out-of-range');
+    await expectStoreError(s.write(nb, one), 'out-of-range');
+    await expectStoreError(s.write(nb - 1, Buffer.alloc(2 * bs)), 'out-of-range');
+    await expectStoreError(s.write(0, Buffer.alloc(0)), 'out-of-range');
+    await expectStoreError(s.write(0, Buffer.alloc(bs + 1)), 'out-of-range');
+    await expectStoreError(s.writeZeroes(nb - 1, 2), 'out-of-range');
+    await expectStoreError(s.writeZeroes(0, 0), 'out-of-range');
+    await expectStoreError(s.deallocate(nb, 1), 'out-of-range');
+    await expectStoreError(s.deallocate(0, 0), 'out-of-range');
+    // nothing was allocated by the failed writes
+    expect(s.allocatedBytes()).toBe(0);
+    // the last block itself is fine
+    await s.write(nb - 1, one);
+    await s.read(nb - 1, 1);
+  });
+
+  it('rejects every operation after close', async () => {
+    const s: BlockStore = new MemoryStore(bs, CHUNK_SIZE);
+    await s.write(0, Buffer.alloc(bs, 1));
+    await s.close();
+    expect(s.allocatedBytes()).toBe(0);
+    await expectStoreError(s.read(0, 1), 'closed');
+    await expectStoreError(s.write(0, Buffer.alloc(bs)), 'closed');
+    await expectStoreError(s.writeZeroes(0, 1), 'closed');
+    await expectStoreError(s.deallocate(0, 1), 'closed');
+    await expectStoreError(s.flush(), 'closed');
+    await s.close(); // idempotent
+  });
+});
+
+describe('MemoryStore under many small I/Os', () => {
+  it('keeps 10k random 4 KiB write+read pairs on a 1 TiB namespace consistent and sparse', async () => {
+    const s = new MemoryStore(4096, TiB);
+    const data = pattern(4096, 9);
+    const into = Buffer.alloc(4096);
+    const rand = rng(42);
+    for (let i = 0; i < 10_000; i++) {
+      const slba = Math.floor(rand() * 2048) * 8; // within a 64 MiB window
+      await s.write(slba, data);
+      await s.read(slba, 1, into);
+    }
+    expect(into.equals(data)).toBe(true);
+    expect(s.allocatedBytes()).toBeLessThanOrEqual(64 * 2 ** 20);
+    await s.close();
+  });
+});
+
+describe('openStore spec validation', () => {
+  it('requires sizeBytes for memory and null stores', async () => {
+    await expect(openStore({ kind: 'memory', blockSize: 512 })).rejects.toThrow(
+      /memory store needs sizeBytes, a positive multiple of the block size 512/,
+    );
+    await expect(openStore({ kind: 'null', blockSize: 4096 })).rejects.toThrow(
+      /null store needs sizeBytes, a positive multiple of the block size 4096/,
+    );
+  });
+
+  it('rejects bad sizes, block sizes and kinds', async () => {
+    await expect(openStore({ kind: 'memory', blockSize: 4096, sizeBytes: 4096 + 512 })).rejects.toThrow(RangeError);
+    await expect(openStore({ kind: 'memory', blockSize: 512, sizeBytes: 0 })).rejects.toThrow(RangeError);
+    await expect(openStore({ kind: 'memory', blockSize: 512, sizeBytes: -512 })).rejects.toThrow(RangeError);
+    await expect(openStore({ kind: 'memory', blockSize: 512, sizeBytes: 2 ** 60 })).rejects.toThrow(RangeError);
+    await expect(openStore({ kind: 'memory', blockSize: 1024 as BlockSize, sizeBytes: 4096 })).rejects.toThrow(
+      /blockSize 512 or 4096/,
+    );
+    await expect(openStore({ kind: 'disk' as 'memory', blockSize: 512, sizeBytes: 4096 })).rejects.toThrow(
+      /unknown store kind "disk"/,
+    );
+    await expect(openStore({ kind: 'file', blockSize: 512 })).rejects.toThrow(/file store needs path/);
+  });
+
+  it('accepts the largest block-aligned safe size', async () => {
+    const max = Number.MAX_SAFE_INTEGER - (Number.MAX_SAFE_INTEGER % 4096);
+    const s = await openStore({ kind: 'memory', blockSize: 4096, sizeBytes: max });
+    const data = pattern(4096, 10);
+    await s.write(s.nblocks - 1, data);
+    expect((await s.read(s.nblocks - 1, 1)).equals(data)).toBe(true);
+    // the last chunk of this namespace is short: 2^53 - 4096 is not chunk-aligned
+    expect(s.allocatedBytes()).toBe(CHUNK_SIZE - 4096);
+    await s.close();
+  });
+});
