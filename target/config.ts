@@ -387,10 +387,11 @@ function asciiField(ctx: Ctx, v: unknown, p: string, max: number, what: string):
   return s;
 }
 
-function portNumber(ctx: Ctx, v: unknown, p: string): number | undefined {
+function portNumber(ctx: Ctx, v: unknown, p: string, allowEphemeral = false): number | undefined {
   const t = typeof v === 'number' ? String(v) : typeof v === 'string' ? v.trim() : undefined;
-  if (t === undefined || !/^\d{1,5}$/.test(t) || Number(t) < 1 || Number(t) > 65535) {
-    ctx.err(p, `${show(v)} is not a port number (1..65535)`);
+  const min = allowEphemeral ? 0 : 1;
+  if (t === undefined || !/^\d{1,5}$/.test(t) || Number(t) < min || Number(t) > 65535) {
+    ctx.err(p, `${show(v)} is not a port number (${min}..65535)`);
     return undefined;
   }
   return Number(t);
@@ -577,7 +578,8 @@ function parsePort(ctx: Ctx, v: unknown, i: number): PortParse {
   const trtype = addr ? parseTrtype(ctx, a['trtype'], join(ap, 'trtype')) : undefined;
   const adrfam = addr ? parseAdrfam(ctx, a['adrfam'], join(ap, 'adrfam'), a['traddr']) : undefined;
   const traddr = addr ? ipAddress(ctx, a['traddr'], join(ap, 'traddr'), adrfam) : undefined;
-  const trsvcid = addr ? portNumber(ctx, a['trsvcid'], join(ap, 'trsvcid')) : undefined;
+  // A listen port of 0 lets the OS choose (tests); the advertised port follows it.
+  const trsvcid = addr ? portNumber(ctx, a['trsvcid'], join(ap, 'trsvcid'), true) : undefined;
   let treq: PortConfig['treq'] = 'not specified';
   if (addr && a['treq'] !== undefined && a['treq'] !== '') {
     if (a['treq'] === 'not specified' || a['treq'] === 'not required') treq = a['treq'];
@@ -1207,7 +1209,7 @@ export function parseConfig(json: unknown, opts: { baseDir?: string } = {}): Tar
     const rp = pp.full;
     if (!rp) continue;
     const c = rp.cfg;
-    const clash = listenSeen.find((o) => o.cfg.trsvcid === c.trsvcid && o.cfg.adrfam === c.adrfam
+    const clash = c.trsvcid === 0 ? undefined : listenSeen.find((o) => o.cfg.trsvcid === c.trsvcid && o.cfg.adrfam === c.adrfam
       && (o.cfg.traddr === c.traddr || isWildcard(o.cfg.traddr) || isWildcard(c.traddr)));
     if (clash) {
       ctx.err(join(rp.p, 'addr'), `listen address ${fmtAddr(c.traddr, c.trsvcid)} conflicts with ${clash.p} (${fmtAddr(clash.cfg.traddr, clash.cfg.trsvcid)})`);
@@ -1215,10 +1217,10 @@ export function parseConfig(json: unknown, opts: { baseDir?: string } = {}): Tar
     listenSeen.push(rp);
     const advKey = fmtAddr(c.advertise.traddr, c.advertise.trsvcid);
     const advClash = advSeen.get(advKey);
-    if (advClash && !clash) {
+    if (advClash && !clash && c.advertise.trsvcid !== 0) {
       ctx.err(join(rp.p, rp.hasAdvertise ? 'ext.advertise' : 'addr'), `advertised address ${advKey} is also advertised by ${advClash.p}`);
     }
-    if (!advClash) advSeen.set(advKey, rp);
+    if (!advClash && c.advertise.trsvcid !== 0) advSeen.set(advKey, rp);
   }
 
   // --- per subsystem: initial active ports, ANA groups

@@ -1,0 +1,279 @@
+/**
+ * A small NVMe/TCP test client built straight on shared/: one connection, one
+ * queue. It walks ICReq, Connect and the enable handshake, sends commands with
+ * in-capsule or R2T data, reassembles C2HData, and also sends raw bytes so
+ * tests can feed the target malformed input and see exactly what comes back.
+ */
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { decodeCqe, type Cqe } from '../../shared/cqe.ts';
+import { CNTLID_DYNAMIC, DISCOVERY_NQN, Property, encodeCc, encodeConnectData } from '../../shared/fabrics.ts';
+import { PduFramer } from '../../shared/framer.ts';
+import {
+  PduType,
+  encodeCapsuleCmd,
+  encodeH2CData,
+  encodeIcReq,
+  type IcRespPdu,
+  type Pdu,
+  type TermReqPdu,
+  type WireOptions,
+} from '../../shared/pdu.ts';
+import {
+  connectCommand,
+  encodeSqe,
+  propertyGetCommand,
+  propertySetCommand,
+  withCid,
+  type Sqe,
+} from '../../shared/sqe.ts';
+import { inCapsuleSgl, SGL_INCAPSULE } from '../../shared/sgl.ts';
+
+export const TEST_HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001';
+
+export interface CommandResult {
+  cqe: Cqe;
+  data: Buffer;
+  /** C2HData PDUs that carried the data, and whether SUCCESS ended it without a CapsuleResp. */
+  c2hPdus: number;
+  successFlag: boolean;
+  r2ts: number;
+}
+
+interface Pending {
+  resolve: (r: CommandResult) => void;
+  reject: (e: Error) => void;
+  data: Buffer;
+  writeData: Buffer | null;
+  c2hPdus: number;
+  r2ts: number;
+  maxh2c: number;
+}
+
+export class RawClient {
+  readonly socket: net.Socket;
+  private readonly framer = new PduFramer('host', { maxInCapsuleData: 0, maxH2CData: 0, maxC2HData: 64 * 1024 * 1024 });
+  wire: WireOptions = { hdgst: false, ddgst: false };
+  private pending = new Map<number, Pending>();
+  private waiters: ((p: Pdu) => void)[] = [];
+  /** PDUs not claimed by a command (ICResp, TermReq, unexpected). */
+  readonly unclaimed: Pdu[] = [];
+  private nextCid = 1;
+  maxh2cdata = 0;
+  closed = false;
+  private closeWaiters: (() => void)[] = [];
+  cntlid = 0;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.framer.push(chunk, (pdu) => this.onPdu(pdu));
+      } catch (err) {
+        for (const p of this.pending.values()) p.reject(err as Error);
+        this.pending.clear();
+        socket.destroy();
+      }
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      for (const p of this.pending.values()) p.reject(new Error('connection closed'));
+      this.pending.clear();
+      for (const w of this.closeWaiters.splice(0)) w();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  static connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ port, host }, () => {
+        s.off('error', reject);
+        s.setNoDelay(true);
+        resolve(new RawClient(s));
+      });
+      s.once('error', reject);
+    });
+  }
+
+  /** ICReq + ICResp, then Connect; for the admin queue also the enable handshake. */
+  static async admin(port: number, opts: { subnqn: string; hostnqn?: string; kato?: number; hdgst?: boolean; ddgst?: boolean; enable?: boolean; sqsize?: number; cattr?: number }): Promise<RawClient> {
+    const c = await RawClient.connect(port);
+    await c.initialize({ hdgst: opts.hdgst, ddgst: opts.ddgst });
+    const r = await c.connectQueue({ qid: 0, subnqn: opts.subnqn, hostnqn: opts.hostnqn, kato: opts.kato ?? 0, sqsize: opts.sqsize ?? 31, cattr: opts.cattr });
+    if (r.cqe.status !== 0) throw new Error(`Connect failed: status 0x${r.cqe.status.toString(16)}`);
+    c.cntlid = r.cqe.result & 0xffff;
+    if (opts.enable !== false) await c.enable();
+    return c;
+  }
+
+  static async io(port: number, opts: { subnqn: string; cntlid: number; qid: number; hostnqn?: string; hdgst?: boolean; ddgst?: boolean; sqsize?: number; cattr?: number }): Promise<RawClient> {
+    const c = await RawClient.connect(port);
+    await c.initialize({ hdgst: opts.hdgst, ddgst: opts.ddgst });
+    const r = await c.connectQueue({ qid: opts.qid, subnqn: opts.subnqn, hostnqn: opts.hostnqn, cntlid: opts.cntlid, sqsize: opts.sqsize ?? 127, cattr: opts.cattr });
+    if (r.cqe.status !== 0) throw new Error(`I/O Connect failed: status 0x${r.cqe.status.toString(16)}`);
+    c.cntlid = opts.cntlid;
+    return c;
+  }
+
+  static discovery(port: number, hostnqn = TEST_HOSTNQN): Promise<RawClient> {
+    return RawClient.admin(port, { subnqn: DISCOVERY_NQN, hostnqn });
+  }
+
+  async initialize(opts: { hdgst?: boolean; ddgst?: boolean; hpda?: number } = {}): Promise<IcRespPdu> {
+    this.sendRaw(encodeIcReq({ pfv: 0, hpda: opts.hpda ?? 0, hdgst: !!opts.hdgst, ddgst: !!opts.ddgst, maxr2t: 0 }));
+    const pdu = await this.nextUnclaimed();
+    if (pdu.type !== PduType.ICResp) throw new Error(`expected ICResp, got type ${pdu.type}`);
+    this.framer.setDigests(pdu.hdgst, pdu.ddgst);
+    this.wire = { hdgst: pdu.hdgst, ddgst: pdu.ddgst };
+    this.maxh2cdata = pdu.maxh2cdata;
+    return pdu;
+  }
+
+  connectQueue(o: { qid: number; subnqn: string; hostnqn?: string; cntlid?: number; kato?: number; sqsize: number; cattr?: number; hostid?: Buffer }): Promise<CommandResult> {
+    const data = encodeConnectData({
+      hostid: o.hostid ?? Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex'),
+      cntlid: o.cntlid ?? CNTLID_DYNAMIC,
+      subnqn: o.subnqn,
+      hostnqn: o.hostnqn ?? TEST_HOSTNQN,
+    });
+    return this.command(connectCommand({ recfmt: 0, qid: o.qid, sqsize: o.sqsize, cattr: o.cattr ?? 0, kato: o.kato ?? 0 }), { data, inCapsule: true });
+  }
+
+  async enable(): Promise<void> {
+    await this.command(propertyGetCommand(Property.CAP, 8));
+    const cc = encodeCc({ en: true, css: 0, mps: 0, ams: 0, shn: 0, iosqes: 6, iocqes: 4 });
+    const set = await this.command(propertySetCommand(Property.CC, cc, 4));
+    if (set.cqe.status !== 0) throw new Error('Property Set CC failed');
+    const csts = await this.command(propertyGetCommand(Property.CSTS, 4));
+    if ((csts.cqe.result & 1) !== 1) throw new Error(`controller not ready, CSTS 0x${csts.cqe.result.toString(16)}`);
+  }
+
+  /**
+   * Send a command. Write data goes in-capsule when `inCapsule`, else on R2T.
+   * The SGL length is taken from the SQE as given (tests set it on purpose).
+   */
+  command(sqe: Sqe, opts: { data?: Buffer; inCapsule?: boolean; cid?: number } = {}): Promise<CommandResult> {
+    const cid = opts.cid ?? this.allocCid();
+    const s = withCid(sqe, cid);
+    const inCapsule = opts.inCapsule ?? s.sgl.id === SGL_INCAPSULE;
+    return new Promise((resolve, reject) => {
+      this.pending.set(cid, { resolve, reject, data: Buffer.alloc(0), writeData: inCapsule ? null : opts.data ?? null, c2hPdus: 0, r2ts: 0, maxh2c: this.maxh2cdata });
+      this.sendPdu(encodeCapsuleCmd(encodeSqe(s), inCapsule ? opts.data ?? null : null, this.wire));
+    });
+  }
+
+  /** Command with in-capsule data and its SGL set to match. */
+  commandInCapsule(sqe: Sqe, data: Buffer): Promise<CommandResult> {
+    return this.command({ ...sqe, sgl: inCapsuleSgl(data.length) }, { data, inCapsule: true });
+  }
+
+  private allocCid(): number {
+    do this.nextCid = (this.nextCid + 1) & 0xffff;
+    while (this.pending.has(this.nextCid));
+    return this.nextCid;
+  }
+
+  sendRaw(buf: Buffer): void {
+    this.socket.write(buf);
+  }
+
+  sendPdu(bufs: Buffer[]): void {
+    this.socket.write(Buffer.concat(bufs));
+  }
+
+  private onPdu(pdu: Pdu): void {
+    switch (pdu.type) {
+      case PduType.CapsuleResp: {
+        const cqe = decodeCqe(pdu.cqe);
+        const p = this.pending.get(cqe.cid);
+        if (!p) return this.park(pdu);
+        this.pending.delete(cqe.cid);
+        p.resolve({ cqe, data: p.data, c2hPdus: p.c2hPdus, successFlag: false, r2ts: p.r2ts });
+        return;
+      }
+      case PduType.C2HData: {
+        const p = this.pending.get(pdu.cccid);
+        if (!p) return this.park(pdu);
+        if (pdu.datao !== p.data.length) {
+          p.reject(new Error(`C2HData offset ${pdu.datao}, expected ${p.data.length}`));
+          return;
+        }
+        p.data = Buffer.concat([p.data, pdu.data]);
+        p.c2hPdus += 1;
+        if (pdu.dataDigestError) p.reject(new Error('C2HData data digest error'));
+        if (pdu.success) {
+          this.pending.delete(pdu.cccid);
+          p.resolve({ cqe: { result: 0, dw1: 0, sqhd: 0, sqid: 0, cid: pdu.cccid, status: 0 }, data: p.data, c2hPdus: p.c2hPdus, successFlag: true, r2ts: p.r2ts });
+        }
+        return;
+      }
+      case PduType.R2T: {
+        const p = this.pending.get(pdu.cccid);
+        if (!p || !p.writeData) return this.park(pdu);
+        p.r2ts += 1;
+        const chunk = p.maxh2c || pdu.r2tl;
+        for (let off = pdu.r2to; off < pdu.r2to + pdu.r2tl; off += chunk) {
+          const end = Math.min(pdu.r2to + pdu.r2tl, off + chunk);
+          this.sendPdu(encodeH2CData({ cccid: pdu.cccid, ttag: pdu.ttag, datao: off, last: end === pdu.r2to + pdu.r2tl }, p.writeData.subarray(off, end), this.wire));
+        }
+        return;
+      }
+      default:
+        return this.park(pdu);
+    }
+  }
+
+  private park(pdu: Pdu): void {
+    const w = this.waiters.shift();
+    if (w) w(pdu);
+    else this.unclaimed.push(pdu);
+  }
+
+  /** The next PDU no command claimed (ICResp, R2T for raw tests, TermReq...). */
+  nextUnclaimed(timeoutMs = 5000): Promise<Pdu> {
+    const ready = this.unclaimed.shift();
+    if (ready) return Promise.resolve(ready);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no PDU within timeout')), timeoutMs);
+      this.waiters.push((p) => {
+        clearTimeout(timer);
+        resolve(p);
+      });
+    });
+  }
+
+  /** Wait for a C2HTermReq and then the close; returns the TermReq. */
+  async expectTermReq(timeoutMs = 5000): Promise<TermReqPdu> {
+    const pdu = await this.nextUnclaimed(timeoutMs);
+    if (pdu.type !== PduType.C2HTermReq) throw new Error(`expected C2HTermReq, got type ${pdu.type}`);
+    await this.waitClosed(timeoutMs);
+    return pdu;
+  }
+
+  waitClosed(timeoutMs = 5000): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('connection still open')), timeoutMs);
+      this.closeWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** A buffer whose every 512-byte block names its LBA and a generation: detects misplaced or stale data. */
+export function patternBlocks(slba: number, nlb: number, blockSize: number, generation = 1): Buffer {
+  const b = Buffer.alloc(nlb * blockSize);
+  for (let i = 0; i < nlb; i++) {
+    const o = i * blockSize;
+    b.writeBigUInt64LE(BigInt(slba + i), o);
+    b.writeUInt32LE(generation, o + 8);
+    randomBytes(16).copy(b, o + 16);
+  }
+  return b;
+}
