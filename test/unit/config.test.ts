@@ -422,7 +422,7 @@ describe('validation: every rule names the field', () => {
     ['trtype missing', (d) => { delete d.ports[0].addr.trtype; }, 'ports[0].addr.trtype: missing'],
     ['adrfam', (d) => { d.ports[0].addr.adrfam = 'ib'; }, 'ports[0].addr.adrfam: "ib" is not supported'],
     ['trsvcid', (d) => { d.ports[1].addr.trsvcid = '44x'; }, 'ports[1].addr.trsvcid: "44x" is not a port number'],
-    ['trsvcid 0', (d) => { d.ports[1].addr.trsvcid = '0'; }, 'ports[1].addr.trsvcid: "0" is not a port number'],
+    ['advertised trsvcid 0', (d) => { d.ports[1].ext = { advertise: { traddr: '10.0.2.100', trsvcid: '0' } }; }, 'ports[1].ext.advertise.trsvcid: "0" is not a port number'],
     ['trsvcid too big', (d) => { d.ports[1].addr.trsvcid = '65536'; }, 'ports[1].addr.trsvcid: "65536" is not a port number'],
     ['traddr host name', (d) => { d.ports[0].addr.traddr = 'localhost'; }, 'ports[0].addr.traddr: "localhost" is not an IP address'],
     ['traddr family', (d) => { d.ports[0].addr.traddr = '::1'; }, 'ports[0].addr.traddr: "::1" is not an IPv4 address'],
