@@ -39,15 +39,10 @@ export interface DiscoverySource {
   findSubsystem(nqn: string): Subsystem | undefined;
 }
 
+/** TREQ as nvmet advertises it: the secure channel requirement plus "SQ flow control disable supported". */
 function treqOf(p: PortConfig): number {
-  switch (p.treq) {
-    case 'required':
-      return Treq.Required;
-    case 'not required':
-      return Treq.NotRequired;
-    default:
-      return Treq.NotSpecified;
-  }
+  const secure = p.treq === 'required' ? Treq.Required : p.treq === 'not required' ? Treq.NotRequired : Treq.NotSpecified;
+  return secure | Treq.DisableSqFlow;
 }
 
 function adrfamOf(a: 'ipv4' | 'ipv6'): number {

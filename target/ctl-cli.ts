@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+/**
+ * nvmets-ctl: inspect and change a running target through its control
+ * endpoint. `npm run targetctl -- show`, `... port down 1`, `... ana set ...`.
+ */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { defaultControlSocketPath } from './config.ts';
+import { controlRequest, type ControlAddress } from './control.ts';
+import type { TargetSnapshot } from './target.ts';
+
+function parseAddress(text: string): ControlAddress {
+  const m = /^([^/]+):(\d+)$/.exec(text);
+  return m ? { kind: 'tcp', host: m[1]!, port: Number(m[2]) } : { kind: 'unix', path: text };
+}
+
+function renderShow(s: TargetSnapshot): string {
+  const lines: string[] = [];
+  lines.push('Ports');
+  for (const p of s.ports) {
+    lines.push(`  port ${p.portid}  ${p.state.padEnd(4)}  listen ${p.listen}  advertise ${p.advertise}  connections ${p.connections}`);
+    lines.push(`    exports ${p.subsystems.join(', ') || '-'}`);
+  }
+  for (const sub of s.subsystems) {
+    lines.push('', `Subsystem ${sub.nqn}  mode ${sub.mode}${sub.mode === 'active-standby' ? ` (promotion ${sub.promotion})` : ''}  ANA chgcnt ${sub.anaChgcnt}`);
+    lines.push('  Namespaces');
+    for (const n of sub.namespaces) {
+      const size = n.nblocks * n.blockSize;
+      lines.push(`    nsid ${n.nsid}  ${(size / 2 ** 30).toFixed(2)} GiB (${n.nblocks} x ${n.blockSize})  ${n.store}  grp ${n.anagrpid}  nguid ${n.nguid}  uuid ${n.uuid}  reads ${n.readCommands} writes ${n.writeCommands}`);
+    }
+    lines.push('  Paths (port / ANA group)');
+    for (const p of sub.paths) {
+      lines.push(`    port ${p.portid} grp ${p.grpid}  ${p.state}${p.active === null ? '' : p.active ? '  ACTIVE' : '  standby'}`);
+    }
+    lines.push('  Controllers');
+    if (sub.controllers.length === 0) lines.push('    (none)');
+    for (const c of sub.controllers) {
+      lines.push(`    cntlid ${c.cntlid}  port ${c.portid}  host ${c.hostnqn}  kato ${c.kato} ms  ${c.ready ? 'ready' : 'not ready'}`);
+      for (const q of c.queues) lines.push(`      qid ${q.qid}  ${q.peer}  depth ${q.sqsize + 1}  outstanding ${q.outstanding}`);
+    }
+  }
+  lines.push('', `Discovery ${s.discovery.nqn}  genctr ${s.discovery.genctr}  controllers ${s.discovery.controllers.length}`);
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  let control: ControlAddress = { kind: 'unix', path: defaultControlSocketPath() };
+  let json = false;
+  const call = async (method: string, params: Record<string, unknown> = {}): Promise<void> => {
+    const result = await controlRequest(control, method, params);
+    if (method === 'show' && !json) process.stdout.write(`${renderShow(result as TargetSnapshot)}\n`);
+    else if (json || result !== null) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else process.stdout.write('ok\n');
+  };
+  await yargs(hideBin(process.argv))
+    .scriptName('nvmets-ctl')
+    .option('control', { type: 'string', describe: 'control endpoint of the target: unix socket path or HOST:PORT', default: defaultControlSocketPath() })
+    .option('json', { type: 'boolean', default: false, describe: 'print JSON' })
+    .middleware((a) => {
+      control = parseAddress(a.control);
+      json = a.json;
+    })
+    .command('show', 'show ports, subsystems, namespaces, paths (ANA, active), controllers', {}, () => call('show'))
+    .command('port <action> <portid>', 'port down|up|add|remove <portid>', (y) =>
+      y
+        .positional('action', { choices: ['down', 'up', 'add', 'remove'] as const, demandOption: true })
+        .positional('portid', { type: 'number', demandOption: true })
+        .option('traddr', { type: 'string', default: '127.0.0.1', describe: 'add: listen address' })
+        .option('trsvcid', { type: 'number', describe: 'add: TCP port' })
+        .option('subsystem', { type: 'array', string: true, describe: 'add: NQNs to export' })
+        .option('advertise', { type: 'string', describe: 'add: advertised ADDR:PORT for the discovery log' }),
+      async (a) => {
+        if (a.action === 'add') {
+          if (a.trsvcid === undefined) throw new Error('port add needs --trsvcid');
+          const adv = a.advertise ? /^(.+):(\d+)$/.exec(a.advertise) : null;
+          if (a.advertise && !adv) throw new Error(`--advertise "${a.advertise}" is not ADDR:PORT`);
+          await call('port.add', {
+            portid: a.portid,
+            traddr: a.traddr,
+            trsvcid: a.trsvcid,
+            subsystems: a.subsystem ?? [],
+            ...(adv ? { advertise: { traddr: adv[1], trsvcid: adv[2] } } : {}),
+          });
+        } else await call(`port.${a.action}`, { portid: a.portid });
+      })
+    .command('ana set', 'set the ANA state of a group on a port (ana mode)', (y) =>
+      y
+        .option('port', { type: 'number', demandOption: true })
+        .option('group', { type: 'number', default: 1 })
+        .option('state', { type: 'string', demandOption: true, choices: ['optimized', 'non-optimized', 'inaccessible', 'persistent-loss', 'change'] })
+        .option('transition-ms', { type: 'number', default: 0, describe: 'report "change" for this long first (<= ANATT)' }),
+      (a) => call('ana.set', { portid: a.port, grpid: a.group, state: a.state, transition_ms: a['transition-ms'] }))
+    .command('active set', 'make a port the active path of a namespace (active-standby mode)', (y) =>
+      y.option('nsid', { type: 'number', default: 1 }).option('port', { type: 'number', demandOption: true }).option('nqn', { type: 'string' }),
+      (a) => call('active.set', { nsid: a.nsid, portid: a.port, ...(a.nqn ? { nqn: a.nqn } : {}) }))
+    .command('ns add', 'add a namespace', (y) =>
+      y
+        .option('nsid', { type: 'number', demandOption: true })
+        .option('nqn', { type: 'string' })
+        .option('store', { choices: ['memory', 'file', 'null'] as const, default: 'memory' as const })
+        .option('size', { type: 'string', default: '1G' })
+        .option('block-size', { type: 'number', default: 512 })
+        .option('path', { type: 'string', describe: 'file store path' })
+        .option('grpid', { type: 'number', describe: 'ANA group (default: nsid)' }),
+      (a) =>
+        call('ns.add', {
+          nsid: a.nsid,
+          store: a.store,
+          size: a.size,
+          block_size: a['block-size'],
+          ...(a.nqn ? { nqn: a.nqn } : {}),
+          ...(a.path ? { path: a.path } : {}),
+          ...(a.grpid !== undefined ? { grpid: a.grpid } : {}),
+        }))
+    .command('ns remove', 'remove a namespace', (y) => y.option('nsid', { type: 'number', demandOption: true }).option('nqn', { type: 'string' }),
+      (a) => call('ns.remove', { nsid: a.nsid, ...(a.nqn ? { nqn: a.nqn } : {}) }))
+    .demandCommand(1)
+    .strict()
+    .fail((msg, err, y) => {
+      process.stderr.write(`nvmets-ctl: ${err ? err.message : msg}\n`);
+      if (!err) process.stderr.write(`${y.help()}\n`);
+      process.exit(1);
+    })
+    .help()
+    .parseAsync();
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`nvmets-ctl: ${(err as Error).message}\n`);
+  process.exit(1);
+});
