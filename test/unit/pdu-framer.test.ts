@@ -1,0 +1,254 @@
+/**
+ * The NVMe/TCP codec: encoders against hand-built byte vectors (offsets from
+ * the NVMe/TCP transport spec), digests against known CRC32C values, and the
+ * framer fed every split of one and of two PDUs.
+ */
+import { describe, expect, it } from 'vitest';
+import { crc32cOf, digestBytes } from '../../shared/digest.ts';
+import { PduFramer } from '../../shared/framer.ts';
+import {
+  Fes,
+  PduType,
+  ProtocolError,
+  encodeC2HData,
+  encodeCapsuleCmd,
+  encodeCapsuleResp,
+  encodeH2CData,
+  encodeIcReq,
+  encodeIcResp,
+  encodeR2T,
+  encodeTermReq,
+  type Pdu,
+} from '../../shared/pdu.ts';
+
+/** Independent builder: a header from raw field values. */
+function hdr(type: number, flags: number, hlen: number, pdo: number, plen: number, size = hlen): Buffer {
+  const b = Buffer.alloc(size);
+  b[0] = type;
+  b[1] = flags;
+  b[2] = hlen;
+  b[3] = pdo;
+  b.writeUInt32LE(plen, 4);
+  return b;
+}
+
+function collect(framer: PduFramer, chunks: Buffer[]): Pdu[] {
+  const out: Pdu[] = [];
+  for (const c of chunks) framer.push(c, (p) => out.push(p));
+  return out;
+}
+
+function expectProtocolError(fn: () => void, fes: number, fei?: number): ProtocolError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ProtocolError);
+    const pe = err as ProtocolError;
+    expect(pe.fes).toBe(fes);
+    if (fei !== undefined) expect(pe.fei).toBe(fei);
+    return pe;
+  }
+  throw new Error('expected a ProtocolError');
+}
+
+describe('CRC32C digests', () => {
+  it('matches the standard check value and chains over parts', () => {
+    expect(crc32cOf(Buffer.from('123456789'))).toBe(0xe3069283);
+    expect(crc32cOf([Buffer.from('1234'), Buffer.from('56789')])).toBe(0xe3069283);
+    // 32 bytes of zeros: CRC32C = 0x8A9136AA (RFC 3720 B.4 test vector)
+    expect(crc32cOf(Buffer.alloc(32))).toBe(0x8a9136aa);
+    expect(digestBytes(Buffer.from('123456789'))).toEqual(Buffer.from([0x83, 0x92, 0x06, 0xe3]));
+  });
+});
+
+describe('PDU encoders (byte vectors)', () => {
+  it('ICReq and ICResp: 128 bytes, fields at their offsets', () => {
+    const req = encodeIcReq({ pfv: 0, hpda: 3, hdgst: true, ddgst: false, maxr2t: 7 });
+    const want = hdr(0x00, 0, 128, 0, 128);
+    want.writeUInt16LE(0, 8);
+    want[10] = 3;
+    want[11] = 0x01;
+    want.writeUInt32LE(7, 12);
+    expect(req).toEqual(want);
+    const resp = encodeIcResp({ pfv: 0, cpda: 0, hdgst: false, ddgst: true, maxh2cdata: 131072 });
+    const w2 = hdr(0x01, 0, 128, 0, 128);
+    w2[11] = 0x02;
+    w2.writeUInt32LE(131072, 12);
+    expect(resp).toEqual(w2);
+  });
+
+  it('CapsuleResp without and with header digest', () => {
+    const cqe = Buffer.from('0102030405060708090a0b0c0d0e0f10', 'hex');
+    expect(Buffer.concat(encodeCapsuleResp(cqe, { hdgst: false, ddgst: false }))).toEqual(Buffer.concat([hdr(0x05, 0, 24, 0, 24, 8), cqe]));
+    const withDigest = Buffer.concat(encodeCapsuleResp(cqe, { hdgst: true, ddgst: true }));
+    const head = Buffer.concat([hdr(0x05, 0x01, 24, 0, 28, 8), cqe]);
+    expect(withDigest).toEqual(Buffer.concat([head, digestBytes(head)]));
+  });
+
+  it('CapsuleCmd with in-capsule data, both digests: pdo = hlen + 4, DDGST after data', () => {
+    const sqe = Buffer.alloc(64, 0xab);
+    const data = Buffer.from('hello world!');
+    const parts = encodeCapsuleCmd(sqe, data, { hdgst: true, ddgst: true });
+    const all = Buffer.concat(parts);
+    const head = Buffer.concat([hdr(0x04, 0x03, 72, 76, 72 + 4 + 12 + 4, 8), sqe]);
+    expect(all).toEqual(Buffer.concat([head, digestBytes(head), data, digestBytes(data)]));
+    // The payload is not copied: the same Buffer object goes to the socket.
+    expect(parts).toContain(data);
+  });
+
+  it('CapsuleCmd without data: pdo 0, no data digest even when negotiated', () => {
+    const all = Buffer.concat(encodeCapsuleCmd(Buffer.alloc(64), null, { hdgst: false, ddgst: true }));
+    expect(all.subarray(0, 8)).toEqual(hdr(0x04, 0, 72, 0, 72, 8));
+    expect(all.length).toBe(72);
+  });
+
+  it('H2CData, C2HData (LAST, SUCCESS) and R2T fields', () => {
+    const data = Buffer.alloc(16, 7);
+    const h2c = Buffer.concat(encodeH2CData({ cccid: 0xabcd, ttag: 5, datao: 4096, last: true }, data, { hdgst: false, ddgst: false }));
+    const wantH2c = hdr(0x06, 0x04, 24, 24, 40);
+    wantH2c.writeUInt16LE(0xabcd, 8);
+    wantH2c.writeUInt16LE(5, 10);
+    wantH2c.writeUInt32LE(4096, 12);
+    wantH2c.writeUInt32LE(16, 16);
+    expect(h2c).toEqual(Buffer.concat([wantH2c, data]));
+    const c2h = Buffer.concat(encodeC2HData({ cccid: 9, datao: 0, last: true, success: true }, data, { hdgst: false, ddgst: false }));
+    expect(c2h[1]).toBe(0x0c);
+    expect(() => encodeC2HData({ cccid: 9, datao: 0, last: false, success: true }, data, { hdgst: false, ddgst: false })).toThrow(/SUCCESS/);
+    const r2t = Buffer.concat(encodeR2T({ cccid: 3, ttag: 4, r2to: 0, r2tl: 65536 }, { hdgst: false, ddgst: false }));
+    const wantR2t = hdr(0x09, 0, 24, 0, 24);
+    wantR2t.writeUInt16LE(3, 8);
+    wantR2t.writeUInt16LE(4, 10);
+    wantR2t.writeUInt32LE(65536, 16);
+    expect(r2t).toEqual(wantR2t);
+  });
+
+  it('C2HData honours the host data alignment (HPDA) with zero padding', () => {
+    const data = Buffer.alloc(8, 1);
+    const all = Buffer.concat(encodeC2HData({ cccid: 1, datao: 0, last: true, success: false }, data, { hdgst: false, ddgst: false, dataAlignment: 32 }));
+    expect(all[3]).toBe(32);
+    expect(all.readUInt32LE(4)).toBe(40);
+    expect(all.subarray(24, 32)).toEqual(Buffer.alloc(8));
+    expect(all.subarray(32)).toEqual(data);
+  });
+
+  it('C2HTermReq: fes, fei and a copy of the offending header', () => {
+    const bad = Buffer.alloc(24, 0xee);
+    const t = encodeTermReq(PduType.C2HTermReq, Fes.InvalidHeaderField, 10, bad);
+    const want = hdr(0x03, 0, 24, 24, 48);
+    want.writeUInt16LE(1, 8);
+    want.writeUInt32LE(10, 10);
+    expect(t).toEqual(Buffer.concat([want, bad]));
+  });
+});
+
+describe('framer: splitting and packing', () => {
+  const wire = { hdgst: true, ddgst: true };
+  const capsule = Buffer.concat(encodeCapsuleCmd(Buffer.alloc(64, 0x11), Buffer.from('in-capsule data'), wire));
+  const h2c = Buffer.concat(encodeH2CData({ cccid: 1, ttag: 2, datao: 0, last: true }, Buffer.alloc(100, 0x22), wire));
+  const newFramer = () => {
+    const f = new PduFramer('target');
+    f.setDigests(true, true);
+    return f;
+  };
+
+  it('decodes one PDU split at every offset', () => {
+    for (let cut = 1; cut < capsule.length; cut++) {
+      const pdus = collect(newFramer(), [capsule.subarray(0, cut), capsule.subarray(cut)]);
+      expect(pdus.length, `cut ${cut}`).toBe(1);
+      const p = pdus[0]!;
+      expect(p.type).toBe(PduType.CapsuleCmd);
+      if (p.type === PduType.CapsuleCmd) {
+        expect(p.data.toString()).toBe('in-capsule data');
+        expect(p.dataDigestError).toBe(false);
+      }
+    }
+  });
+
+  it('decodes two PDUs split at every pair of offsets, and packed in one chunk', () => {
+    const both = Buffer.concat([capsule, h2c]);
+    for (let a = 1; a < both.length; a += 7) {
+      for (let b = a + 1; b < both.length; b += 13) {
+        const pdus = collect(newFramer(), [both.subarray(0, a), both.subarray(a, b), both.subarray(b)]);
+        expect(pdus.map((p) => p.type), `cuts ${a},${b}`).toEqual([PduType.CapsuleCmd, PduType.H2CData]);
+      }
+    }
+    const one = collect(newFramer(), [both]);
+    expect(one.length).toBe(2);
+  });
+
+  it('delivers data as a view, not a copy, when the PDU sits in one chunk', () => {
+    const pdus = collect(newFramer(), [h2c]);
+    const p = pdus[0]!;
+    if (p.type !== PduType.H2CData) throw new Error('type');
+    expect(p.data.buffer).toBe(h2c.buffer);
+  });
+});
+
+describe('framer: header checks', () => {
+  const plain = () => new PduFramer('target', { maxInCapsuleData: 8192, maxH2CData: 4096, maxC2HData: 0 });
+
+  it('refuses a PDU type the receiver does not take (FES 1, FEI 0)', () => {
+    expectProtocolError(() => collect(plain(), [hdr(0x05, 0, 24, 0, 24)]), Fes.InvalidHeaderField, 0);
+    expectProtocolError(() => collect(plain(), [hdr(0x08, 0, 24, 0, 24)]), Fes.InvalidHeaderField, 0);
+  });
+
+  it('refuses a wrong hlen (FEI 2) and an ICReq plen other than 128 (FEI 4)', () => {
+    expectProtocolError(() => collect(plain(), [hdr(0x04, 0, 64, 0, 72)]), Fes.InvalidHeaderField, 2);
+    expectProtocolError(() => collect(plain(), [hdr(0x00, 0, 128, 0, 129)]), Fes.InvalidHeaderField, 4);
+  });
+
+  it('refuses a huge plen from the 8-byte common header alone, before buffering', () => {
+    const f = plain();
+    const e = expectProtocolError(() => collect(f, [hdr(0x04, 0, 72, 72, 0xfffffff0, 8)]), Fes.DataTransferLimitExceeded, 4);
+    expect(e.errorHeader.length).toBe(8);
+    expect(f.bufferedBytes).toBeLessThanOrEqual(8);
+  });
+
+  it('enforces the H2CData limit (maxh2cdata) with FES 5', () => {
+    const pdu = Buffer.concat(encodeH2CData({ cccid: 1, ttag: 1, datao: 0, last: true }, Buffer.alloc(4100), { hdgst: false, ddgst: false }));
+    expectProtocolError(() => collect(plain(), [pdu]), Fes.DataTransferLimitExceeded);
+  });
+
+  it('checks pdo against hlen (FEI 3)', () => {
+    const b = Buffer.concat(encodeCapsuleCmd(Buffer.alloc(64), Buffer.alloc(16), { hdgst: false, ddgst: false }));
+    b[3] = 40;
+    expectProtocolError(() => collect(plain(), [b]), Fes.InvalidHeaderField, 3);
+  });
+
+  it('requires HDGSTF exactly when header digests were negotiated (FEI 1)', () => {
+    const f = plain();
+    f.setDigests(true, false);
+    const b = Buffer.concat(encodeCapsuleCmd(Buffer.alloc(64), null, { hdgst: false, ddgst: false }));
+    expectProtocolError(() => collect(f, [b]), Fes.InvalidHeaderField, 1);
+    const g = plain();
+    const c = Buffer.concat(encodeCapsuleCmd(Buffer.alloc(64), null, { hdgst: true, ddgst: false }));
+    expectProtocolError(() => collect(g, [c]), Fes.InvalidHeaderField, 1);
+  });
+
+  it('a bad header digest is FES 3; a bad data digest flags the PDU and keeps framing', () => {
+    const f = plain();
+    f.setDigests(true, true);
+    const b = Buffer.concat(encodeCapsuleCmd(Buffer.alloc(64), Buffer.alloc(32, 5), { hdgst: true, ddgst: true }));
+    const badHdr = Buffer.from(b);
+    badHdr[72] ^= 0xff;
+    expectProtocolError(() => collect(f, [badHdr]), Fes.HeaderDigestError);
+    const g = plain();
+    g.setDigests(true, true);
+    const badData = Buffer.from(b);
+    badData[badData.length - 1] ^= 0xff;
+    const next = Buffer.concat(encodeCapsuleCmd(Buffer.alloc(64), null, { hdgst: true, ddgst: true }));
+    const pdus = collect(g, [badData, next]);
+    expect(pdus.length).toBe(2);
+    expect(pdus[0]!.type === PduType.CapsuleCmd && pdus[0]!.dataDigestError).toBe(true);
+  });
+
+  it('DATAL must match the data carried (FEI 16); SUCCESS needs LAST', () => {
+    const b = Buffer.concat(encodeH2CData({ cccid: 1, ttag: 1, datao: 0, last: true }, Buffer.alloc(64), { hdgst: false, ddgst: false }));
+    b.writeUInt32LE(60, 16);
+    expectProtocolError(() => collect(plain(), [b]), Fes.InvalidHeaderField, 16);
+    const host = new PduFramer('host');
+    const c = Buffer.concat(encodeC2HData({ cccid: 1, datao: 0, last: true, success: false }, Buffer.alloc(8), { hdgst: false, ddgst: false }));
+    c[1] = 0x08;
+    expectProtocolError(() => collect(host, [c]), Fes.InvalidHeaderField, 1);
+  });
+});
