@@ -73,21 +73,23 @@ describe.skipIf(!available)('interop rig (qemu guest)', () => {
     const run = await bootGuest({
       modules: [],
       timeoutMs: 60_000,
+      files: { '/etc/rig-extra/data.txt': 'extra file\n' },
       script: `
+        [ "$(cat /etc/rig-extra/data.txt)" = "extra file" ] || exit 9
         modprobe nvme-tcp && modprobe nvmet-tcp || exit 10
         grep -q '^nvme_tcp ' /proc/modules && grep -q '^nvmet_tcp ' /proc/modules || exit 11
         rig_step modules ok "$(cut -d' ' -f1 /proc/modules | tr '\\n' ' ')"
         rig_step nvme-version ok "$(nvme version | head -n1)"
         rig_step multipath ok "$(cat /sys/module/nvme_core/parameters/multipath)"
         rig_step hostnqn ok "$(cat /etc/nvme/hostnqn)"
-        rig_step waiting ok
+        rig_step waiting
         v=$(rig_wait ping 20) || exit 12
         rig_step pong ok "$v"
         exit 0
       `,
     });
-    const waiting = await run.waitForStep('waiting', 50_000);
-    expect(waiting.source).toBe('control');
+    const waiting = await run.waitFor((e) => e.kind === 'step' && e.name === 'waiting', 50_000);
+    expect(waiting).toMatchObject({ source: 'control', status: 'ok', detail: '' });
     run.send('noise to be skipped');
     run.send('ping 42 and more');
     const pong = await run.waitForStep('pong', 20_000);
@@ -169,6 +171,7 @@ describe.skipIf(!available)('interop rig (qemu guest)', () => {
       expect(a.pdus, detail).toBe(4);
       expect(a.malformed, detail).toBe(0);
       expect(a.expertErrors, detail).toBe(0);
+      await cap.remove();
 
       // ANA state change and port unlink at run time, driven from here
       run.send('ana');
@@ -221,8 +224,45 @@ describe.skipIf(!available)('interop rig (qemu guest)', () => {
     }
   }, 90_000);
 
+  it('(e) fio layer: the Linux host in the guest connects to its own nvmet over two paths and runs fio', async () => {
+    const script =
+      writeNvmetConfigScript({
+        subnqn: SUBNQN,
+        ports: [
+          { portid: 1, guestPort: 4420 },
+          { portid: 2, guestPort: 4421, anaGroups: { 1: 'non-optimized' } },
+        ],
+        namespaces: [{ nsid: 1, sizeMb: 16 }],
+      }) +
+      `
+      nvme connect -t tcp -a 10.0.2.15 -s 4420 -n ${SUBNQN} || exit 30
+      nvme connect -t tcp -a 10.0.2.15 -s 4421 -n ${SUBNQN} || exit 31
+      rig_wait_path /dev/nvme0n1 10 || exit 32
+      i=0; while [ "$(ls /sys/block | grep -c '^nvme0c')" != 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+      rig_step paths ok "$(cat /sys/block/nvme0c*n1/ana_state | tr '\n' ' ')"
+      fio --name=v --filename=/dev/nvme0n1 --rw=randwrite --bs=4k --size=2m --iodepth=8 \
+          --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --output-format=terse >/tmp/fio.out 2>&1
+      rc=$?
+      rig_step fio $([ $rc = 0 ] && echo ok || echo fail) "$(cut -d';' -f1-3 /tmp/fio.out | head -n1)"
+      nvme disconnect-all >/dev/null
+      exit $rc
+      `;
+    const r = await (await bootGuest({ script, timeoutMs: 90_000, withFio: true })).wait();
+    expect(r.exitCode, explain(r)).toBe(0);
+    expect(r.steps.find((s) => s.name === 'paths')?.detail.trim().split(' ').sort()).toEqual(['non-optimized', 'optimized']);
+    expect(r.steps.find((s) => s.name === 'fio')?.status).toBe('ok');
+  }, 120_000);
+
+  it('kill() stops a running guest', async () => {
+    const run = await bootGuest({ modules: [], timeoutMs: 60_000, script: 'rig_step up ok; sleep 600' });
+    await run.waitForStep('up', 50_000);
+    const r = await run.kill();
+    expect(r.reason).toBe('killed');
+    expect(r.exitCode).toBeNull();
+  }, 60_000);
+
   it('times out: the guest watchdog ends a hung script', async () => {
-    const r = await (await bootGuest({ modules: [], net: false, timeoutMs: 8_000, script: 'sleep 600' })).wait();
+    const r = await (await bootGuest({ modules: [], net: false, timeoutMs: 5_000, script: 'sleep 600' })).wait();
     expect(r.reason).toBe('timeout');
     expect(r.exitCode).toBe(124);
   }, 60_000);

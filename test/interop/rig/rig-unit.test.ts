@@ -1,0 +1,123 @@
+// Fast checks of the rig's pure helpers and of the capture analysis (no guest).
+import { execFileSync } from 'node:child_process';
+import net from 'node:net';
+import { describe, expect, it } from 'vitest';
+import {
+  analysePcap,
+  buildCpio,
+  linkPortScript,
+  netdevOption,
+  setAnaStateScript,
+  startCapture,
+  unlinkPortScript,
+  writeNvmetConfigScript,
+} from '../../../scripts/interop/index.ts';
+
+function has(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('netdevOption', () => {
+  it('restricts the guest and binds forwards to 127.0.0.1', () => {
+    const o = netdevOption(
+      [{ hostPort: 14420, guestPort: 4420 }],
+      [{ guestAddr: '10.0.2.100', guestPort: 4420, hostPort: 4420 }],
+    );
+    expect(o).toContain('restrict=on');
+    expect(o).toContain('hostfwd=tcp:127.0.0.1:14420-:4420');
+    expect(o).toContain('guestfwd=tcp:10.0.2.100:4420-cmd:socat -lf /dev/null - TCP:127.0.0.1:4420');
+  });
+  it('refuses guestfwd outside the guest network', () => {
+    expect(() => netdevOption([], [{ guestAddr: '192.168.1.1', guestPort: 1, hostPort: 1 }])).toThrow();
+  });
+});
+
+describe('buildCpio', () => {
+  it('writes newc entries with parents, 4-byte aligned, ending in TRAILER!!!', () => {
+    const a = buildCpio([{ path: 'rig/script.sh', data: 'echo hi\n', mode: 0o755 }]);
+    expect(a.length % 4).toBe(0);
+    const text = a.toString('latin1');
+    expect(text.startsWith('070701')).toBe(true);
+    expect(text.indexOf('rig\0')).toBeLessThan(text.indexOf('rig/script.sh\0'));
+    expect(text).toContain('echo hi\n');
+    expect(text).toContain('TRAILER!!!\0');
+  });
+});
+
+describe('nvmet snippets', () => {
+  const subnqn = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001';
+  it('creates ports and ANA groups before namespaces join them, links last', () => {
+    const s = writeNvmetConfigScript({
+      subnqn,
+      ports: [
+        { portid: 1, guestPort: 4420 },
+        { portid: 2, guestPort: 4421, anaGroups: { 2: 'inaccessible' } },
+      ],
+      namespaces: [{ nsid: 1 }, { nsid: 2, anaGrpId: 2, backing: 'brd', sizeMb: 8 }],
+    });
+    const at = (needle: string) => {
+      const i = s.indexOf(needle);
+      expect(i, needle).toBeGreaterThanOrEqual(0);
+      return i;
+    };
+    expect(at('mkdir /sys/kernel/config/nvmet/ports/1/ana_groups/2')).toBeLessThan(at('/namespaces/2/ana_grpid'));
+    expect(s).toContain('echo optimized > /sys/kernel/config/nvmet/ports/1/ana_groups/2/ana_state');
+    expect(s).toContain('echo inaccessible > /sys/kernel/config/nvmet/ports/2/ana_groups/2/ana_state');
+    expect(s).toContain('modprobe brd rd_nr=1 rd_size=8192');
+    expect(at('/namespaces/2/enable')).toBeLessThan(at(`ports/1/subsystems/${subnqn}'`));
+  });
+  it('run-time snippets', () => {
+    expect(setAnaStateScript(1, 2, 'change')).toBe('echo change > /sys/kernel/config/nvmet/ports/1/ana_groups/2/ana_state\n');
+    expect(unlinkPortScript(2, subnqn)).toBe(`rm '/sys/kernel/config/nvmet/ports/2/subsystems/${subnqn}'\n`);
+    expect(linkPortScript(2, subnqn)).toContain(`ln -s '/sys/kernel/config/nvmet/subsystems/${subnqn}'`);
+    expect(() => setAnaStateScript(1, 1, 'bogus' as never)).toThrow();
+    expect(() => unlinkPortScript(1, "bad'nqn with space")).toThrow();
+  });
+});
+
+describe.skipIf(!has('dumpcap') || !has('tshark'))('capture + tshark analysis', () => {
+  it('counts NVMe/TCP PDUs and flags a malformed one', async () => {
+    const server = net.createServer((s) => {
+      s.on('data', () => undefined);
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const cap = await startCapture({ ports: [port] });
+      const send = async (b: Buffer) => {
+        const sock = net.connect(port, '127.0.0.1');
+        await new Promise((r) => sock.once('connect', r));
+        sock.write(b);
+        await new Promise((r) => setTimeout(r, 30));
+        sock.end();
+      };
+      const icreq = Buffer.alloc(128);
+      icreq[2] = 128;
+      icreq.writeUInt32LE(128, 4);
+      await send(icreq);
+      // CapsuleCmd claiming a header digest with no room for it: the dissector throws.
+      const bad = Buffer.alloc(72);
+      bad[0] = 4;
+      bad[1] = 1;
+      bad[2] = 72;
+      bad.writeUInt32LE(72, 4);
+      await send(bad);
+      await new Promise((r) => setTimeout(r, 100));
+      await cap.stop();
+      const a = await analysePcap(cap.file, { ports: [port] });
+      expect(a.pduTypes).toEqual({ ICReq: 1, CapsuleCmd: 1 });
+      expect(a.malformed).toBe(1);
+      expect(a.expertErrors).toBe(1);
+      expect(a.errorMessages.join()).toMatch(/Malformed/);
+      await cap.remove();
+    } finally {
+      server.close();
+    }
+  }, 30_000);
+});
