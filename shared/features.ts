@@ -8,6 +8,7 @@
  * 32-bit numbers (the encoders return `>>> 0` results).
  */
 
+import { uintStrict as uint } from './fields.ts';
 export const FeatureId = {
   Arbitration: 0x01,
   PowerManagement: 0x02,
@@ -30,11 +31,6 @@ export const FeatureId = {
 } as const;
 export type FeatureIdValue = (typeof FeatureId)[keyof typeof FeatureId];
 
-function uint(value: number, bits: number, name: string): number {
-  if (!Number.isInteger(value)) throw new RangeError(`${name}: ${value} is not an integer`);
-  if (value < 0 || value > 2 ** bits - 1) throw new RangeError(`${name}: ${value} does not fit in ${bits} bits`);
-  return value;
-}
 
 // ---------------------------------------------------------------------------
 // CDW10 of Get Features / Set Features

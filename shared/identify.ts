@@ -12,6 +12,7 @@
  * buffer at least that size and throw a RangeError if it is shorter.
  */
 
+import { readAscii, readNqn, readU128, requireLength, uint, writeAscii, writeNqn, writeU128, writeU64 } from './fields.ts';
 export const IDENTIFY_DATA_SIZE = 4096;
 
 /** Controller or Namespace Structure (CDW10 bits 7:0). */
@@ -383,70 +384,6 @@ interface Field<T> {
   readonly kind: FieldKind;
 }
 
-const U128_MAX = (1n << 128n) - 1n;
-const U64_MAX = (1n << 64n) - 1n;
-
-function requireLength(buf: Buffer, size: number, what: string): void {
-  if (buf.length < size) {
-    throw new RangeError(`${what}: buffer is ${buf.length} bytes, need at least ${size}`);
-  }
-}
-
-function checkUint(value: number, bits: number, name: string): number {
-  if (!Number.isInteger(value)) throw new RangeError(`${name}: ${value} is not an integer`);
-  // Accept the signed result of JS bitwise operators for 32-bit fields.
-  if (bits === 32 && value < 0 && value >= -0x80000000) return value >>> 0;
-  const max = 2 ** bits - 1;
-  if (value < 0 || value > max) throw new RangeError(`${name}: ${value} does not fit in ${bits} bits`);
-  return value;
-}
-
-function writeAscii(buf: Buffer, off: number, len: number, value: string, name: string): void {
-  if (value.length > len) throw new RangeError(`${name}: "${value}" is longer than ${len} characters`);
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e) throw new RangeError(`${name}: character ${i} is not printable ASCII`);
-  }
-  buf.fill(0x20, off, off + len);
-  buf.write(value, off, 'latin1');
-}
-
-function readAscii(buf: Buffer, off: number, len: number): string {
-  const s = buf.toString('latin1', off, off + len);
-  const nul = s.indexOf('\0');
-  return (nul >= 0 ? s.slice(0, nul) : s).replace(/ +$/, '');
-}
-
-function writeNqn(buf: Buffer, off: number, len: number, value: string, name: string): void {
-  const bytes = Buffer.from(value, 'utf8');
-  if (bytes.length > len - 1) {
-    throw new RangeError(`${name}: ${bytes.length} bytes do not fit a ${len}-byte NUL-terminated field`);
-  }
-  buf.fill(0, off, off + len);
-  bytes.copy(buf, off);
-}
-
-function readNqn(buf: Buffer, off: number, len: number): string {
-  const field = buf.subarray(off, off + len);
-  const nul = field.indexOf(0);
-  return field.toString('utf8', 0, nul >= 0 ? nul : len);
-}
-
-function writeU128(buf: Buffer, off: number, value: bigint, name: string): void {
-  if (value < 0n || value > U128_MAX) throw new RangeError(`${name}: ${value} does not fit in 128 bits`);
-  buf.writeBigUInt64LE(value & U64_MAX, off);
-  buf.writeBigUInt64LE(value >> 64n, off + 8);
-}
-
-function readU128(buf: Buffer, off: number): bigint {
-  return buf.readBigUInt64LE(off) | (buf.readBigUInt64LE(off + 8) << 64n);
-}
-
-function writeU64(buf: Buffer, off: number, value: bigint, name: string): void {
-  if (value < 0n || value > U64_MAX) throw new RangeError(`${name}: ${value} does not fit in 64 bits`);
-  buf.writeBigUInt64LE(value, off);
-}
-
 function writeField(buf: Buffer, base: number, kind: FieldKind, value: unknown, name: string): void {
   const off = base;
   if (typeof kind === 'object') {
@@ -474,16 +411,16 @@ function writeField(buf: Buffer, base: number, kind: FieldKind, value: unknown, 
   if (typeof n !== 'number') throw new RangeError(`${name}: expected a number`);
   switch (kind) {
     case 'u8':
-      buf.writeUInt8(checkUint(n, 8, name), off);
+      buf.writeUInt8(uint(n, 8, name), off);
       break;
     case 'u16':
-      buf.writeUInt16LE(checkUint(n, 16, name), off);
+      buf.writeUInt16LE(uint(n, 16, name), off);
       break;
     case 'u24':
-      buf.writeUIntLE(checkUint(n, 24, name), off, 3);
+      buf.writeUIntLE(uint(n, 24, name), off, 3);
       break;
     case 'u32':
-      buf.writeUInt32LE(checkUint(n, 32, name), off);
+      buf.writeUInt32LE(uint(n, 32, name), off);
       break;
   }
 }
@@ -620,18 +557,18 @@ const MAX_PSD = 32;
 
 function encodePsd(buf: Buffer, off: number, p: Partial<PowerStateDescriptor>, i: number): void {
   const n = (name: string): string => `psd[${i}].${name}`;
-  buf.writeUInt16LE(checkUint(p.mp ?? 0, 16, n('mp')), off);
+  buf.writeUInt16LE(uint(p.mp ?? 0, 16, n('mp')), off);
   buf.writeUInt8((p.mxps ? 1 : 0) | (p.nops ? 2 : 0), off + 3);
-  buf.writeUInt32LE(checkUint(p.enlat ?? 0, 32, n('enlat')), off + 4);
-  buf.writeUInt32LE(checkUint(p.exlat ?? 0, 32, n('exlat')), off + 8);
-  buf.writeUInt8(checkUint(p.rrt ?? 0, 5, n('rrt')), off + 12);
-  buf.writeUInt8(checkUint(p.rrl ?? 0, 5, n('rrl')), off + 13);
-  buf.writeUInt8(checkUint(p.rwt ?? 0, 5, n('rwt')), off + 14);
-  buf.writeUInt8(checkUint(p.rwl ?? 0, 5, n('rwl')), off + 15);
-  buf.writeUInt16LE(checkUint(p.idlp ?? 0, 16, n('idlp')), off + 16);
-  buf.writeUInt8(checkUint(p.ips ?? 0, 2, n('ips')) << 6, off + 18);
-  buf.writeUInt16LE(checkUint(p.actp ?? 0, 16, n('actp')), off + 20);
-  buf.writeUInt8(checkUint(p.apw ?? 0, 3, n('apw')) | (checkUint(p.aps ?? 0, 2, n('aps')) << 6), off + 22);
+  buf.writeUInt32LE(uint(p.enlat ?? 0, 32, n('enlat')), off + 4);
+  buf.writeUInt32LE(uint(p.exlat ?? 0, 32, n('exlat')), off + 8);
+  buf.writeUInt8(uint(p.rrt ?? 0, 5, n('rrt')), off + 12);
+  buf.writeUInt8(uint(p.rrl ?? 0, 5, n('rrl')), off + 13);
+  buf.writeUInt8(uint(p.rwt ?? 0, 5, n('rwt')), off + 14);
+  buf.writeUInt8(uint(p.rwl ?? 0, 5, n('rwl')), off + 15);
+  buf.writeUInt16LE(uint(p.idlp ?? 0, 16, n('idlp')), off + 16);
+  buf.writeUInt8(uint(p.ips ?? 0, 2, n('ips')) << 6, off + 18);
+  buf.writeUInt16LE(uint(p.actp ?? 0, 16, n('actp')), off + 20);
+  buf.writeUInt8(uint(p.apw ?? 0, 3, n('apw')) | (uint(p.aps ?? 0, 2, n('aps')) << 6), off + 22);
 }
 
 function decodePsd(buf: Buffer, off: number): PowerStateDescriptor {
@@ -732,9 +669,9 @@ export function encodeIdentifyNamespace(ns: IdentifyNamespaceInput): Buffer {
   encodeLayout<IdentifyNamespace>(buf, NS_LAYOUT, { ...ns, nlbaf });
   lbaf.forEach((f, i) => {
     const off = LBAF_OFFSET + i * 4;
-    buf.writeUInt16LE(checkUint(f.ms, 16, `lbaf[${i}].ms`), off);
-    buf.writeUInt8(checkUint(f.lbads, 8, `lbaf[${i}].lbads`), off + 2);
-    buf.writeUInt8(checkUint(f.rp, 2, `lbaf[${i}].rp`), off + 3);
+    buf.writeUInt16LE(uint(f.ms, 16, `lbaf[${i}].ms`), off);
+    buf.writeUInt8(uint(f.lbads, 8, `lbaf[${i}].lbads`), off + 2);
+    buf.writeUInt8(uint(f.rp, 2, `lbaf[${i}].rp`), off + 3);
   });
   return buf;
 }
@@ -880,10 +817,10 @@ const ELBAF_OFFSET = 12;
 export function encodeIdentifyNamespaceNvm(ns: Partial<IdentifyNamespaceNvm>): Buffer {
   const buf = Buffer.alloc(IDENTIFY_DATA_SIZE);
   writeU64(buf, 0, ns.lbstm ?? 0n, 'lbstm');
-  buf.writeUInt8(checkUint(ns.pic ?? 0, 8, 'pic'), 8);
+  buf.writeUInt8(uint(ns.pic ?? 0, 8, 'pic'), 8);
   const elbaf = ns.elbaf ?? [];
   if (elbaf.length > MAX_LBAF) throw new RangeError(`elbaf: at most ${MAX_LBAF} entries`);
-  elbaf.forEach((v, i) => buf.writeUInt32LE(checkUint(v, 32, `elbaf[${i}]`), ELBAF_OFFSET + i * 4));
+  elbaf.forEach((v, i) => buf.writeUInt32LE(uint(v, 32, `elbaf[${i}]`), ELBAF_OFFSET + i * 4));
   return buf;
 }
 
@@ -965,11 +902,11 @@ export interface IdentifyDwords {
 }
 
 export function encodeIdentifyDwords(p: IdentifyDwordsInput): { cdw10: number; cdw11: number; cdw14: number } {
-  const cns = checkUint(p.cns, 8, 'cns');
-  const cntid = checkUint(p.cntid ?? 0, 16, 'cntid');
-  const cnssid = checkUint(p.cnssid ?? 0, 16, 'cnssid');
-  const csi = checkUint(p.csi ?? 0, 8, 'csi');
-  const uuidIndex = checkUint(p.uuidIndex ?? 0, 7, 'uuidIndex');
+  const cns = uint(p.cns, 8, 'cns');
+  const cntid = uint(p.cntid ?? 0, 16, 'cntid');
+  const cnssid = uint(p.cnssid ?? 0, 16, 'cnssid');
+  const csi = uint(p.csi ?? 0, 8, 'csi');
+  const uuidIndex = uint(p.uuidIndex ?? 0, 7, 'uuidIndex');
   return {
     cdw10: (cns | (cntid << 16)) >>> 0,
     cdw11: (cnssid | (csi << 24)) >>> 0,

@@ -11,6 +11,7 @@
  * RangeError when the buffer is shorter than the structure.
  */
 
+import { U64_MAX, readAscii, readNqn, readU128, requireLength, uint, writeAscii, writeNqn, writeU128, writeU64 } from './fields.ts';
 export const LogPageId = {
   ErrorInformation: 0x01,
   Smart: 0x02,
@@ -25,68 +26,6 @@ export type LogPageIdValue = (typeof LogPageId)[keyof typeof LogPageId];
 // ---------------------------------------------------------------------------
 // Module-private helpers
 
-const U64_MAX = (1n << 64n) - 1n;
-const U128_MAX = (1n << 128n) - 1n;
-
-function requireLength(buf: Buffer, size: number, what: string): void {
-  if (buf.length < size) {
-    throw new RangeError(`${what}: buffer is ${buf.length} bytes, need at least ${size}`);
-  }
-}
-
-function uint(value: number, bits: number, name: string): number {
-  if (!Number.isInteger(value)) throw new RangeError(`${name}: ${value} is not an integer`);
-  if (bits === 32 && value < 0 && value >= -0x80000000) return value >>> 0;
-  if (value < 0 || value > 2 ** bits - 1) throw new RangeError(`${name}: ${value} does not fit in ${bits} bits`);
-  return value;
-}
-
-function writeU64(buf: Buffer, off: number, value: bigint, name: string): void {
-  if (value < 0n || value > U64_MAX) throw new RangeError(`${name}: ${value} does not fit in 64 bits`);
-  buf.writeBigUInt64LE(value, off);
-}
-
-function writeU128(buf: Buffer, off: number, value: bigint, name: string): void {
-  if (value < 0n || value > U128_MAX) throw new RangeError(`${name}: ${value} does not fit in 128 bits`);
-  buf.writeBigUInt64LE(value & U64_MAX, off);
-  buf.writeBigUInt64LE(value >> 64n, off + 8);
-}
-
-function readU128(buf: Buffer, off: number): bigint {
-  return buf.readBigUInt64LE(off) | (buf.readBigUInt64LE(off + 8) << 64n);
-}
-
-function writeAscii(buf: Buffer, off: number, len: number, value: string, name: string, pad: number): void {
-  if (value.length > len) throw new RangeError(`${name}: "${value}" is longer than ${len} characters`);
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e) throw new RangeError(`${name}: character ${i} is not printable ASCII`);
-  }
-  buf.fill(pad, off, off + len);
-  buf.write(value, off, 'latin1');
-}
-
-/** Reads an ASCII field, stopping at a NUL and dropping trailing spaces. */
-function readAscii(buf: Buffer, off: number, len: number): string {
-  const s = buf.toString('latin1', off, off + len);
-  const nul = s.indexOf('\0');
-  return (nul >= 0 ? s.slice(0, nul) : s).replace(/ +$/, '');
-}
-
-function writeNqn(buf: Buffer, off: number, len: number, value: string, name: string): void {
-  const bytes = Buffer.from(value, 'utf8');
-  if (bytes.length > len - 1) {
-    throw new RangeError(`${name}: ${bytes.length} bytes do not fit a ${len}-byte NUL-terminated field`);
-  }
-  buf.fill(0, off, off + len);
-  bytes.copy(buf, off);
-}
-
-function readNqn(buf: Buffer, off: number, len: number): string {
-  const field = buf.subarray(off, off + len);
-  const nul = field.indexOf(0);
-  return field.toString('utf8', 0, nul >= 0 ? nul : len);
-}
 
 // ---------------------------------------------------------------------------
 // Error Information (LID 01h): 64-byte entries
