@@ -222,7 +222,7 @@ function getLogPage(req: Request, ctrl: Controller, subsys: Subsystem): Completi
   let full: Buffer;
   switch (lp.lid) {
     case LogPageId.ErrorInformation:
-      full = encodeErrorLog(ctrl.errorLog(), 1);
+      full = encodeErrorLog(ctrl.errorLog(), ERROR_LOG_ENTRIES); // ELPE + 1 entries, unused ones zero
       break;
     case LogPageId.Smart: {
       const nsid = req.sqe.nsid;

@@ -25,6 +25,8 @@ export interface TargetLimits {
   readonly maxConnectionsPerPort: number;
   /** Default and maximum number of I/O queues per controller. */
   readonly maxIoQueues: number;
+  /** Time a new connection has for ICReq, then Connect (default SETUP_TIMEOUT_MS in tcp.ts; tests shorten it). */
+  readonly setupTimeoutMs?: number;
 }
 
 /** What the core needs of the target around it. */

@@ -135,7 +135,7 @@ function compare(req: Request, ctrl: Controller, ns: Namespace): Completion | Pr
   if ('status' in r) return r;
   const expected = req.data!;
   return ns.execute(ctrl.port.portid, () => ns.store.read(r.slba, r.nlb)).then(
-    (actual) => (actual.equals(expected) ? { status: 0 } : { status: Status.CompareFailure, lba: r.slba }),
+    (actual) => (actual.equals(expected) ? { status: 0 } : { status: withDnr(Status.CompareFailure), lba: r.slba }),
     (err: unknown) => ({ ...failed(err, 'read'), lba: r.slba }),
   );
 }

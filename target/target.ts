@@ -152,8 +152,16 @@ export class Target implements TargetCore, DiscoverySource {
     }
     const subsys = ctrl.subsystem!;
     subsys.controllers.delete(ctrl.cntlid);
+    this.promoteAwayFrom(subsys, ctrl.port.portid, reason);
+  }
+
+  /**
+   * Implicit promotion: the groups active on a port that has no live
+   * controller left (its last one went, or the port went down without any)
+   * move to the next port with one, or to the next controller to connect.
+   */
+  private promoteAwayFrom(subsys: Subsystem, portid: number, reason: string): void {
     if (this.stopped || subsys.mode !== 'active-standby' || subsys.config.promotion !== 'implicit') return;
-    const portid = ctrl.port.portid;
     if (subsys.controllersOn(portid).some((c) => !c.isGone)) return;
     for (const [grpid, active] of subsys.activePort) {
       if (active !== portid) continue;
@@ -368,6 +376,11 @@ export class Target implements TargetCore, DiscoverySource {
     port.state = 'down';
     this.log.info({ port: portid }, 'port down: listener closed, connections reset');
     await this.listeners.get(portid)?.stop('port down');
+    // Controllers on the port went with its connections (and promoted away from
+    // it); a port that had none must not keep its groups active either.
+    for (const subsys of this.subsystems.values()) {
+      if (subsys.config.ports.includes(portid)) this.promoteAwayFrom(subsys, portid, `port ${portid} down`);
+    }
     this.discovery.changed(`port ${portid} down`);
   }
 

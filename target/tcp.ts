@@ -100,7 +100,7 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     socket.on('close', () => this.teardown('connection closed'));
     socket.on('drain', () => socket.resume());
-    this.setupTimer = setTimeout(() => this.setupTimeout(), SETUP_TIMEOUT_MS);
+    this.setupTimer = setTimeout(() => this.setupTimeout(), core.limits.setupTimeoutMs ?? SETUP_TIMEOUT_MS);
     this.setupTimer.unref();
   }
 
