@@ -1,0 +1,557 @@
+/**
+ * One NVMe/TCP connection = one queue (admin qid 0 or an I/O queue), the host
+ * side of the transport, as Linux's drivers/nvme/host/tcp.c:
+ *
+ * - ICReq / ICResp, the ICResp checked as Linux does (pfv 0, digests mirror
+ *   what was asked, cpda 0, maxh2cdata a multiple of 4 and >= 4096), then the
+ *   Fabrics Connect for the queue.
+ * - Command ids carry a 4-bit generation counter above a 12-bit tag (Linux's
+ *   nvme_cid), so a completion for an earlier use of a tag is recognised and
+ *   refused instead of completing the wrong command.
+ * - Write data goes in-capsule when it fits (IOCCSZ * 16 - 64 on I/O queues,
+ *   8 KiB on the admin queue and for Fabrics commands), otherwise on R2T as
+ *   H2CData chunks of at most maxh2cdata, LAST on the final one.
+ * - C2HData is copied straight into the command's destination buffer at its
+ *   offset (offsets checked); SUCCESS on the last C2HData completes the
+ *   command without a CapsuleResp. A data digest mismatch fails that command
+ *   with Data Transfer Error (as Linux); a header digest error, a TermReq, an
+ *   unknown command id or any other protocol violation ends the queue.
+ * - Writes are corked for the rest of the event-loop turn and uncorked on the
+ *   next tick; a submit that finds the socket full waits (with commands that
+ *   find no free tag) in a backlog drained on 'drain' and on completions.
+ * - Per-command deadlines are watched by one timer per queue (no timer or
+ *   closure per command); an expired command ends the queue, as Linux's
+ *   timeout handler starts error recovery.
+ * - Every way the queue can end (socket error or close, protocol error,
+ *   TermReq, timeout, close()) goes through one funnel, #fail(), which fails
+ *   every command still in flight with the first error, as a 'path-error'
+ *   outcome whose mayHaveExecuted says whether the command had been sent.
+ */
+import net from 'node:net';
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { decodeCqe } from '../shared/cqe.ts';
+import { encodeConnectData } from '../shared/fabrics.ts';
+import { PduFramer } from '../shared/framer.ts';
+import { AdminOpcode } from '../shared/opcodes.ts';
+import {
+  Fes,
+  PduType,
+  ProtocolError,
+  encodeCapsuleCmd,
+  encodeH2CData,
+  encodeIcReq,
+  encodeTermReq,
+  fesName,
+  type C2HDataPdu,
+  type IcRespPdu,
+  type Pdu,
+  type R2TPdu,
+  type WireOptions,
+} from '../shared/pdu.ts';
+import { encodeSgl, inCapsuleSgl, transportSgl } from '../shared/sgl.ts';
+import { connectCommand, encodeSqe, withCid, type Sqe } from '../shared/sqe.ts';
+import { Status, describeStatus } from '../shared/status.ts';
+import { HostError } from './errors.ts';
+import { timers, type TimerHandle } from './timers.ts';
+
+/** Linux assumes 8 KiB of in-capsule data on the admin queue and for Fabrics commands. */
+export const ADMIN_INCAPSULE_SIZE = 8192;
+/** Linux NVME_TCP_MIN_MAXH2CDATA. */
+export const MIN_MAXH2CDATA = 4096;
+/** Largest C2HData PDU accepted. */
+export const MAX_C2H_DATA = 16 * 1024 * 1024;
+const TAG_BITS = 12;
+const TAG_MASK = (1 << TAG_BITS) - 1;
+const GEN_MASK = 0xf;
+export const MAX_QUEUE_DEPTH = 1 << TAG_BITS;
+
+/** How a command ended on this queue; assignable to PathOutcome. */
+export type QueueOutcome =
+  | { readonly kind: 'completed'; readonly status: number; readonly result: number; readonly dw1: number; readonly data?: Buffer }
+  | { readonly kind: 'path-error'; readonly reason: string; readonly mayHaveExecuted: boolean };
+
+export interface SubmitOptions {
+  /** Host to controller data (write, compare, DSM ranges, Connect data). */
+  readonly data?: Buffer | null;
+  /** Controller to host length; data lands in `readInto` when given, else in a new buffer. */
+  readonly readLength?: number;
+  readonly readInto?: Buffer;
+  /** 0 = no timeout (Asynchronous Event Requests). */
+  readonly timeoutMs: number;
+}
+
+export interface TcpQueueOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly qid: number;
+  /** Commands in flight at most; Connect SQSIZE is depth - 1. */
+  readonly depth: number;
+  readonly hdgst: boolean;
+  readonly ddgst: boolean;
+  /** In-capsule data limit for non-Fabrics commands (I/O queues: IOCCSZ * 16 - 64). */
+  readonly inCapsuleSize: number;
+  /** TCP connect + ICResp + Connect response, ms. */
+  readonly connectTimeoutMs: number;
+  readonly subnqn: string;
+  readonly hostnqn: string;
+  readonly hostid: Buffer;
+  /** 0xFFFF (dynamic) on the admin queue, the controller's id on I/O queues. */
+  readonly cntlid: number;
+  /** Admin queue: KATO in ms for Connect. */
+  readonly katoMs: number;
+  /** Connect CATTR (bit 2: disable SQ flow control). */
+  readonly cattr: number;
+  readonly log: Logger;
+}
+
+export interface TcpQueueEvents {
+  /** The queue ended; the error is the first one that ended it. */
+  close: [error: HostError];
+}
+
+class Slot {
+  readonly tag: number;
+  gen = 0;
+  busy = false;
+  sent = false;
+  /** Write data still to be asked for by R2T (null when none or sent in-capsule). */
+  r2tData: Buffer | null = null;
+  h2cSent = 0;
+  readBuf: Buffer | null = null;
+  received = 0;
+  /** Status forced by the transport (data digest error), 0 otherwise. */
+  transportStatus = 0;
+  deadline = 0;
+  opcode = 0;
+  resolve: ((o: QueueOutcome) => void) | null = null;
+  constructor(tag: number) {
+    this.tag = tag;
+  }
+  get cid(): number {
+    return (this.gen << TAG_BITS) | this.tag;
+  }
+}
+
+interface Backlogged {
+  readonly sqe: Sqe;
+  readonly opts: SubmitOptions;
+  readonly resolve: (o: QueueOutcome) => void;
+}
+
+type QueueState = 'await-icresp' | 'connecting' | 'live' | 'closed';
+
+export class TcpQueue extends EventEmitter<TcpQueueEvents> {
+  readonly qid: number;
+  readonly depth: number;
+  readonly log: Logger;
+  /** The controller id (from the Connect response on the admin queue). */
+  cntlid: number;
+  maxh2cdata = 0;
+  wire: WireOptions;
+  #state: QueueState = 'await-icresp';
+  readonly #socket: net.Socket;
+  readonly #framer = new PduFramer('host', { maxInCapsuleData: 0, maxH2CData: 0, maxC2HData: MAX_C2H_DATA });
+  readonly #slots: Slot[];
+  readonly #free: number[] = [];
+  readonly #backlog: Backlogged[] = [];
+  readonly #inCapsuleSize: number;
+  #busy = 0;
+  #writable = true;
+  #corked = false;
+  #timer: TimerHandle | null = null;
+  #timerAt = 0;
+  #error: HostError | null = null;
+  #icWaiter: { resolve: (p: IcRespPdu) => void; reject: (e: HostError) => void } | null = null;
+  readonly #onPdu = (pdu: Pdu): void => this.#handlePdu(pdu);
+  readonly #uncork = (): void => {
+    this.#corked = false;
+    this.#socket.uncork();
+  };
+  readonly #onTimer = (): void => this.#checkDeadlines();
+
+  private constructor(socket: net.Socket, o: TcpQueueOptions) {
+    super();
+    if (!Number.isInteger(o.depth) || o.depth < 1 || o.depth > MAX_QUEUE_DEPTH) throw new RangeError(`queue depth ${o.depth} not in 1..${MAX_QUEUE_DEPTH}`);
+    this.#socket = socket;
+    this.qid = o.qid;
+    this.depth = o.depth;
+    this.cntlid = o.cntlid;
+    this.log = o.log;
+    this.#inCapsuleSize = o.inCapsuleSize;
+    this.wire = { hdgst: false, ddgst: false };
+    this.#slots = Array.from({ length: o.depth }, (_, i) => new Slot(i));
+    for (let i = o.depth - 1; i >= 0; i--) this.#free.push(i);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('drain', () => {
+      this.#writable = true;
+      this.#pump();
+    });
+    socket.on('end', () => this.#fail(new HostError('CONNECTION_CLOSED', `queue ${this.qid}: connection closed by the target`)));
+    socket.on('close', () => this.#fail(new HostError('CONNECTION_CLOSED', `queue ${this.qid}: connection closed`)));
+    socket.on('error', (err) => this.#fail(new HostError('CONNECTION_CLOSED', `queue ${this.qid}: ${err.message}`, { cause: err })));
+  }
+
+  /** Connect TCP, exchange ICReq/ICResp, send the Fabrics Connect. Throws a HostError. */
+  static async open(o: TcpQueueOptions): Promise<TcpQueue> {
+    const deadline = timers.now() + o.connectTimeoutMs;
+    const socket = await connectSocket(o.host, o.port, o.connectTimeoutMs);
+    const q = new TcpQueue(socket, o);
+    try {
+      await q.#initialize(o, deadline);
+      q.#state = 'connecting';
+      const data = encodeConnectData({ hostid: o.hostid, cntlid: o.cntlid, subnqn: o.subnqn, hostnqn: o.hostnqn });
+      const sqe = connectCommand({ recfmt: 0, qid: o.qid, sqsize: o.depth - 1, cattr: o.cattr, kato: o.qid === 0 ? o.katoMs : 0 });
+      const r = await q.submit(sqe, { data, timeoutMs: Math.max(1, deadline - timers.now()) });
+      if (r.kind === 'path-error') throw new HostError('CONNECTION_FAILED', `queue ${o.qid}: Connect: ${r.reason}`);
+      if (r.status !== 0) {
+        throw new HostError('CONNECT_REJECTED', `queue ${o.qid}: Connect to ${o.subnqn} rejected: ${describeStatus(r.status)} (dw0 0x${r.result.toString(16)})`, { status: r.status });
+      }
+      if (o.qid === 0) q.cntlid = r.result & 0xffff;
+      q.#state = 'live';
+      return q;
+    } catch (err) {
+      q.close('connect failed');
+      throw err;
+    }
+  }
+
+  get closed(): boolean {
+    return this.#state === 'closed';
+  }
+  /** The error that ended the queue, once closed. */
+  get error(): HostError | null {
+    return this.#error;
+  }
+  /** Commands submitted and not yet ended (in flight plus waiting for a tag or drain). */
+  get inflight(): number {
+    return this.#busy + this.#backlog.length;
+  }
+  /** Commands waiting for a free tag or for the socket to drain. */
+  get waiting(): number {
+    return this.#backlog.length;
+  }
+
+  /**
+   * Submit a command. Never throws and never rejects: the outcome is a value.
+   * The command id is assigned here; the SQE's SGL is set to in-capsule or
+   * transport data to match `opts.data`.
+   */
+  submit(sqe: Sqe, opts: SubmitOptions): Promise<QueueOutcome> {
+    return new Promise<QueueOutcome>((resolve) => {
+      if (this.#state === 'closed') {
+        resolve({ kind: 'path-error', reason: this.#error?.message ?? 'queue closed', mayHaveExecuted: false });
+        return;
+      }
+      if (this.#free.length === 0 || !this.#writable || this.#backlog.length > 0) {
+        this.#backlog.push({ sqe, opts, resolve });
+        return;
+      }
+      this.#start(sqe, opts, resolve);
+    });
+  }
+
+  /** End the queue: every command in flight fails as a path error. */
+  close(reason = 'queue closed by host'): void {
+    this.#fail(new HostError('QUEUE_CLOSED', `queue ${this.qid}: ${reason}`));
+  }
+
+  // ---------------------------------------------------------------- setup
+
+  #initialize(o: TcpQueueOptions, deadline: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = timers.setTimeout(() => {
+        this.#fail(new HostError('CONNECT_TIMEOUT', `queue ${o.qid}: no ICResp from ${o.host}:${o.port} within ${o.connectTimeoutMs} ms`));
+      }, Math.max(1, deadline - timers.now()));
+      this.#icWaiter = {
+        resolve: (ic) => {
+          timers.clearTimeout(timer);
+          const problem = icRespProblem(ic, o.hdgst, o.ddgst);
+          if (problem) {
+            const err = new HostError('ICRESP_INVALID', `queue ${o.qid}: ICResp refused: ${problem}`);
+            this.#fail(err);
+            reject(err);
+            return;
+          }
+          this.maxh2cdata = ic.maxh2cdata;
+          this.wire = { hdgst: ic.hdgst, ddgst: ic.ddgst };
+          this.#framer.setDigests(ic.hdgst, ic.ddgst);
+          resolve();
+        },
+        reject: (err) => {
+          timers.clearTimeout(timer);
+          reject(err);
+        },
+      };
+      this.#write([encodeIcReq({ pfv: 0, hpda: 0, hdgst: o.hdgst, ddgst: o.ddgst, maxr2t: 0 })]);
+    });
+  }
+
+  // ---------------------------------------------------------------- submit
+
+  #start(sqe: Sqe, opts: SubmitOptions, resolve: (o: QueueOutcome) => void): void {
+    const slot = this.#slots[this.#free.pop()!]!;
+    slot.busy = true;
+    slot.gen = (slot.gen + 1) & GEN_MASK;
+    slot.resolve = resolve;
+    slot.opcode = sqe.opcode;
+    slot.transportStatus = 0;
+    slot.received = 0;
+    slot.h2cSent = 0;
+    slot.r2tData = null;
+    slot.readBuf = null;
+    this.#busy++;
+    const buf = encodeSqe(withCid(sqe, slot.cid));
+    const data = opts.data && opts.data.length > 0 ? opts.data : null;
+    let capsuleData: Buffer | null = null;
+    if (data) {
+      const limit = sqe.opcode === AdminOpcode.Fabrics || this.qid === 0 ? ADMIN_INCAPSULE_SIZE : this.#inCapsuleSize;
+      if (data.length <= limit) {
+        capsuleData = data;
+        encodeSgl(inCapsuleSgl(data.length), buf, 24);
+      } else {
+        slot.r2tData = data;
+        encodeSgl(transportSgl(data.length), buf, 24);
+      }
+    } else if (opts.readLength) {
+      slot.readBuf = opts.readInto ?? Buffer.allocUnsafe(opts.readLength);
+      encodeSgl(transportSgl(opts.readLength), buf, 24);
+    }
+    if (opts.timeoutMs > 0) {
+      slot.deadline = timers.now() + opts.timeoutMs;
+      this.#armTimer(slot.deadline);
+    } else slot.deadline = 0;
+    slot.sent = true;
+    this.#write(encodeCapsuleCmd(buf, capsuleData, this.wire));
+  }
+
+  #write(bufs: Buffer[]): void {
+    if (this.#state === 'closed') return;
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      process.nextTick(this.#uncork);
+    }
+    for (const b of bufs) if (!this.#socket.write(b)) this.#writable = false;
+  }
+
+  /** Start backlogged commands while tags are free and the socket takes writes. */
+  #pump(): void {
+    while (this.#backlog.length > 0 && this.#free.length > 0 && this.#writable && this.#state !== 'closed') {
+      const b = this.#backlog.shift()!;
+      this.#start(b.sqe, b.opts, b.resolve);
+    }
+  }
+
+  // ---------------------------------------------------------------- receive
+
+  #onData(chunk: Buffer): void {
+    if (this.#state === 'closed') return;
+    try {
+      this.#framer.push(chunk, this.#onPdu);
+    } catch (err) {
+      if (err instanceof ProtocolError) this.#protocolError(err);
+      else this.#fail(new HostError('PROTOCOL_ERROR', `queue ${this.qid}: ${(err as Error).message}`, { cause: err }));
+    }
+  }
+
+  #handlePdu(pdu: Pdu): void {
+    if (this.#state === 'closed') return;
+    switch (pdu.type) {
+      case PduType.ICResp: {
+        const w = this.#icWaiter;
+        if (this.#state !== 'await-icresp' || !w) throw new ProtocolError(Fes.PduSequenceError, 0, 'unexpected ICResp');
+        this.#icWaiter = null;
+        w.resolve(pdu);
+        return;
+      }
+      case PduType.C2HTermReq:
+        this.#fail(new HostError('TERM_REQ', `queue ${this.qid}: C2HTermReq from the target: ${fesName(pdu.fes)} (fei ${pdu.fei})`));
+        return;
+      default:
+        break;
+    }
+    if (this.#state === 'await-icresp') throw new ProtocolError(Fes.PduSequenceError, 0, `PDU type ${pdu.type} before ICResp`);
+    switch (pdu.type) {
+      case PduType.CapsuleResp: {
+        const cqe = decodeCqe(pdu.cqe);
+        const slot = this.#lookup(cqe.cid, 'CapsuleResp');
+        if (slot.readBuf && slot.received < slot.readBuf.length) slot.readBuf.fill(0, slot.received);
+        this.#complete(slot, cqe.status !== 0 ? cqe.status : slot.transportStatus, cqe.result, cqe.dw1);
+        return;
+      }
+      case PduType.C2HData:
+        this.#onC2HData(pdu);
+        return;
+      case PduType.R2T:
+        this.#onR2T(pdu);
+        return;
+      default:
+        throw new ProtocolError(Fes.InvalidHeaderField, 0, `unexpected PDU type ${pdu.type}`);
+    }
+  }
+
+  #lookup(cid: number, what: string): Slot {
+    const slot = this.#slots[cid & TAG_MASK];
+    if (!slot || !slot.busy) throw new ProtocolError(Fes.InvalidHeaderField, 8, `${what} for command id 0x${cid.toString(16)}: no such command in flight`);
+    if (slot.gen !== cid >>> TAG_BITS) {
+      throw new ProtocolError(Fes.InvalidHeaderField, 8, `${what} for command id 0x${cid.toString(16)}: stale generation (in flight: 0x${slot.cid.toString(16)})`);
+    }
+    return slot;
+  }
+
+  #onC2HData(pdu: C2HDataPdu): void {
+    const slot = this.#lookup(pdu.cccid, 'C2HData');
+    const dest = slot.readBuf;
+    if (!dest) throw new ProtocolError(Fes.InvalidHeaderField, 8, `C2HData for command 0x${pdu.cccid.toString(16)} that reads no data`);
+    if (pdu.datao !== slot.received) {
+      throw new ProtocolError(Fes.DataTransferOutOfRange, 12, `C2HData offset ${pdu.datao}, expected ${slot.received}`);
+    }
+    if (pdu.datao + pdu.data.length > dest.length) {
+      throw new ProtocolError(Fes.DataTransferOutOfRange, 16, `C2HData ${pdu.datao}+${pdu.data.length} past the command's ${dest.length} bytes`);
+    }
+    pdu.data.copy(dest, pdu.datao);
+    slot.received += pdu.data.length;
+    if (pdu.dataDigestError) {
+      this.log.warn({ qid: this.qid, cid: pdu.cccid }, 'C2HData data digest error');
+      slot.transportStatus = Status.DataTransferError;
+    }
+    if (pdu.success) {
+      if (slot.received < dest.length) dest.fill(0, slot.received);
+      this.#complete(slot, slot.transportStatus, 0, 0);
+    }
+  }
+
+  #onR2T(pdu: R2TPdu): void {
+    const slot = this.#lookup(pdu.cccid, 'R2T');
+    const data = slot.r2tData;
+    if (!data) throw new ProtocolError(Fes.InvalidHeaderField, 8, `R2T for command 0x${pdu.cccid.toString(16)} with no data to transfer`);
+    if (pdu.r2tl === 0) throw new ProtocolError(Fes.InvalidHeaderField, 16, 'R2T with length 0');
+    if (pdu.r2to !== slot.h2cSent) throw new ProtocolError(Fes.DataTransferOutOfRange, 12, `R2T offset ${pdu.r2to}, expected ${slot.h2cSent}`);
+    const end = pdu.r2to + pdu.r2tl;
+    if (end > data.length) throw new ProtocolError(Fes.DataTransferOutOfRange, 16, `R2T ${pdu.r2to}+${pdu.r2tl} past the command's ${data.length} bytes`);
+    const chunk = this.maxh2cdata;
+    for (let off = pdu.r2to; off < end; off += chunk) {
+      const stop = Math.min(end, off + chunk);
+      this.#write(encodeH2CData({ cccid: pdu.cccid, ttag: pdu.ttag, datao: off, last: stop === end }, data.subarray(off, stop), this.wire));
+    }
+    slot.h2cSent = end;
+  }
+
+  #complete(slot: Slot, status: number, result: number, dw1: number): void {
+    const resolve = slot.resolve!;
+    const data = slot.readBuf ?? undefined;
+    this.#release(slot);
+    resolve({ kind: 'completed', status, result, dw1, data });
+    this.#pump();
+  }
+
+  #release(slot: Slot): void {
+    slot.busy = false;
+    slot.resolve = null;
+    slot.readBuf = null;
+    slot.r2tData = null;
+    slot.deadline = 0;
+    this.#busy--;
+    this.#free.push(slot.tag);
+  }
+
+  // ---------------------------------------------------------------- deadlines
+
+  #armTimer(deadline: number): void {
+    if (this.#timer !== null && this.#timerAt <= deadline) return;
+    timers.clearTimeout(this.#timer);
+    this.#timerAt = deadline;
+    this.#timer = timers.setTimeout(this.#onTimer, deadline - timers.now());
+  }
+
+  #checkDeadlines(): void {
+    this.#timer = null;
+    if (this.#state === 'closed') return;
+    const now = timers.now();
+    let next = Infinity;
+    for (const s of this.#slots) {
+      if (!s.busy || s.deadline === 0) continue;
+      if (s.deadline <= now) {
+        this.#fail(new HostError('COMMAND_TIMEOUT', `queue ${this.qid}: command 0x${s.cid.toString(16)} (opcode 0x${s.opcode.toString(16)}) timed out`));
+        return;
+      }
+      if (s.deadline < next) next = s.deadline;
+    }
+    if (next !== Infinity) this.#armTimer(next);
+  }
+
+  // ---------------------------------------------------------------- teardown
+
+  #protocolError(err: ProtocolError): void {
+    if (this.#state === 'closed') return;
+    this.log.warn({ qid: this.qid, err: err.message }, 'protocol error: sending H2CTermReq and closing');
+    // Tell the target why, then go (the term PDU is the last thing written).
+    try {
+      if (this.#corked) this.#uncork();
+      this.#socket.write(encodeTermReq(PduType.H2CTermReq, err.fes, err.fei, err.errorHeader));
+    } catch {
+      // the socket is already gone
+    }
+    this.#fail(new HostError('PROTOCOL_ERROR', `queue ${this.qid}: ${err.message}`, { cause: err }), true);
+  }
+
+  /** The one teardown funnel: first error wins, every command in flight fails with it. */
+  #fail(err: HostError, graceful = false): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#error = err;
+    timers.clearTimeout(this.#timer);
+    this.#timer = null;
+    if (graceful) {
+      this.#socket.end();
+      const s = this.#socket;
+      timers.setTimeout(() => s.destroy(), 1000);
+    } else this.#socket.destroy();
+    const w = this.#icWaiter;
+    this.#icWaiter = null;
+    w?.reject(err);
+    const reason = err.message;
+    for (const slot of this.#slots) {
+      if (!slot.busy) continue;
+      const resolve = slot.resolve!;
+      const sent = slot.sent;
+      this.#release(slot);
+      resolve({ kind: 'path-error', reason, mayHaveExecuted: sent });
+    }
+    for (const b of this.#backlog.splice(0)) b.resolve({ kind: 'path-error', reason, mayHaveExecuted: false });
+    this.log.debug({ qid: this.qid, code: err.code, reason }, 'queue closed');
+    this.emit('close', err);
+  }
+}
+
+/** Why Linux would refuse this ICResp, or null. */
+export function icRespProblem(ic: IcRespPdu, hdgst: boolean, ddgst: boolean): string | null {
+  if (ic.pfv !== 0) return `pfv ${ic.pfv}, expected 0`;
+  if (ic.hdgst !== hdgst) return `header digest ${ic.hdgst ? 'enabled' : 'disabled'} but ${hdgst ? 'requested' : 'not requested'}`;
+  if (ic.ddgst !== ddgst) return `data digest ${ic.ddgst ? 'enabled' : 'disabled'} but ${ddgst ? 'requested' : 'not requested'}`;
+  if (ic.cpda !== 0) return `cpda ${ic.cpda} not supported`;
+  if (ic.maxh2cdata % 4 !== 0 || ic.maxh2cdata < MIN_MAXH2CDATA) return `maxh2cdata ${ic.maxh2cdata} must be a multiple of 4 and at least ${MIN_MAXH2CDATA}`;
+  return null;
+}
+
+function connectSocket(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port, noDelay: true, writableHighWaterMark: 256 * 1024 } as net.NetConnectOpts);
+    const timer = timers.setTimeout(() => {
+      socket.destroy();
+      reject(new HostError('CONNECT_TIMEOUT', `TCP connect to ${host}:${port} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onError = (err: Error): void => {
+      timers.clearTimeout(timer);
+      reject(new HostError('CONNECTION_FAILED', `TCP connect to ${host}:${port}: ${err.message}`, { cause: err }));
+    };
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      timers.clearTimeout(timer);
+      socket.off('error', onError);
+      resolve(socket);
+    });
+  });
+}
+
