@@ -95,7 +95,14 @@ export class PduFramer {
       if (this.buffered < this.pendingPlen) return;
       const raw = this.take(this.pendingPlen);
       this.pendingPlen = 0;
-      deliver(this.decode(raw));
+      const pdu = this.decode(raw);
+      try {
+        deliver(pdu);
+      } catch (err) {
+        // A violation the receiver found in a whole PDU: report that PDU's header.
+        if (err instanceof ProtocolError && err.errorHeader.length === 0) throw err.withHeader(raw.subarray(0, raw[2]!));
+        throw err;
+      }
     }
   }
 
@@ -265,7 +272,7 @@ export class PduFramer {
       if (expected !== actual) {
         throw new ProtocolError(
           Fes.HeaderDigestError,
-          0,
+          expected, // FEI of a header digest error: the HDGST value received
           `header digest 0x${expected.toString(16)} != computed 0x${actual.toString(16)}`,
           Buffer.from(raw.subarray(0, hlen)),
         );

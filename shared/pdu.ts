@@ -45,8 +45,11 @@ export const HeaderLength = {
 export const COMMON_HEADER_LENGTH = 8;
 export const SQE_LENGTH = 64;
 export const CQE_LENGTH = 16;
-/** Term PDUs carry at most this many bytes of the offending PDU header. */
-export const TERM_MAX_DATA = 152;
+/**
+ * Term PDUs carry at most this many bytes of the offending PDU header: the
+ * whole Term PDU is at most 152 bytes (NVMe/TCP; Linux NVME_TCP_MAX_C2HTERM_PLEN).
+ */
+export const TERM_MAX_DATA = 128;
 
 /** Fatal Error Status of a C2HTermReq/H2CTermReq. */
 export const Fes = {
@@ -158,6 +161,13 @@ export class ProtocolError extends Error {
     this.fes = fes;
     this.fei = fei;
     this.errorHeader = errorHeader ?? Buffer.alloc(0);
+  }
+
+  /** The same error carrying the header of the offending PDU (for the TermReq's error data). */
+  withHeader(header: Buffer): ProtocolError {
+    const e = new ProtocolError(this.fes, this.fei, '', Buffer.from(header));
+    e.message = this.message;
+    return e;
   }
 }
 

@@ -162,7 +162,7 @@ export function identifyController(ctrl: Controller, subsys: Subsystem, core: Ta
     nanagrpid: ANAGRPMAX,
     sqes: 0x66,
     cqes: 0x44,
-    maxcmd: core.limits.mqes + 1,
+    maxcmd: ctrl.mqes + 1,
     nn: MAX_NAMESPACES,
     oncs: Oncs.Compare | Oncs.DatasetManagement | Oncs.WriteZeroes,
     vwc: Vwc.Present | Vwc.FlushBroadcastMask,

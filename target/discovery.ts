@@ -160,7 +160,7 @@ function identifyDiscoveryController(ctrl: Controller, core: TargetCore): Buffer
     kas: KAS_100MS,
     sqes: 0x66,
     cqes: 0x44,
-    maxcmd: core.limits.mqes + 1,
+    maxcmd: ctrl.mqes + 1,
     sgls: Sgls.SupportedByteAligned | Sgls.AddressAsOffset,
     subnqn: ctrl.discovery!.nqn,
     ioccsz: ctrl.port.ioccsz,

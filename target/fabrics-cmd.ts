@@ -19,9 +19,16 @@ import type { TargetCore } from './core.ts';
 import { DISCOVERY_DEFAULT_KATO_MS, type Controller } from './controller.ts';
 import { SqeField, type Completion, type Request } from './request.ts';
 import type { TcpQueue } from './tcp.ts';
+import type { Port } from './port.ts';
 
 /** CAP.TO: worst-case time to ready, 500 ms units (as nvmet). */
 export const CAP_TIMEOUT = 15;
+
+/** CAP.MQES of controllers on a port: the target's limit, lowered by the port's max_queue_size (as nvmet). */
+export function portMqes(targetMqes: number, port: Port): number {
+  const max = port.config.maxQueueSize;
+  return max === null ? targetMqes : Math.min(targetMqes, max - 1);
+}
 
 const invalid = (where: 'sqe' | 'data', offset: number): Completion => ({
   status: withDnr(Status.ConnectInvalidParameters),
@@ -62,7 +69,7 @@ function connect(req: Request, core: TargetCore, queue: TcpQueue): Completion {
     return invalid('data', ConnectDataOffset.hostnqn);
   }
   const sqFlowDisabled = (c.cattr & CATTR_DISABLE_SQ_FLOW_CONTROL) !== 0;
-  if (c.sqsize === 0 || c.sqsize > core.limits.mqes) return invalid('sqe', 44);
+  if (c.sqsize === 0 || c.sqsize > portMqes(core.limits.mqes, queue.port)) return invalid('sqe', 44);
 
   if (c.qid === 0) {
     if (data.cntlid !== CNTLID_DYNAMIC) return invalid('data', ConnectDataOffset.cntlid);
@@ -137,7 +144,7 @@ function propertyGet(req: Request, ctrl: Controller, core: TargetCore): Completi
   if (p.size === 8) {
     if (p.offset !== Property.CAP) return { status: withDnr(Status.InvalidField), errorLocation: 44 };
     value = encodeCap({
-      mqes: core.limits.mqes,
+      mqes: ctrl.mqes,
       cqr: true,
       ams: 0,
       to: CAP_TIMEOUT,

@@ -18,6 +18,7 @@ import { Controller, type ControllerOptions } from './controller.ts';
 import type { TargetCore, TargetLimits } from './core.ts';
 import { DiscoveryService, type DiscoverySource } from './discovery.ts';
 import { ANATT_SECONDS } from './admin-cmd.ts';
+import { portMqes } from './fabrics-cmd.ts';
 import { silentLogger, type Logger } from './logger.ts';
 import { Namespace } from './namespace.ts';
 import { Port } from './port.ts';
@@ -124,7 +125,7 @@ export class Target implements TargetCore, DiscoverySource {
       ...opts,
       log: this.log,
       maxIoQueues: Math.min(opts.subsystem?.config.qidMax ?? this.limits.maxIoQueues, this.limits.maxIoQueues),
-      mqes: this.limits.mqes,
+      mqes: portMqes(this.limits.mqes, opts.port),
       onGone: (c, reason) => this.controllerGone(c, reason),
     });
     if (opts.kind === 'discovery') this.discovery.controllers.set(ctrl.cntlid, ctrl);

@@ -167,6 +167,17 @@ export class RawClient {
     return this.command({ ...sqe, sgl: inCapsuleSgl(data.length) }, { data, inCapsule: true });
   }
 
+  /**
+   * Expect a completion for `cid` without sending anything: the test sends the
+   * command itself (hand-built or split bytes). With `writeData` an R2T for
+   * the cid is answered automatically; without, R2Ts are left in `unclaimed`.
+   */
+  track(cid: number, opts: { writeData?: Buffer } = {}): Promise<CommandResult> {
+    return new Promise((resolve, reject) => {
+      this.pending.set(cid, { resolve, reject, data: Buffer.alloc(0), writeData: opts.writeData ?? null, c2hPdus: 0, r2ts: 0, maxh2c: this.maxh2cdata });
+    });
+  }
+
   private allocCid(): number {
     do this.nextCid = (this.nextCid + 1) & 0xffff;
     while (this.pending.has(this.nextCid));
@@ -276,4 +287,241 @@ export function patternBlocks(slba: number, nlb: number, blockSize: number, gene
     randomBytes(16).copy(b, o + 16);
   }
   return b;
+}
+
+// ---------------------------------------------------------------- hand-built wire bytes
+//
+// Independent of shared/: a table CRC32C, a PDU builder and a PDU splitter
+// written from the NVMe/TCP specification, so that tests check the target's
+// bytes against something other than the code under test.
+
+const CRC32C_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/** CRC32C (Castagnoli), init ~0, final xor ~0: the NVMe/TCP digest. */
+export function refCrc32c(buf: Buffer): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < buf.length; i++) c = CRC32C_TABLE[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+export interface HandPdu {
+  type: number;
+  hlen: number;
+  /** Extra flag bits (HDGSTF/DDGSTF are added from hdgst/ddgst). */
+  flags?: number;
+  /** Writes the PDU specific header bytes (offset 8 on). */
+  fill?: (h: Buffer) => void;
+  data?: Buffer;
+  hdgst?: boolean;
+  ddgst?: boolean;
+  /** Override computed fields (for malformed PDUs). */
+  pdo?: number;
+  plen?: number;
+  /** XOR the header digest / data digest with this (0 = correct digest). */
+  badHdgst?: number;
+  badDdgst?: number;
+  /** Leave HDGSTF clear even though a header digest is appended (or not). */
+  omitHdgstFlag?: boolean;
+}
+
+/** Build a PDU byte by byte from the specification's layout. */
+export function handPdu(p: HandPdu): Buffer {
+  const data = p.data ?? Buffer.alloc(0);
+  const hd = p.hdgst ? 4 : 0;
+  const dd = p.ddgst && data.length > 0 ? 4 : 0;
+  const pdo = data.length > 0 ? p.hlen + hd : 0;
+  const plen = p.hlen + hd + data.length + dd;
+  const h = Buffer.alloc(p.hlen);
+  h[0] = p.type;
+  h[1] = (p.flags ?? 0) | (p.hdgst && !p.omitHdgstFlag ? 0x01 : 0) | (dd ? 0x02 : 0);
+  h[2] = p.hlen;
+  h[3] = p.pdo ?? pdo;
+  h.writeUInt32LE((p.plen ?? plen) >>> 0, 4);
+  p.fill?.(h);
+  const parts: Buffer[] = [h];
+  if (hd) {
+    const d = Buffer.alloc(4);
+    d.writeUInt32LE((refCrc32c(h) ^ (p.badHdgst ?? 0)) >>> 0, 0);
+    parts.push(d);
+  }
+  if (data.length) parts.push(data);
+  if (dd) {
+    const d = Buffer.alloc(4);
+    d.writeUInt32LE((refCrc32c(data) ^ (p.badDdgst ?? 0)) >>> 0, 0);
+    parts.push(d);
+  }
+  return Buffer.concat(parts);
+}
+
+export function handIcReq(o: { pfv?: number; hpda?: number; hdgst?: boolean; ddgst?: boolean; maxr2t?: number; plen?: number } = {}): Buffer {
+  const b = Buffer.alloc(128);
+  b[0] = 0x00;
+  b[2] = 128;
+  b.writeUInt32LE(o.plen ?? 128, 4);
+  b.writeUInt16LE(o.pfv ?? 0, 8);
+  b[10] = o.hpda ?? 0;
+  b[11] = (o.hdgst ? 1 : 0) | (o.ddgst ? 2 : 0);
+  b.writeUInt32LE(o.maxr2t ?? 0, 12);
+  return b;
+}
+
+/** CapsuleCmd (type 4, hlen 72) around a 64-byte SQE. */
+export function handCapsule(sqe: Buffer, data: Buffer | null, o: Omit<HandPdu, 'type' | 'hlen' | 'fill' | 'data'> = {}): Buffer {
+  return handPdu({ ...o, type: 0x04, hlen: 72, fill: (h) => sqe.copy(h, 8), data: data ?? undefined });
+}
+
+/** H2CData (type 6, hlen 24). DATAL is the data length unless given. */
+export function handH2CData(
+  f: { cccid: number; ttag: number; datao: number; last: boolean; datal?: number },
+  data: Buffer,
+  o: Omit<HandPdu, 'type' | 'hlen' | 'fill' | 'data'> = {},
+): Buffer {
+  return handPdu({
+    ...o,
+    type: 0x06,
+    hlen: 24,
+    flags: (o.flags ?? 0) | (f.last ? 0x04 : 0),
+    fill: (h) => {
+      h.writeUInt16LE(f.cccid, 8);
+      h.writeUInt16LE(f.ttag, 10);
+      h.writeUInt32LE(f.datao, 12);
+      h.writeUInt32LE(f.datal ?? data.length, 16);
+    },
+    data,
+  });
+}
+
+/** One PDU as cut from the byte stream by its common header. */
+export interface RawPdu {
+  type: number;
+  flags: number;
+  hlen: number;
+  pdo: number;
+  plen: number;
+  bytes: Buffer;
+}
+
+/** Cut a byte stream into PDUs by plen; `rest` is an incomplete tail. */
+export function splitPdus(buf: Buffer): { pdus: RawPdu[]; rest: Buffer } {
+  const pdus: RawPdu[] = [];
+  let off = 0;
+  while (buf.length - off >= 8) {
+    const plen = buf.readUInt32LE(off + 4);
+    if (plen < 8 || buf.length - off < plen) break;
+    const bytes = buf.subarray(off, off + plen);
+    pdus.push({ type: bytes[0]!, flags: bytes[1]!, hlen: bytes[2]!, pdo: bytes[3]!, plen, bytes });
+    off += plen;
+  }
+  return { pdus, rest: buf.subarray(off) };
+}
+
+/** C2HTermReq fields read by hand. */
+export function termReqFields(p: RawPdu): { fes: number; fei: number; errorData: Buffer } {
+  return { fes: p.bytes.readUInt16LE(8), fei: p.bytes.readUInt32LE(10), errorData: p.bytes.subarray(24) };
+}
+
+/** Records every byte a socket receives from now on (alongside other listeners). */
+export class ByteTap {
+  readonly socket: net.Socket;
+  private chunks: Buffer[] = [];
+  closed = false;
+  private waiters = new Set<() => void>();
+
+  constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.on('data', (c: Buffer) => {
+      this.chunks.push(Buffer.from(c));
+      this.wake();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    if (socket.destroyed) this.closed = true;
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  get bytes(): Buffer {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0] ?? Buffer.alloc(0);
+  }
+
+  pdus(): RawPdu[] {
+    return splitPdus(this.bytes).pdus;
+  }
+
+  clear(): void {
+    this.chunks = [];
+  }
+
+  /** Resolve with check()'s first truthy result, re-checked on every arrival. */
+  until<T>(check: () => T | undefined | null | false, timeoutMs = 5000, what = 'condition'): Promise<T> {
+    const first = check();
+    if (first) return Promise.resolve(first);
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        let r: T | undefined | null | false;
+        try {
+          r = check();
+        } catch (err) {
+          cleanup();
+          reject(err as Error);
+          return;
+        }
+        if (r) {
+          cleanup();
+          resolve(r);
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`timeout waiting for ${what}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+      };
+      this.waiters.add(done);
+    });
+  }
+
+  /** The first PDU of this type (and matching pred) received. */
+  pdu(type: number, pred: (p: RawPdu) => boolean = () => true, timeoutMs = 5000): Promise<RawPdu> {
+    return this.until(() => this.pdus().find((p) => p.type === type && pred(p)), timeoutMs, `PDU type ${type}`);
+  }
+
+  waitClosed(timeoutMs = 5000): Promise<true> {
+    return this.until(() => this.closed || undefined, timeoutMs, 'connection close');
+  }
+}
+
+/** A bare TCP connection with a tap: for tests that speak before (or instead of) ICReq. */
+export function rawSocket(port: number, host = '127.0.0.1'): Promise<ByteTap> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host }, () => {
+      s.off('error', reject);
+      s.setNoDelay(true);
+      s.on('error', () => undefined);
+      resolve(new ByteTap(s));
+    });
+    s.once('error', reject);
+  });
+}
+
+/** Write each byte in its own socket write, waiting for each to be handed to the kernel. */
+export async function writeByteByByte(socket: net.Socket, bytes: Buffer): Promise<void> {
+  for (let i = 0; i < bytes.length; i++) {
+    await new Promise<void>((resolve, reject) => socket.write(bytes.subarray(i, i + 1), (err) => (err ? reject(err) : resolve())));
+  }
 }
