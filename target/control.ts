@@ -196,8 +196,33 @@ export class ControlServer {
         const nqn = typeof p['nqn'] === 'string' ? p['nqn'] : onlySubsystem(t);
         return t.removeNamespace(nqn, int(p, 'nsid', 1, 0xfffffffe));
       }
+      case 'fault.blackhole':
+        if (typeof p['on'] !== 'boolean') throw new ControlError('params.on: expected true or false');
+        return t.setBlackhole(int(p, 'portid', 1, 0xfffe), p['on']);
+      case 'fault.latency':
+        return t.setLatency(int(p, 'portid', 1, 0xfffe), int(p, 'ms', 0, 600_000));
+      case 'fault.drop':
+        return { dropped: t.dropConnections(int(p, 'portid', 1, 0xfffe)) };
+      case 'fault.fail': {
+        const queue = p['queue'];
+        if (queue !== undefined && queue !== null && queue !== 'io' && queue !== 'admin') throw new ControlError('params.queue: expected "io", "admin" or null');
+        return t.failNext(int(p, 'portid', 1, 0xfffe), {
+          count: int(p, 'count', 1, 1_000_000),
+          status: int(p, 'status', 1, 0x7fff),
+          opcode: p['opcode'] === undefined || p['opcode'] === null ? null : int(p, 'opcode', 0, 255),
+          nsid: p['nsid'] === undefined || p['nsid'] === null ? null : int(p, 'nsid', 0, 0xffffffff),
+          queue: (queue as 'io' | 'admin' | null | undefined) ?? null,
+        });
+      }
+      case 'fault.clear':
+        return t.clearFaults(int(p, 'portid', 1, 0xfffe));
+      case 'crash':
+        // The process dies at once: nothing is flushed beyond what the stores already persisted.
+        this.log.fatal({ fault: 'crash' }, 'fault: crash requested, the process is killed now');
+        setTimeout(() => process.kill(process.pid, 'SIGKILL'), 20);
+        return { crashing: true };
       default:
-        throw new ControlError(`unknown method "${method}" (show, port.down, port.up, port.add, port.remove, ana.set, active.set, ns.add, ns.remove)`);
+        throw new ControlError(`unknown method "${method}" (show, port.down, port.up, port.add, port.remove, ana.set, active.set, ns.add, ns.remove, fault.blackhole, fault.latency, fault.drop, fault.fail, fault.clear, crash)`);
     }
   }
 }

@@ -20,6 +20,11 @@ function renderShow(s: TargetSnapshot): string {
   for (const p of s.ports) {
     lines.push(`  port ${p.portid}  ${p.state.padEnd(4)}  listen ${p.listen}  advertise ${p.advertise}  connections ${p.connections}`);
     lines.push(`    exports ${p.subsystems.join(', ') || '-'}`);
+    const f = p.faults;
+    if (f.blackhole || f.latencyMs || f.failRules.length) {
+      const parts = [f.blackhole ? 'BLACKHOLE' : '', f.latencyMs ? `latency ${f.latencyMs} ms` : '', ...f.failRules.map((r) => `fail next ${r.remaining} (status 0x${r.status.toString(16)}${r.opcode !== null ? `, opcode 0x${r.opcode.toString(16)}` : ''})`)];
+      lines.push(`    faults: ${parts.filter(Boolean).join(', ')}`);
+    }
   }
   for (const sub of s.subsystems) {
     lines.push('', `Subsystem ${sub.nqn}  mode ${sub.mode}${sub.mode === 'active-standby' ? ` (promotion ${sub.promotion})` : ''}  ANA chgcnt ${sub.anaChgcnt}`);
@@ -114,6 +119,44 @@ async function main(): Promise<void> {
         }))
     .command('ns remove', 'remove a namespace', (y) => y.option('nsid', { type: 'number', demandOption: true }).option('nqn', { type: 'string' }),
       (a) => call('ns.remove', { nsid: a.nsid, ...(a.nqn ? { nqn: a.nqn } : {}) }))
+    .command('fault <kind> <portid> [value]', 'inject a fault on a port: blackhole on|off, latency MS, drop, fail, clear', (y) =>
+      y
+        .positional('kind', { choices: ['blackhole', 'latency', 'drop', 'fail', 'clear'] as const, demandOption: true })
+        .positional('portid', { type: 'number', demandOption: true })
+        .positional('value', { type: 'string', describe: 'blackhole: on|off; latency: milliseconds' })
+        .option('count', { type: 'number', default: 1, describe: 'fail: how many commands' })
+        .option('status', { type: 'string', default: '0x302', describe: 'fail: NVMe status (SCT<<8 | SC), e.g. 0x302, 0x6' })
+        .option('opcode', { type: 'string', describe: 'fail: only this opcode (e.g. 0x01 write)' })
+        .option('nsid', { type: 'number', describe: 'fail: only this namespace' })
+        .option('queue', { choices: ['io', 'admin'] as const, describe: 'fail: only this queue type' }),
+      async (a) => {
+        const num = (text: string, what: string): number => {
+          const v = Number(text);
+          if (!Number.isInteger(v)) throw new Error(`--${what} "${text}" is not a number`);
+          return v;
+        };
+        switch (a.kind) {
+          case 'blackhole':
+            if (a.value !== 'on' && a.value !== 'off') throw new Error('fault blackhole <portid> on|off');
+            return call('fault.blackhole', { portid: a.portid, on: a.value === 'on' });
+          case 'latency':
+            return call('fault.latency', { portid: a.portid, ms: num(a.value ?? '', 'latency') });
+          case 'drop':
+            return call('fault.drop', { portid: a.portid });
+          case 'clear':
+            return call('fault.clear', { portid: a.portid });
+          case 'fail':
+            return call('fault.fail', {
+              portid: a.portid,
+              count: a.count,
+              status: num(a.status, 'status'),
+              ...(a.opcode !== undefined ? { opcode: num(a.opcode, 'opcode') } : {}),
+              ...(a.nsid !== undefined ? { nsid: a.nsid } : {}),
+              ...(a.queue !== undefined ? { queue: a.queue } : {}),
+            });
+        }
+      })
+    .command('crash', 'kill the target process at once (SIGKILL: nothing flushed beyond what the stores persisted)', {}, () => call('crash'))
     .demandCommand(1)
     .strict()
     .fail((msg, err, y) => {

@@ -424,6 +424,51 @@ export class Target implements TargetCore, DiscoverySource {
     this.log.info({ port: portid }, 'port removed');
   }
 
+  // ---------------------------------------------------------------- faults (control API)
+
+  /** Connections on the port stay open but nothing is read or answered (new ones too). */
+  setBlackhole(portid: number, on: boolean): void {
+    const port = this.port(portid);
+    port.faults.blackhole = on;
+    for (const q of this.listeners.get(portid)?.connections ?? []) {
+      if (on) q.freeze();
+      else q.thaw();
+    }
+    this.log.warn({ port: portid, fault: 'blackhole', on }, on ? 'fault: port blackholed' : 'fault cleared: blackhole');
+  }
+
+  setLatency(portid: number, ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0 || ms > 600_000) throw new ControlError(`latency ${ms} ms out of range 0..600000`);
+    this.port(portid).faults.latencyMs = ms;
+    this.log.warn({ port: portid, fault: 'latency', ms }, ms ? `fault: ${ms} ms added to every completion` : 'fault cleared: latency');
+  }
+
+  /** Reset every connection on the port; the listener stays up. */
+  dropConnections(portid: number): number {
+    this.port(portid);
+    const conns = [...(this.listeners.get(portid)?.connections ?? [])];
+    for (const q of conns) q.destroy('fault: connection dropped');
+    this.log.warn({ port: portid, fault: 'drop', connections: conns.length }, 'fault: connections dropped');
+    return conns.length;
+  }
+
+  /** Fail the next `count` commands on the port matching opcode/nsid/queue with `status`. */
+  failNext(portid: number, rule: { count: number; status: number; opcode?: number | null; nsid?: number | null; queue?: 'io' | 'admin' | null }): void {
+    const port = this.port(portid);
+    if (!Number.isInteger(rule.count) || rule.count < 1) throw new ControlError(`count ${rule.count} must be a positive integer`);
+    if (!Number.isInteger(rule.status) || rule.status < 1 || rule.status > 0x7fff) throw new ControlError(`status ${rule.status} is not an NVMe status (1..0x7fff)`);
+    port.faults.failRules.push({ opcode: rule.opcode ?? null, nsid: rule.nsid ?? null, queue: rule.queue ?? null, status: rule.status, remaining: rule.count });
+    this.log.warn({ port: portid, fault: 'fail', ...rule }, 'fault: next commands will fail');
+  }
+
+  clearFaults(portid: number): void {
+    const port = this.port(portid);
+    if (port.faults.blackhole) this.setBlackhole(portid, false);
+    port.faults.latencyMs = 0;
+    port.faults.failRules.length = 0;
+    this.log.warn({ port: portid }, 'fault cleared: all faults on port');
+  }
+
   // ---------------------------------------------------------------- namespaces
 
   async addNamespace(nqn: string, nc: NamespaceConfig): Promise<void> {
@@ -478,6 +523,7 @@ export class Target implements TargetCore, DiscoverySource {
         subsystems: [...p.subsystems],
         anaGroups: p.groups().map((g) => ({ grpid: g, state: anaStateName(p.transitions.has(g) ? AnaState.Change : p.anaStates.get(g)!) })),
         connections: this.listeners.get(p.portid)?.connections.size ?? 0,
+        faults: p.faults.describe(),
       })),
       subsystems: [...this.subsystems.values()].map((s) => ({
         nqn: s.nqn,
@@ -583,6 +629,7 @@ export interface TargetSnapshot {
     subsystems: string[];
     anaGroups: { grpid: number; state: string }[];
     connections: number;
+    faults: { blackhole: boolean; latencyMs: number; failRules: { opcode: number | null; nsid: number | null; queue: 'io' | 'admin' | null; status: number; remaining: number }[] };
   }[];
   subsystems: {
     nqn: string;

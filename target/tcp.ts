@@ -99,7 +99,10 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     socket.on('close', () => this.teardown('connection closed'));
-    socket.on('drain', () => socket.resume());
+    socket.on('drain', () => {
+      if (!this.frozen) socket.resume();
+    });
+    if (port.faults.blackhole) this.freeze();
     this.setupTimer = setTimeout(() => this.setupTimeout(), core.limits.setupTimeoutMs ?? SETUP_TIMEOUT_MS);
     this.setupTimer.unref();
   }
@@ -266,6 +269,15 @@ export class TcpQueue implements QueueContext, ControllerQueue {
 
   private execute(slot: CommandSlot): void {
     slot.executing = true;
+    const faults = this.port.faults;
+    if (faults.failRules.length > 0) {
+      const { opcode, nsid } = slot.req.sqe;
+      const injected = opcode === AdminOpcode.Fabrics ? null : faults.takeFailure(opcode, nsid, this.qid);
+      if (injected !== null) {
+        this.log.info({ opcode, nsid, qid: this.qid, status: describeStatus(injected) }, 'fault: command failed by injection');
+        return this.finish(slot, { status: injected });
+      }
+    }
     let result: Completion | Promise<Completion>;
     try {
       result = executeRequest(slot.req, this.core, this);
@@ -302,6 +314,13 @@ export class TcpQueue implements QueueContext, ControllerQueue {
       this.log.debug({ cid: sqe.cid, opcode: sqe.opcode, status: describeStatus(c.status) }, 'command failed');
     }
     if (this.state === 'closed') return;
+    const delay = this.port.faults.latencyMs;
+    if (delay > 0) {
+      setTimeout(() => {
+        if (this.state !== 'closed') this.sendCompletion(sqe, c, slot.req);
+      }, delay);
+      return;
+    }
     this.sendCompletion(sqe, c, slot.req);
   }
 
@@ -377,6 +396,7 @@ export class TcpQueue implements QueueContext, ControllerQueue {
 
   private flush(): void {
     this.flushScheduled = false;
+    if (this.frozen) return; // blackholed: output waits, as if the network held it
     if (this.out.length === 0 || this.socket.destroyed) {
       this.out = [];
       return;
@@ -387,6 +407,24 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     for (const b of out) this.socket.write(b);
     this.socket.uncork();
     if (this.socket.writableLength > WRITE_HIGH_WATER) this.socket.pause();
+  }
+
+  // ---------------------------------------------------------------- faults
+
+  private frozen = false;
+
+  /** Blackhole: stop reading and writing; the connection stays open. */
+  freeze(): void {
+    this.frozen = true;
+    this.socket.pause();
+  }
+
+  /** The blackhole ends: what the host sent meanwhile is read, held output goes out. */
+  thaw(): void {
+    if (!this.frozen) return;
+    this.frozen = false;
+    this.socket.resume();
+    this.flush();
   }
 
   // ---------------------------------------------------------------- teardown
