@@ -228,6 +228,20 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
     return a.submit(sqe, opts);
   }
 
+  /**
+   * Host-side faults on this controller's connections (admin and I/O queues):
+   * 'close' resets them, 'blackhole' stops all traffic with the sockets left
+   * open, 'clear' ends a blackhole.
+   */
+  injectFault(kind: 'close' | 'blackhole' | 'clear'): void {
+    const queues = [...(this.#admin ? [this.#admin] : []), ...this.#io];
+    this.log.warn({ fault: kind, queues: queues.length }, `host-side fault: ${kind}`);
+    for (const q of queues) {
+      if (kind === 'close') q.drop();
+      else q.blackhole(kind === 'blackhole');
+    }
+  }
+
   noteAnaError(): void {
     if (!this.#hasAna()) return;
     this.#anaPending = true;

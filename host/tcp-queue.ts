@@ -251,6 +251,34 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
     });
   }
 
+  // ---------------------------------------------------------------- host-side faults
+
+  /** Output held while blackholed (null when not). */
+  #held: Buffer[] | null = null;
+
+  /**
+   * Blackhole this connection from the host side: nothing is read or sent, the
+   * socket stays open (a cable pulled without a link-down event). Only timeouts
+   * and keep-alive can notice.
+   */
+  blackhole(on: boolean): void {
+    if (this.#state === 'closed') return;
+    if (on && !this.#held) {
+      this.#held = [];
+      this.#socket.pause();
+    } else if (!on && this.#held) {
+      const held = this.#held;
+      this.#held = null;
+      this.#socket.resume();
+      this.#write(held);
+    }
+  }
+
+  /** Reset the connection from the host side, as a crash or RST would. */
+  drop(reason = 'connection dropped (host-side fault)'): void {
+    this.#fail(new HostError('CONNECTION_CLOSED', `queue ${this.qid}: ${reason}`));
+  }
+
   /** End the queue: every command in flight fails as a path error. */
   close(reason = 'queue closed by host'): void {
     this.#fail(new HostError('QUEUE_CLOSED', `queue ${this.qid}: ${reason}`));
@@ -327,6 +355,10 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
 
   #write(bufs: Buffer[]): void {
     if (this.#state === 'closed') return;
+    if (this.#held) {
+      this.#held.push(...bufs);
+      return;
+    }
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();

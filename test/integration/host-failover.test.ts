@@ -108,6 +108,28 @@ describe('multipath failover against our target', () => {
     clean(r);
   });
 
+  it('host-side fault: the connections of the active path closed by the host', async () => {
+    const { head } = await setup();
+    const run = workload(head, 3000);
+    await new Promise((r) => setTimeout(r, 700));
+    const ctrl = [...session!.controllers].find((c) => c.paths.some((p) => p === head.paths.find((q) => q.anaState === 1)))!;
+    ctrl.injectFault('close');
+    const r = await run;
+    clean(r);
+    expect(head.state().counters.failovers).toBeGreaterThan(0);
+  });
+
+  it('host-side fault: the active path blackholed by the host (kato 1 s notices)', async () => {
+    const { head } = await setup();
+    const run = workload(head, 5000);
+    await new Promise((r) => setTimeout(r, 700));
+    const ctrl = [...session!.controllers].find((c) => c.paths.some((p) => p === head.paths.find((q) => q.anaState === 1)))!;
+    ctrl.injectFault('blackhole');
+    const r = await run;
+    clean(r);
+    expect(head.state().counters.failovers).toBeGreaterThan(0);
+  });
+
   it('no usable path until the deadline: queued I/O fails with a clear error', async () => {
     const { target: t, head } = await setup(undefined, { head: { noPathTimeoutMs: 800 } });
     await head.write(0, Buffer.alloc(4096, 1));
