@@ -35,8 +35,11 @@ export interface WorkloadOptions {
   readonly seed?: number;
   /** A gap with I/O outstanding and nothing completing longer than this is a stall (default 100 ms). */
   readonly stallThresholdMs?: number;
-  /** Called about every second. */
+  /** Called about every progressIntervalMs (default 1000). */
   readonly onProgress?: (p: WorkloadProgress) => void;
+  readonly progressIntervalMs?: number;
+  /** Updated on every completion: lets a caller sample the run on its own clock. */
+  readonly live?: { ios: number; bytes: number; errors: number; mismatches: number };
   readonly signal?: AbortSignal;
   /** Read back every slot written at the end (default: when verify). */
   readonly finalVerify?: boolean;
@@ -161,7 +164,8 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
   const stalls: Stall[] = [];
   let lastCompletion = performance.now();
   let inflight = 0;
-  let progressAt = t0 + 1000;
+  const progressEvery = o.progressIntervalMs ?? 1000;
+  let progressAt = t0 + progressEvery;
   let progressIos = 0;
 
   const pickSlot = (): number => {
@@ -237,9 +241,15 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
       }
       ios++;
       lat.push((performance.now() - start) * 1000);
+      if (o.live) {
+        o.live.ios = ios;
+        o.live.bytes += o.bs;
+      }
     } catch (err) {
       errors.push({ atMs: performance.now() - t0, op: read ? 'read' : 'write', slba, message: (err as Error).message });
+      if (o.live) o.live.errors = errors.length;
     } finally {
+      if (o.live) o.live.mismatches = mismatches.length;
       busy[slot] = 0;
       inflight--;
       const now = performance.now();
@@ -247,7 +257,7 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
       if (gap > stallThreshold) stalls.push({ startMs: lastCompletion - t0, durationMs: gap });
       lastCompletion = now;
       if (o.onProgress && now >= progressAt) {
-        const secs = (now - progressAt + 1000) / 1000;
+        const secs = (now - progressAt + progressEvery) / 1000;
         o.onProgress({
           elapsedMs: now - t0,
           ios,
@@ -257,7 +267,7 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
           mismatches: mismatches.length,
         });
         progressIos = ios;
-        progressAt = now + 1000;
+        progressAt = now + progressEvery;
       }
     }
   };
