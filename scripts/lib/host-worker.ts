@@ -3,6 +3,7 @@
  * verified workload through the multipath head, and prints JSON lines
  * (connected, progress, head events, result) for the orchestrator.
  */
+import { readdirSync } from 'node:fs';
 import { HostSession } from '../../host/session.ts';
 import { runWorkload, type Pattern } from '../../host/workload.ts';
 import { anaStateName } from '../../shared/log-pages.ts';
@@ -10,6 +11,13 @@ import type { HostWorkerOptions } from './processes.ts';
 import type { IoPolicy } from '../../host/multipath/index.ts';
 
 const o = JSON.parse(process.argv[2] ?? '{}') as HostWorkerOptions;
+const openFds = (): number => {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return -1;
+  }
+};
 const t0 = performance.now();
 const at = () => Math.round(performance.now() - t0);
 const out = (e: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ atMs: at(), ...e })}\n`);
@@ -45,7 +53,7 @@ async function main(): Promise<void> {
   const sampler = setInterval(() => {
     const now = performance.now();
     const secs = (now - prev.at) / 1000;
-    out({ type: 'progress', ios: live.ios, iops: Math.round((live.ios - prev.ios) / secs), mbps: +((live.bytes - prev.bytes) / secs / 1e6).toFixed(2), errors: live.errors, mismatches: live.mismatches, active: head.activePath?.name ?? null, paths: paths() });
+    out({ type: 'progress', rss: process.memoryUsage().rss, fds: openFds(), ios: live.ios, iops: Math.round((live.ios - prev.ios) / secs), mbps: +((live.bytes - prev.bytes) / secs / 1e6).toFixed(2), errors: live.errors, mismatches: live.mismatches, active: head.activePath?.name ?? null, paths: paths() });
     prev = { ios: live.ios, bytes: live.bytes, at: now };
   }, every);
   const result = await runWorkload(head, {

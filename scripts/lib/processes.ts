@@ -64,20 +64,22 @@ export async function startTargetProcess(doc: unknown, opts: SpawnPlace & { dir?
   child.stdout!.pipe(log, { end: false });
   child.stderr!.pipe(log, { end: false });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const ready = new Promise<void>((resolve, reject) => {
-    const rl = readline.createInterface({ input: child.stdout! });
-    const timer = setTimeout(() => reject(new Error(`target ${name} did not start in 30 s (log: ${logFile})`)), 30_000);
-    rl.on('line', (line) => {
-      if (line.includes('target ready')) {
-        clearTimeout(timer);
-        resolve();
+  // Ready when the control endpoint answers (whatever the log level).
+  const ready = (async () => {
+    const deadline = Date.now() + 30_000;
+    let gone: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+    void exited.then((e) => (gone = e));
+    for (;;) {
+      if (gone) throw new Error(`target ${name} exited during start (${(gone as { code: number | null }).code ?? (gone as { signal: string }).signal}); log: ${logFile}`);
+      if (Date.now() > deadline) throw new Error(`target ${name} did not start in 30 s (log: ${logFile})`);
+      try {
+        await controlRequest({ kind: 'unix', path: control }, 'show', {}, 2000);
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
       }
-    });
-    void exited.then((e) => {
-      clearTimeout(timer);
-      reject(new Error(`target ${name} exited during start (${e.code ?? e.signal}); log: ${logFile}`));
-    });
-  });
+    }
+  })();
   await ready;
   return {
     dir,
@@ -101,7 +103,7 @@ export async function startTargetProcess(doc: unknown, opts: SpawnPlace & { dir?
 /** Events a host worker prints, one JSON object per line. */
 export type WorkerEvent =
   | { type: 'connected'; atMs: number; paths: { name: string; address: string; ana: string }[] }
-  | { type: 'progress'; atMs: number; ios: number; iops: number; mbps: number; errors: number; mismatches: number; active: string | null; paths: { name: string; state: string; ana: string }[] }
+  | { type: 'progress'; atMs: number; rss: number; fds: number; ios: number; iops: number; mbps: number; errors: number; mismatches: number; active: string | null; paths: { name: string; state: string; ana: string }[] }
   | { type: 'head'; atMs: number; event: string; detail: Record<string, unknown> }
   | { type: 'result'; atMs: number; result: import('../../host/workload.ts').WorkloadResult; counters: Record<string, number> }
   | { type: 'error'; atMs: number; message: string };
