@@ -44,7 +44,7 @@ export class EvilProxy {
     client.on('error', closeBoth).on('close', closeBoth);
     upstream.on('error', closeBoth).on('close', closeBoth);
     client.on('data', (d: Buffer) => upstream.write(d));
-    let pending = Buffer.alloc(0);
+    let pending: Buffer = Buffer.alloc(0);
     upstream.on('data', (d: Buffer) => {
       pending = pending.length ? Buffer.concat([pending, d]) : d;
       while (pending.length >= 8) {
