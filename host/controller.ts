@@ -64,6 +64,7 @@ import { NsPath, namespaceInfo, sameIdentity, type NamespaceInfo, type PathContr
 import { ADMIN_QUEUE_DEPTH, resolveConnectOptions, type ConnectOptions, type ResolvedConnectOptions } from './options.ts';
 import type { ControllerState } from './path.ts';
 import { TcpQueue, type QueueOutcome, type SubmitOptions } from './tcp-queue.ts';
+import { authenticateIfRequired, type HostAuthParams } from './auth.ts';
 import { sleep, timers, type TimerHandle } from './timers.ts';
 
 export interface ControllerEvents {
@@ -126,7 +127,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
   private constructor(options: ResolvedConnectOptions) {
     super();
     this.options = options;
-    this.instance = nextInstance++;
+    this.instance = options.instance ?? nextInstance++;
     this.name = `nvme${this.instance}`;
     this.address = `tcp traddr=${options.traddr} trsvcid=${options.trsvcid}`;
     this.log = options.logger.child({ ctrl: this.name, subnqn: options.subnqn, traddr: options.traddr, trsvcid: options.trsvcid });
@@ -290,6 +291,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
     this.#admin = admin;
     admin.once('close', this.#onQueueClose);
     this.#cntlid = admin.cntlid;
+    await authenticateIfRequired(admin, this.#authParams());
     const { cap, vs } = await enableController(admin, t);
     this.#cap = cap;
     this.#vs = vs;
@@ -310,7 +312,12 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
     const ana = (id.cmic & Cmic.Ana) !== 0 ? await this.#readAnaLog(admin) : null;
     const ioccsz = Math.max(0, id.ioccsz * 16 - 64);
     const opened = await Promise.allSettled(
-      Array.from({ length: nIo }, (_, i) => TcpQueue.open({ ...common, qid: i + 1, depth, inCapsuleSize: ioccsz, cntlid: admin.cntlid, katoMs: 0, log: this.log })),
+      Array.from({ length: nIo }, (_, i) => TcpQueue.open({ ...common, qid: i + 1, depth, inCapsuleSize: ioccsz, cntlid: admin.cntlid, katoMs: 0, log: this.log }).then(
+        (q) => authenticateIfRequired(q, this.#authParams()).then(() => q, (err: unknown) => {
+          q.close('authentication failed');
+          throw err;
+        }),
+      )),
     );
     const queues = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -324,6 +331,11 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
     this.#applyNamespaces(namespaces);
     if (ana) this.#applyAna(ana);
     this.log.info({ cntlid: admin.cntlid, ioQueues: nIo, depth, namespaces: namespaces.size, mdts: id.mdts }, 'association established');
+  }
+
+  #authParams(): HostAuthParams {
+    const o = this.options;
+    return { hostnqn: o.hostnqn, subnqn: o.subnqn, key: o.dhchapKey, ctrlKey: o.dhchapCtrlKey, timeoutMs: o.adminTimeoutMs };
   }
 
   #goLive(): void {

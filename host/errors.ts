@@ -21,7 +21,9 @@ export type HostErrorCode =
   | 'KEEP_ALIVE_FAILED'
   | 'CONTROLLER_RESET'
   | 'CONTROLLER_DELETED'
-  | 'DISCOVERY_FAILED';
+  | 'DISCOVERY_FAILED'
+  /** DH-HMAC-CHAP failed or could not be done (no key, refused, wrong controller key). */
+  | 'AUTH_FAILED';
 
 export class HostError extends Error {
   readonly code: HostErrorCode;

@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
+import { DhchapKeyError, parseDhchapKey, type DhchapKey } from '../shared/auth.ts';
 import { DISCOVERY_NQN, nqnProblem } from '../shared/fabrics.ts';
 import { HostError } from './errors.ts';
 
@@ -49,6 +50,23 @@ export interface ConnectOptions {
   readonly connectTimeoutMs?: number;
   /** How a path picks an I/O queue. Default round-robin. */
   readonly ioQueuePolicy?: IoQueuePolicy;
+  /**
+   * Controller instance, the N of its name nvmeN. Default: the next number of
+   * a per-process counter. A session that names its controllers (the CLI
+   * agent) passes the lowest free number, as Linux reuses freed instances.
+   */
+  readonly instance?: number;
+  /**
+   * DH-HMAC-CHAP secret of this host, "DHHC-1:XX:<base64>:" (nvme-cli's
+   * --dhchap-secret). Used when the target asks for authentication.
+   */
+  readonly dhchapKey?: string;
+  /**
+   * The controller's secret (nvme-cli's --dhchap-ctrl-secret): the host then
+   * also authenticates the controller (bidirectional), and insists on it even
+   * when the target does not ask for authentication. Needs dhchapKey.
+   */
+  readonly dhchapCtrlKey?: string;
   /** pino logger; silent by default. */
   readonly logger?: Logger;
 }
@@ -73,6 +91,11 @@ export interface ResolvedConnectOptions {
   readonly connectTimeoutMs: number;
   readonly ioQueuePolicy: IoQueuePolicy;
   readonly logger: Logger;
+  /** Parsed DH-HMAC-CHAP secrets, or null. */
+  readonly dhchapKey: DhchapKey | null;
+  readonly dhchapCtrlKey: DhchapKey | null;
+  /** Requested controller instance, or null for the next one. */
+  readonly instance: number | null;
   /** Linux's max_reconnects: ceil(ctrl_loss_tmo / reconnect_delay), -1 = forever. */
   readonly maxReconnects: number;
 }
@@ -153,6 +176,17 @@ function parsePort(problems: string[], v: number | string | undefined, dflt: num
   return intIn(problems, 'trsvcid', n, 1, 65535);
 }
 
+function dhchapOption(problems: string[], name: string, v: string | undefined): DhchapKey | null {
+  if (v === undefined) return null;
+  try {
+    return parseDhchapKey(v);
+  } catch (err) {
+    if (!(err instanceof DhchapKeyError)) throw err;
+    problems.push(`${name}: ${err.message}`);
+    return null;
+  }
+}
+
 /** Fill in defaults and validate; throws HostError OPTIONS_INVALID listing every problem. */
 export function resolveConnectOptions(o: ConnectOptions, kind: 'io' | 'discovery' = 'io'): ResolvedConnectOptions {
   const problems: string[] = [];
@@ -180,11 +214,15 @@ export function resolveConnectOptions(o: ConnectOptions, kind: 'io' | 'discovery
   const ioTimeoutMs = intIn(problems, 'ioTimeoutMs', o.ioTimeoutMs ?? DEFAULTS.ioTimeoutMs, 1, 2 ** 31 - 1);
   const adminTimeoutMs = intIn(problems, 'adminTimeoutMs', o.adminTimeoutMs ?? DEFAULTS.adminTimeoutMs, 1, 2 ** 31 - 1);
   const connectTimeoutMs = intIn(problems, 'connectTimeoutMs', o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, 1, 2 ** 31 - 1);
+  const instance = o.instance === undefined ? null : intIn(problems, 'instance', o.instance, 0, 2 ** 31 - 1);
   for (const k of ['hdrDigest', 'dataDigest', 'disableSqflow'] as const) {
     if (o[k] !== undefined && typeof o[k] !== 'boolean') problems.push(`${k}: must be true or false`);
   }
   const ioQueuePolicy = o.ioQueuePolicy ?? DEFAULTS.ioQueuePolicy;
   if (ioQueuePolicy !== 'round-robin' && ioQueuePolicy !== 'least-inflight') problems.push(`ioQueuePolicy: "${String(ioQueuePolicy)}" is not round-robin or least-inflight`);
+  const dhchapKey = dhchapOption(problems, 'dhchapKey', o.dhchapKey);
+  const dhchapCtrlKey = dhchapOption(problems, 'dhchapCtrlKey', o.dhchapCtrlKey);
+  if (dhchapCtrlKey && o.dhchapKey === undefined) problems.push('dhchapCtrlKey: needs dhchapKey too (the host authenticates first)');
   if (problems.length) {
     throw new HostError('OPTIONS_INVALID', `invalid connect options (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  - ${problems.join('\n  - ')}`);
   }
@@ -212,6 +250,9 @@ export function resolveConnectOptions(o: ConnectOptions, kind: 'io' | 'discovery
     connectTimeoutMs,
     ioQueuePolicy,
     logger,
+    dhchapKey,
+    dhchapCtrlKey,
+    instance,
     maxReconnects: ctrlLossTmoMs === -1 ? -1 : Math.ceil(ctrlLossTmoMs / reconnectDelayMs),
   };
 }

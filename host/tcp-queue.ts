@@ -118,7 +118,10 @@ class Slot {
   /** Write data still to be asked for by R2T (null when none or sent in-capsule). */
   r2tData: Buffer | null = null;
   h2cSent = 0;
+  /** Destination of read data: the caller's, allocated on the first C2HData, or a whole C2HData payload adopted. */
   readBuf: Buffer | null = null;
+  /** Bytes this command reads (0: none). */
+  readLength = 0;
   received = 0;
   /** Status forced by the transport (data digest error), 0 otherwise. */
   transportStatus = 0;
@@ -147,6 +150,8 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
   readonly log: Logger;
   /** The controller id (from the Connect response on the admin queue). */
   cntlid: number;
+  /** Connect response DW0 (CNTLID, AUTHREQ bits). */
+  connectResult = 0;
   maxh2cdata = 0;
   wire: WireOptions;
   #state: QueueState = 'await-icresp';
@@ -208,6 +213,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
         throw new HostError('CONNECT_REJECTED', `queue ${o.qid}: Connect to ${o.subnqn} rejected: ${describeStatus(r.status)} (dw0 0x${r.result.toString(16)})`, { status: r.status });
       }
       if (o.qid === 0) q.cntlid = r.result & 0xffff;
+      q.connectResult = r.result >>> 0;
       q.#state = 'live';
       return q;
     } catch (err) {
@@ -328,6 +334,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
     slot.h2cSent = 0;
     slot.r2tData = null;
     slot.readBuf = null;
+    slot.readLength = 0;
     this.#busy++;
     const buf = encodeSqe(withCid(sqe, slot.cid));
     const data = opts.data && opts.data.length > 0 ? opts.data : null;
@@ -342,7 +349,8 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
         encodeSgl(transportSgl(data.length), buf, 24);
       }
     } else if (opts.readLength) {
-      slot.readBuf = opts.readInto ?? Buffer.allocUnsafe(opts.readLength);
+      slot.readLength = opts.readLength;
+      slot.readBuf = opts.readInto ?? null;
       encodeSgl(transportSgl(opts.readLength), buf, 24);
     }
     if (opts.timeoutMs > 0) {
@@ -408,7 +416,10 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
       case PduType.CapsuleResp: {
         const cqe = decodeCqe(pdu.cqe);
         const slot = this.#lookup(cqe.cid, 'CapsuleResp');
-        if (slot.readBuf && slot.received < slot.readBuf.length) slot.readBuf.fill(0, slot.received);
+        if (slot.readLength > 0) {
+          if (slot.readBuf === null) slot.readBuf = Buffer.alloc(slot.readLength);
+          else if (slot.received < slot.readLength) slot.readBuf.fill(0, slot.received, slot.readLength);
+        }
         this.#complete(slot, cqe.status !== 0 ? cqe.status : slot.transportStatus, cqe.result, cqe.dw1);
         return;
       }
@@ -434,15 +445,24 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
 
   #onC2HData(pdu: C2HDataPdu): void {
     const slot = this.#lookup(pdu.cccid, 'C2HData');
-    const dest = slot.readBuf;
-    if (!dest) throw new ProtocolError(Fes.InvalidHeaderField, 8, `C2HData for command 0x${pdu.cccid.toString(16)} that reads no data`);
+    const length = slot.readLength;
+    if (length === 0) throw new ProtocolError(Fes.InvalidHeaderField, 8, `C2HData for command 0x${pdu.cccid.toString(16)} that reads no data`);
     if (pdu.datao !== slot.received) {
       throw new ProtocolError(Fes.DataTransferOutOfRange, 12, `C2HData offset ${pdu.datao}, expected ${slot.received}`);
     }
-    if (pdu.datao + pdu.data.length > dest.length) {
-      throw new ProtocolError(Fes.DataTransferOutOfRange, 16, `C2HData ${pdu.datao}+${pdu.data.length} past the command's ${dest.length} bytes`);
+    if (pdu.datao + pdu.data.length > length) {
+      throw new ProtocolError(Fes.DataTransferOutOfRange, 16, `C2HData ${pdu.datao}+${pdu.data.length} past the command's ${length} bytes`);
     }
-    pdu.data.copy(dest, pdu.datao);
+    let dest = slot.readBuf;
+    if (dest === null && pdu.datao === 0 && pdu.data.length === length && pdu.data.buffer.byteLength <= 2 * length) {
+      // The whole transfer in one PDU whose memory is (mostly) its own, as the
+      // framer assembles a PDU that spans socket chunks: take it, no copy.
+      // (A small PDU inside a larger socket chunk is copied, not to pin the chunk.)
+      dest = slot.readBuf = pdu.data;
+    } else {
+      if (dest === null) dest = slot.readBuf = Buffer.allocUnsafe(length);
+      pdu.data.copy(dest, pdu.datao);
+    }
     slot.received += pdu.data.length;
     if (pdu.dataDigestError) {
       this.log.warn({ qid: this.qid, cid: pdu.cccid }, 'C2HData data digest error');
@@ -482,6 +502,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
     slot.busy = false;
     slot.resolve = null;
     slot.readBuf = null;
+    slot.readLength = 0;
     slot.r2tData = null;
     slot.deadline = 0;
     this.#busy--;

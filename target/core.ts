@@ -8,6 +8,8 @@ import { AdminOpcode, FabricsType } from '../shared/opcodes.ts';
 import { FUSE_MASK, PSDT_MASK, PSDT_SGL, fabricsType } from '../shared/sqe.ts';
 import { Status, withDnr } from '../shared/status.ts';
 import { executeAdmin } from './admin-cmd.ts';
+import { authPending } from './auth.ts';
+import type { HostAuthConfig } from './config.ts';
 import type { Controller, ControllerOptions } from './controller.ts';
 import { executeDiscoveryAdmin, type DiscoveryService } from './discovery.ts';
 import { executeFabrics } from './fabrics-cmd.ts';
@@ -27,6 +29,13 @@ export interface TargetLimits {
   readonly maxIoQueues: number;
   /** Time a new connection has for ICReq, then Connect (default SETUP_TIMEOUT_MS in tcp.ts; tests shorten it). */
   readonly setupTimeoutMs?: number;
+  /**
+   * A PDU begun but not complete, or an R2T whose data has not all arrived,
+   * after this long closes the connection (default STALL_TIMEOUT_MS in tcp.ts, 30 s).
+   */
+  readonly stallTimeoutMs?: number;
+  /** A queue that must authenticate (DH-HMAC-CHAP) and has not after this long is closed (default AUTH_TIMEOUT_MS in auth.ts, 30 s). */
+  readonly authTimeoutMs?: number;
 }
 
 /** What the core needs of the target around it. */
@@ -40,6 +49,8 @@ export interface TargetCore {
   createController(opts: Omit<ControllerOptions, 'log' | 'onGone' | 'maxIoQueues' | 'mqes'>): Controller;
   /** Vendor 0xFE: make this controller's path active for nsid, fencing the old one. */
   setNamespaceActive(ctrl: Controller, nsid: number): Promise<Completion>;
+  /** The host's DH-HMAC-CHAP settings, when the config gives it a key. */
+  hostDhchap?(hostnqn: string): HostAuthConfig | undefined;
 }
 
 export function mdtsBytes(limits: TargetLimits): number {
@@ -79,7 +90,8 @@ export function commandDirection(req: Request, connected: boolean, limits: Targe
   if ((sqe.flags & FUSE_MASK) !== 0) return { status: withDnr(Status.InvalidField), errorLocation: SqeField.flags };
   const dir = directionOf(sqe.opcode, fabricsType(sqe));
   if (dir === 'bidirectional') return { status: withDnr(Status.InvalidField), errorLocation: SqeField.opcode };
-  if (!isFabrics && req.transferLength > mdtsBytes(limits)) {
+  // Fabrics commands too: their data is small (Connect 1 KiB), and an R2T buffer is sized by this length.
+  if (req.transferLength > mdtsBytes(limits)) {
     return { status: withDnr(Status.InvalidField), errorLocation: SqeField.dptr };
   }
   return dir;
@@ -90,6 +102,8 @@ export function executeRequest(req: Request, core: TargetCore, queue: TcpQueue):
   if (sqe.opcode === AdminOpcode.Fabrics) return executeFabrics(req, core, queue);
   const ctrl = queue.controller;
   if (!ctrl || ctrl.isGone) return { status: withDnr(Status.CommandSequenceError), errorLocation: SqeField.opcode };
+  // DH-HMAC-CHAP first, as nvmet_parse_admin_cmd / nvmet_parse_io_cmd: only Fabrics commands until it succeeds.
+  if (authPending(queue)) return { status: withDnr(Status.AuthenticationRequired), errorLocation: SqeField.opcode };
   if (!ctrl.ready) return { status: withDnr(Status.CommandSequenceError), errorLocation: SqeField.opcode };
   ctrl.counters.commands += 1n;
   if (queue.qid === 0) {

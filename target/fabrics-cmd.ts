@@ -15,6 +15,7 @@ import {
 import { FabricsType } from '../shared/opcodes.ts';
 import { CATTR_DISABLE_SQ_FLOW_CONTROL, decodeConnect, decodeProperty, fabricsType } from '../shared/sqe.ts';
 import { Status, withDnr } from '../shared/status.ts';
+import { authOnConnect, executeAuthReceive, executeAuthSend } from './auth.ts';
 import type { TargetCore } from './core.ts';
 import { DISCOVERY_DEFAULT_KATO_MS, type Controller } from './controller.ts';
 import { SqeField, type Completion, type Request } from './request.ts';
@@ -44,9 +45,27 @@ export function executeFabrics(req: Request, core: TargetCore, queue: TcpQueue):
       return queue.qid === 0 && queue.controller ? propertyGet(req, queue.controller, core) : notOnThisQueue();
     case FabricsType.PropertySet:
       return queue.qid === 0 && queue.controller ? propertySet(req, queue.controller) : notOnThisQueue();
+    case FabricsType.AuthenticationSend:
+      return queue.controller ? executeAuthSend(req, queue) : notOnThisQueue();
+    case FabricsType.AuthenticationReceive:
+      return queue.controller ? executeAuthReceive(req, queue) : notOnThisQueue();
     default:
-      // Authentication (not offered: no AUTHREQ in Connect) and Disconnect (Linux never sends it).
+      // Disconnect (Linux never sends it).
       return { status: withDnr(Status.InvalidOpcode), errorLocation: 4 };
+  }
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** An NQN field of the Connect data (256 bytes, NUL-terminated) must be UTF-8 (NVMe Base 4.5). */
+function utf8Problem(data: Buffer, offset: number): string | null {
+  const field = data.subarray(offset, offset + 256);
+  const end = field.indexOf(0);
+  try {
+    strictUtf8.decode(field.subarray(0, end === -1 ? field.length : end));
+    return null;
+  } catch {
+    return 'is not valid UTF-8';
   }
 }
 
@@ -64,8 +83,9 @@ function connect(req: Request, core: TargetCore, queue: TcpQueue): Completion {
   const c = decodeConnect(req.sqe);
   if (c.recfmt !== 0) return { status: withDnr(Status.ConnectIncompatibleFormat), errorLocation: 40 };
   const data = decodeConnectData(req.data);
-  if (nqnProblem(data.hostnqn)) {
-    core.log.warn({ hostnqn: data.hostnqn, peer: queue.remoteAddress }, `Connect refused: host NQN ${nqnProblem(data.hostnqn)}`);
+  const hostProblem = nqnProblem(data.hostnqn) ?? utf8Problem(req.data, ConnectDataOffset.hostnqn);
+  if (hostProblem) {
+    core.log.warn({ hostnqn: data.hostnqn, peer: queue.remoteAddress }, `Connect refused: host NQN ${hostProblem}`);
     return invalid('data', ConnectDataOffset.hostnqn);
   }
   const sqFlowDisabled = (c.cattr & CATTR_DISABLE_SQ_FLOW_CONTROL) !== 0;
@@ -119,7 +139,7 @@ function connect(req: Request, core: TargetCore, queue: TcpQueue): Completion {
     }
     queue.bind(ctrl, 0, c.sqsize, sqFlowDisabled);
     ctrl.log.info({ hostnqn: data.hostnqn, peer: queue.remoteAddress, kato: ctrl.katoMs, kind: ctrl.kind }, 'controller created');
-    return { status: 0, result: ctrl.cntlid };
+    return { status: 0, result: ctrl.cntlid | authOnConnect(core, queue, ctrl) };
   }
 
   // I/O queue: joins the controller the host named.
@@ -134,7 +154,7 @@ function connect(req: Request, core: TargetCore, queue: TcpQueue): Completion {
   if (ctrl.queues.has(c.qid)) return { status: withDnr(Status.CommandSequenceError), errorLocation: 42 };
   queue.bind(ctrl, c.qid, c.sqsize, sqFlowDisabled);
   ctrl.log.debug({ qid: c.qid, sqsize: c.sqsize, peer: queue.remoteAddress }, 'I/O queue connected');
-  return { status: 0, result: ctrl.cntlid };
+  return { status: 0, result: ctrl.cntlid | authOnConnect(core, queue, ctrl) };
 }
 
 function propertyGet(req: Request, ctrl: Controller, core: TargetCore): Completion {

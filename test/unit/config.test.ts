@@ -566,7 +566,7 @@ describe('validation: every rule names the field', () => {
 
   it('ignored nvmetcli attributes are notes, not errors', () => {
     const doc = base();
-    doc.hosts[0].dhchap = { key: 'DHHC-1:00:abc:', ctrl_key: '', hash: 'hmac(sha256)', dhgroup: 'null' };
+    doc.hosts[0].dhchap = { key: '', ctrl_key: '', hash: 'hmac(sha256)', dhgroup: 'null', tls_key: 'x' };
     doc.subsystems[0].attr.pi_enable = '1';
     doc.subsystems[0].namespaces[0].resv = { enable: '1' };
     doc.subsystems[0].namespaces[0].p2pmem = 'auto';
