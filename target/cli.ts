@@ -54,7 +54,16 @@ async function main(): Promise<void> {
   }
   for (const note of config.notes) log.debug({ note }, 'config note');
 
-  const target = await Target.create(config, { log, stateDir: argv['state-dir'] });
+  let target: Target;
+  try {
+    target = await Target.create(config, { log, stateDir: argv['state-dir'] });
+  } catch (err) {
+    if ((err as Error).name !== 'ClusterError') throw err;
+    // ext.cluster: etcd unreachable, another process holds this node's name, configurations differ.
+    log.error({ err: (err as Error).message }, 'cannot join the cluster');
+    process.stderr.write(`nvmets-target: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
   try {
     await target.start();
   } catch (err) {

@@ -30,6 +30,7 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { DhchapKeyError, dhGroupIdByName, hashIdByName, parseDhchapKey, type DhGroupIdValue, type HashIdValue } from '../shared/auth.ts';
 
 // ---------------------------------------------------------------------------
 // Public types
@@ -42,11 +43,28 @@ export interface TargetConfig {
   subsystems: SubsystemConfig[];
   /** Host NQNs known to the config (the top-level "hosts" list). */
   hosts: string[];
+  /** DH-HMAC-CHAP settings of the hosts that have a key (hosts[].dhchap); absent or empty: none. */
+  hostAuth?: HostAuthConfig[];
   control: { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
   /** 'nqn.2014-08.org.nvmexpress.discovery' unless the file sets discovery.nqn. */
   discoveryNqn: string;
+  /** ext.cluster: this process is one node of a multi-node target (docs/cluster.md); null = a single node. */
+  cluster: ClusterConfig | null;
   /** Informational notes: ignored nvmetcli attributes, derived values. Not errors. */
   notes: string[];
+}
+
+/** One host's DH-HMAC-CHAP settings (docs/security.md). */
+export interface HostAuthConfig {
+  nqn: string;
+  /** The host's secret, DHHC-1 form (validated). */
+  key: string;
+  /** The controller's secret for bidirectional authentication, or null. */
+  ctrlKey: string | null;
+  /** Hash the controller asks for in its challenge (dhchap.hash, default hmac(sha256)). */
+  hashId: HashIdValue;
+  /** DH group the controller asks for (dhchap.dhgroup, default null: no DH exchange). */
+  dhGroupId: DhGroupIdValue;
 }
 
 export interface PortConfig {
@@ -70,6 +88,26 @@ export interface PortConfig {
   referrals: { name: string; portid: number; trtype: 'tcp'; adrfam: 'ipv4' | 'ipv6'; traddr: string; trsvcid: number }[];
   /** NQNs exported on this port. */
   subsystems: string[];
+  /**
+   * ext.node: the cluster node that serves (listens on) this port; null
+   * without ext.cluster. Ports of other nodes are "remote": known for their
+   * portid (ANA groups, the active port are global), never listened on.
+   */
+  node: string | null;
+}
+
+/** Top-level ext.cluster: one node of a target whose nodes coordinate through etcd. */
+export interface ClusterConfig {
+  /** This node's name (ports name their node in ext.node). */
+  node: string;
+  /** etcd v3 client endpoints (http://host:port), tried in order. */
+  etcd: string[];
+  /** TTL of this node's liveness lease; etcd counts in whole seconds. */
+  leaseTtlMs: number;
+  /** Longest a cross-node activation (0xFE) waits for the old node's fence; default 2 x leaseTtlMs. */
+  fenceTimeoutMs: number;
+  /** Key prefix in etcd (default "/nvmets"). */
+  prefix: string;
 }
 
 export interface SubsystemConfig {
@@ -471,7 +509,7 @@ function parseTopExt(ctx: Ctx, v: unknown): TargetConfig['control'] {
   const fallback: TargetConfig['control'] = { kind: 'unix', path: defaultControlSocketPath() };
   const ext = optObj(ctx, v, 'ext');
   if (!ext) return fallback;
-  rejectUnknown(ctx, ext, 'ext', ['control']);
+  rejectUnknown(ctx, ext, 'ext', ['control', 'cluster']);
   const c = optObj(ctx, ext['control'], 'ext.control');
   if (!c) return fallback;
   if ('socket' in c) {
@@ -494,7 +532,76 @@ function parseTopExt(ctx: Ctx, v: unknown): TargetConfig['control'] {
   return fallback;
 }
 
-function parseHosts(ctx: Ctx, v: unknown): string[] {
+export const DEFAULT_ETCD_ENDPOINT = 'http://127.0.0.1:2379';
+export const DEFAULT_LEASE_TTL_MS = 2000;
+export const DEFAULT_CLUSTER_PREFIX = '/nvmets';
+/** A cluster node name: used in etcd keys and in ports' ext.node. */
+const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+function nodeName(ctx: Ctx, v: unknown, p: string): string | undefined {
+  if (typeof v === 'string' && NODE_NAME.test(v)) return v;
+  ctx.err(p, `${show(v)} is not a node name (1..63 of A-Z a-z 0-9 _ . -, starting with a letter or digit)`);
+  return undefined;
+}
+
+/** Top-level ext.cluster (docs/cluster.md). */
+function parseCluster(ctx: Ctx, v: unknown): ClusterConfig | null {
+  const ext = isObj(v) ? v : undefined;
+  const c = ext ? optObj(ctx, ext['cluster'], 'ext.cluster') : undefined;
+  if (!c) return null;
+  const p = 'ext.cluster';
+  rejectUnknown(ctx, c, p, ['node', 'etcd', 'lease_ttl_ms', 'fence_timeout_ms', 'prefix']);
+  const node = c['node'] === undefined ? (ctx.err(join(p, 'node'), 'missing: the name of this node (ports name their node in ext.node)'), undefined)
+    : nodeName(ctx, c['node'], join(p, 'node'));
+  let etcd: string[] | undefined = [DEFAULT_ETCD_ENDPOINT];
+  if (c['etcd'] !== undefined) {
+    const list = typeof c['etcd'] === 'string' ? [c['etcd']] : Array.isArray(c['etcd']) ? c['etcd'] : undefined;
+    if (!list || list.length === 0) {
+      ctx.err(join(p, 'etcd'), `${show(c['etcd'])} is not an etcd endpoint ("http://127.0.0.1:2379") or a non-empty list of them`);
+      etcd = undefined;
+    } else {
+      etcd = [];
+      list.forEach((e, i) => {
+        const ep = typeof c['etcd'] === 'string' ? join(p, 'etcd') : join(join(p, 'etcd'), i);
+        let url: URL | undefined;
+        try {
+          url = typeof e === 'string' ? new URL(e) : undefined;
+        } catch {
+          url = undefined;
+        }
+        if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.port || (url.pathname !== '/' && url.pathname !== '') || url.search || url.username) {
+          ctx.err(ep, `${show(e)} is not an etcd client URL (http://host:port, e.g. "http://127.0.0.1:2379")`);
+          etcd = undefined;
+        } else etcd?.push(`${url.protocol}//${url.host}`);
+      });
+    }
+  }
+  let leaseTtlMs: number | undefined = DEFAULT_LEASE_TTL_MS;
+  if (c['lease_ttl_ms'] !== undefined) {
+    leaseTtlMs = int(ctx, c['lease_ttl_ms'], join(p, 'lease_ttl_ms'), 2000, 60_000, 'a lease TTL in milliseconds');
+    if (leaseTtlMs !== undefined && leaseTtlMs % 1000 !== 0) {
+      ctx.err(join(p, 'lease_ttl_ms'), `${leaseTtlMs} is not a whole number of seconds (etcd lease TTLs are in seconds)`);
+      leaseTtlMs = undefined;
+    }
+  }
+  let fenceTimeoutMs: number | undefined;
+  if (c['fence_timeout_ms'] !== undefined) {
+    fenceTimeoutMs = int(ctx, c['fence_timeout_ms'], join(p, 'fence_timeout_ms'), 100, 600_000, 'a timeout in milliseconds');
+  }
+  let prefix: string | undefined = DEFAULT_CLUSTER_PREFIX;
+  if (c['prefix'] !== undefined) {
+    const s = c['prefix'];
+    if (typeof s !== 'string' || !/^(\/[A-Za-z0-9_.:-]+)+$/.test(s)) {
+      ctx.err(join(p, 'prefix'), `${show(s)} is not a key prefix ("/name" or "/a/b": no trailing "/", no spaces)`);
+      prefix = undefined;
+    } else prefix = s;
+  }
+  if (node === undefined || etcd === undefined || leaseTtlMs === undefined || prefix === undefined
+    || (c['fence_timeout_ms'] !== undefined && fenceTimeoutMs === undefined)) return null;
+  return { node, etcd, leaseTtlMs, fenceTimeoutMs: fenceTimeoutMs ?? 2 * leaseTtlMs, prefix };
+}
+
+function parseHosts(ctx: Ctx, v: unknown, auth: HostAuthConfig[] = []): string[] {
   const out: string[] = [];
   optArr(ctx, v, 'hosts').forEach((h, i) => {
     const p = join('hosts', i);
@@ -502,18 +609,77 @@ function parseHosts(ctx: Ctx, v: unknown): string[] {
       ctx.err(p, `must be an object { "nqn": "..." }, got ${show(h)}`);
       return;
     }
-    noteUnknown(ctx, h, p, ['nqn', 'dhchap']);
+    noteUnknown(ctx, h, p, ['nqn', 'dhchap', ...DHCHAP_ATTRS.map((a) => `dhchap_${a}`)]);
     const bad = nqnProblem(h['nqn']);
+    let nqn: string | null = null;
     if (h['nqn'] === undefined) ctx.err(join(p, 'nqn'), 'missing');
     else if (bad) ctx.err(join(p, 'nqn'), bad);
     else if (out.includes(h['nqn'] as string)) ctx.err(join(p, 'nqn'), `duplicate host ${JSON.stringify(h['nqn'])}`);
-    else out.push(h['nqn'] as string);
-    const dh = optObj(ctx, h['dhchap'], join(p, 'dhchap'));
-    if (dh && [dh['key'], dh['ctrl_key']].some((x) => typeof x === 'string' && x !== '')) {
-      ctx.note(join(p, 'dhchap'), 'DH-HMAC-CHAP authentication is not supported; settings ignored');
-    }
+    else out.push((nqn = h['nqn'] as string));
+    parseHostDhchap(ctx, h, p, nqn, auth);
   });
   return out;
+}
+
+const DHCHAP_ATTRS = ['key', 'ctrl_key', 'hash', 'dhgroup'] as const;
+
+/**
+ * A host's DH-HMAC-CHAP attributes: nvmetcli's attribute group
+ * "dhchap": { "key", "ctrl_key", "hash", "dhgroup" } (configfs files
+ * dhchap_key, ...), also accepted flat under those file names. Empty values
+ * are unset (nvmetcli saves a host without keys that way).
+ */
+function parseHostDhchap(ctx: Ctx, h: Obj, p: string, nqn: string | null, out: HostAuthConfig[]): void {
+  const gp = join(p, 'dhchap');
+  const group = optObj(ctx, h['dhchap'], gp);
+  if (group) noteUnknown(ctx, group, gp, DHCHAP_ATTRS);
+  const v: Partial<Record<(typeof DHCHAP_ATTRS)[number], { value: string; path: string }>> = {};
+  for (const a of DHCHAP_ATTRS) {
+    const flat = h[`dhchap_${a}`];
+    const nested = group?.[a];
+    if (flat !== undefined && nested !== undefined) {
+      ctx.err(join(p, `dhchap_${a}`), `given twice (also as ${join(gp, a)})`);
+      continue;
+    }
+    const fp = flat !== undefined ? join(p, `dhchap_${a}`) : join(gp, a);
+    const raw = flat ?? nested;
+    if (raw === undefined || raw === null) continue;
+    if (typeof raw !== 'string') ctx.err(fp, `must be a string, got ${show(raw)}`);
+    else if (raw.trim() !== '') v[a] = { value: raw.trim(), path: fp };
+  }
+  const key = (a: 'key' | 'ctrl_key'): string | null => {
+    const x = v[a];
+    if (!x) return null;
+    try {
+      parseDhchapKey(x.value);
+      return x.value;
+    } catch (err) {
+      if (!(err instanceof DhchapKeyError)) throw err;
+      ctx.err(x.path, `not a usable DH-HMAC-CHAP secret: ${err.message} (generate one with: nvme gen-dhchap-key)`);
+      return null;
+    }
+  };
+  const hostKey = key('key');
+  const ctrlKey = key('ctrl_key');
+  let hashId: HashIdValue = 1;
+  if (v.hash) {
+    const id = hashIdByName(v.hash.value);
+    if (id === null) ctx.err(v.hash.path, `${show(v.hash.value)} is not hmac(sha256), hmac(sha384) or hmac(sha512)`);
+    else hashId = id;
+  }
+  let dhGroupId: DhGroupIdValue = 0;
+  if (v.dhgroup) {
+    const id = dhGroupIdByName(v.dhgroup.value);
+    if (id === null) ctx.err(v.dhgroup.path, `${show(v.dhgroup.value)} is not null, ffdhe2048, ffdhe3072, ffdhe4096, ffdhe6144 or ffdhe8192`);
+    else dhGroupId = id;
+  }
+  if (v.ctrl_key && !v.key) {
+    ctx.err(v.ctrl_key.path, 'a controller key needs the host key too (bidirectional authentication starts with the host\'s)');
+  }
+  if (hostKey && ctrlKey && hostKey === ctrlKey) {
+    ctx.note(v.ctrl_key!.path, 'is the same secret as the host key: use a different one for each direction');
+  }
+  if (nqn !== null && hostKey) out.push({ nqn, key: hostKey, ctrlKey, hashId, dhGroupId });
 }
 
 function parseDiscovery(ctx: Ctx, v: unknown): string {
@@ -703,8 +869,14 @@ function parsePort(ctx: Ctx, v: unknown, i: number): PortParse {
   let advertise: { traddr: string; trsvcid: number } | undefined;
   let advOk = true;
   let hasAdvertise = false;
+  let node: string | null = null;
+  let nodeOk = true;
   if (ext) {
-    rejectUnknown(ctx, ext, ep, ['advertise', 'maxh2cdata']);
+    rejectUnknown(ctx, ext, ep, ['advertise', 'maxh2cdata', 'node']);
+    if (ext['node'] !== undefined) {
+      node = nodeName(ctx, ext['node'], join(ep, 'node')) ?? null;
+      nodeOk = node !== null;
+    }
     if (ext['maxh2cdata'] !== undefined) {
       const n = int(ctx, ext['maxh2cdata'], join(ep, 'maxh2cdata'), 4096, MAX_MAXH2CDATA, 'a byte count');
       if (n !== undefined) {
@@ -727,7 +899,7 @@ function parsePort(ctx: Ctx, v: unknown, i: number): PortParse {
   }
 
   if (portid === undefined || trtype === undefined || adrfam === undefined || traddr === undefined
-    || trsvcid === undefined || !advOk) return { p, portid, subsystems, full: undefined };
+    || trsvcid === undefined || !advOk || !nodeOk) return { p, portid, subsystems, full: undefined };
   if (!hasAdvertise && isWildcard(traddr)) {
     ctx.note(ap, `listening on the wildcard address ${traddr}: the discovery log will report ${traddr}; set ext.advertise`);
   }
@@ -739,7 +911,7 @@ function parsePort(ctx: Ctx, v: unknown, i: number): PortParse {
     cfg: {
       portid, trtype, adrfam, traddr, trsvcid, treq,
       advertise: advertise ?? { traddr, trsvcid },
-      inlineDataSize, maxh2cdata, maxQueueSize, anaGroups, referrals, subsystems,
+      inlineDataSize, maxh2cdata, maxQueueSize, anaGroups, referrals, subsystems, node,
     },
   };
   return { p, portid, subsystems, full };
@@ -1159,8 +1331,10 @@ export function parseConfig(json: unknown, opts: { baseDir?: string } = {}): Tar
     }
   }
   const control = parseTopExt(ctx, json['ext']);
+  const cluster = parseCluster(ctx, json['ext']);
   const discoveryNqn = parseDiscovery(ctx, json['discovery']);
-  const hosts = parseHosts(ctx, json['hosts']);
+  const hostAuth: HostAuthConfig[] = [];
+  const hosts = parseHosts(ctx, json['hosts'], hostAuth);
   const subs = optArr(ctx, json['subsystems'], 'subsystems').map((s, i) => parseSubsystem(ctx, s, i));
   const ports = optArr(ctx, json['ports'], 'ports').map((p, i) => parsePort(ctx, p, i));
 
@@ -1209,7 +1383,13 @@ export function parseConfig(json: unknown, opts: { baseDir?: string } = {}): Tar
     const rp = pp.full;
     if (!rp) continue;
     const c = rp.cfg;
-    const clash = c.trsvcid === 0 ? undefined : listenSeen.find((o) => o.cfg.trsvcid === c.trsvcid && o.cfg.adrfam === c.adrfam
+    if (c.node !== null && !cluster && !(isObj(json['ext']) && json['ext']['cluster'] !== undefined)) {
+      ctx.err(join(rp.p, 'ext.node'), 'needs the top-level ext.cluster (a port names its node only in a multi-node target)');
+    } else if (c.node === null && cluster) {
+      ctx.err(join(rp.p, 'ext.node'), `missing: with ext.cluster every port names the node that serves it (this node is ${JSON.stringify(cluster.node)})`);
+    }
+    // Ports of different nodes listen in different processes (usually on different machines).
+    const clash = c.trsvcid === 0 ? undefined : listenSeen.find((o) => o.cfg.node === c.node && o.cfg.trsvcid === c.trsvcid && o.cfg.adrfam === c.adrfam
       && (o.cfg.traddr === c.traddr || isWildcard(o.cfg.traddr) || isWildcard(c.traddr)));
     if (clash) {
       ctx.err(join(rp.p, 'addr'), `listen address ${fmtAddr(c.traddr, c.trsvcid)} conflicts with ${clash.p} (${fmtAddr(clash.cfg.traddr, clash.cfg.trsvcid)})`);
@@ -1304,13 +1484,42 @@ export function parseConfig(json: unknown, opts: { baseDir?: string } = {}): Tar
     }
   }
 
+  // --- cluster: this node serves some port; shared namespaces need a shared store
+  if (cluster) {
+    const mine = [...portById.values()].filter((pp) => pp.full?.cfg.node === cluster.node);
+    if (mine.length === 0) ctx.note('ext.cluster.node', `no port names node ${JSON.stringify(cluster.node)}: this node serves no port`);
+    for (const s of subByNqn.values()) {
+      if (s.cfg.mode !== 'active-standby') {
+        ctx.note(s.p, 'ana mode: not coordinated across cluster nodes (each node reports its ports\' configured states)');
+        continue;
+      }
+      if (s.cfg.persistActive) ctx.note(join(s.p, 'ext.persist_active'), 'ignored with ext.cluster: the active paths are kept in etcd');
+      for (const n of s.namespaces) {
+        if (n.cfg.store.kind === 'memory') {
+          ctx.err(join(n.p, 'ext.store'), '"memory" is private to one process; with ext.cluster the nodes must share the namespace: use a "file" store every node opens');
+        }
+      }
+    }
+  }
+
+  // --- DH-HMAC-CHAP applies where a keyed host is named in allowed_hosts (as nvmet)
+  if (hostAuth.length > 0) {
+    for (const s of subByNqn.values()) {
+      if (s.cfg.allowAnyHost) {
+        ctx.note(join(s.p, 'attr.allow_any_host'), 'is 1: hosts connecting to this subsystem are not authenticated (as nvmet, DH-HMAC-CHAP applies to hosts listed in allowed_hosts)');
+      }
+    }
+  }
+
   if (ctx.problems.length > 0) throw new ConfigError(ctx.problems);
   return {
     ports: ports.flatMap((p) => (p.full ? [p.full.cfg] : [])),
     subsystems: [...subByNqn.values()].map((s) => s.cfg),
     hosts,
+    hostAuth,
     control,
     discoveryNqn,
+    cluster,
     notes: ctx.notes,
   };
 }

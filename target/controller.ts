@@ -24,6 +24,8 @@ export const AERL = 3;
 export const ACL = 3;
 /** Keep-alive used when a discovery controller connects with KATO 0 (as nvmet). */
 export const DISCOVERY_DEFAULT_KATO_MS = 120_000;
+/** Longest delay a Node timer takes. */
+const MAX_TIMER_MS = 0x7fffffff;
 
 export interface ControllerQueue {
   readonly qid: number;
@@ -158,10 +160,11 @@ export class Controller {
         this.destroy('keep-alive timeout');
         return;
       }
-      this.kaTimer = setTimeout(check, this.katoMs - idle);
+      // KATO is 32 bits of ms; Node timers take at most 2^31-1 (longer ones fire after 1 ms): check again later.
+      this.kaTimer = setTimeout(check, Math.min(this.katoMs - idle, MAX_TIMER_MS));
       this.kaTimer.unref();
     };
-    this.kaTimer = setTimeout(check, this.katoMs);
+    this.kaTimer = setTimeout(check, Math.min(this.katoMs, MAX_TIMER_MS));
     this.kaTimer.unref();
   }
 

@@ -18,7 +18,8 @@ function renderShow(s: TargetSnapshot): string {
   const lines: string[] = [];
   lines.push('Ports');
   for (const p of s.ports) {
-    lines.push(`  port ${p.portid}  ${p.state.padEnd(4)}  listen ${p.listen}  advertise ${p.advertise}  connections ${p.connections}`);
+    const remote = s.cluster && p.node !== undefined && p.node !== s.cluster['node'];
+    lines.push(`  port ${p.portid}  ${remote ? `node ${p.node} (remote)` : `${p.node !== undefined ? `node ${p.node}  ` : ''}${p.state.padEnd(4)}  listen ${p.listen}  advertise ${p.advertise}  connections ${p.connections}`}`);
     lines.push(`    exports ${p.subsystems.join(', ') || '-'}`);
     const f = p.faults;
     if (f.blackhole || f.latencyMs || f.failRules.length) {
@@ -45,6 +46,11 @@ function renderShow(s: TargetSnapshot): string {
     }
   }
   lines.push('', `Discovery ${s.discovery.nqn}  genctr ${s.discovery.genctr}  controllers ${s.discovery.controllers.length}`);
+  if (s.cluster) {
+    const c = s.cluster as { node: string; lease: string | null; suspended: boolean; nodes: string[]; groups: { subnqn: string; grpid: number; port?: number; node?: string; state?: string; epoch?: number; orphaned?: boolean }[] };
+    lines.push('', `Cluster node ${c.node}  lease ${c.lease ?? '(none)'}${c.suspended ? '  SELF-FENCED' : ''}  live nodes ${c.nodes.join(', ') || '-'}`);
+    for (const g of c.groups) lines.push(`  ${g.subnqn} grp ${g.grpid}: ${g.state ?? 'no key'}${g.port !== undefined ? ` port ${g.port} (node ${g.node})` : ''}${g.epoch !== undefined ? `  epoch ${g.epoch}` : ''}${g.orphaned ? '  orphaned' : ''}`);
+  }
   return lines.join('\n');
 }
 

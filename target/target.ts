@@ -13,17 +13,18 @@ import os from 'node:os';
 import { AnaState, anaStateName, parseAnaState, type AnaStateValue } from '../shared/log-pages.ts';
 import { nguidToBytes, uuidToBytes, eui64ToBytes, bytesToNguid, bytesToUuid } from '../shared/identify.ts';
 import { Status } from '../shared/status.ts';
-import type { NamespaceConfig, PortConfig, TargetConfig } from './config.ts';
+import type { HostAuthConfig, NamespaceConfig, PortConfig, TargetConfig } from './config.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
 import type { TargetCore, TargetLimits } from './core.ts';
 import { DiscoveryService, type DiscoverySource } from './discovery.ts';
 import { ANATT_SECONDS } from './admin-cmd.ts';
+import { Cluster, ClusterError } from './cluster.ts';
 import { portMqes } from './fabrics-cmd.ts';
 import { silentLogger, type Logger } from './logger.ts';
 import { Namespace } from './namespace.ts';
 import { Port } from './port.ts';
 import type { Completion } from './request.ts';
-import { openStore } from './store/index.ts';
+import { SMALL_CHUNK_SIZE, openStore } from './store/index.ts';
 import { Subsystem } from './subsystem.ts';
 import { PortListener } from './tcp.ts';
 
@@ -53,11 +54,13 @@ export class Target implements TargetCore, DiscoverySource {
   readonly limits: TargetLimits;
   readonly discovery: DiscoveryService;
   readonly subsystems = new Map<string, Subsystem>();
-  private readonly portMap = new Map<number, Port>();
+  readonly portMap = new Map<number, Port>();
   private readonly listeners = new Map<number, PortListener>();
   private readonly stateDir: string;
   private stopped = false;
   readonly config: TargetConfig;
+  /** With ext.cluster: this process is one node of a multi-node target (target/cluster.ts). */
+  cluster: Cluster | null = null;
 
   private constructor(config: TargetConfig, opts: TargetOptions) {
     this.config = config;
@@ -88,10 +91,16 @@ export class Target implements TargetCore, DiscoverySource {
             const initial = nc.initialActivePort ?? sc.initialActivePort ?? sc.ports[0];
             if (initial !== undefined && initial !== null && !subsys.activePort.has(nc.anaGrpid)) subsys.activePort.set(nc.anaGrpid, initial);
           }
-          if (sc.persistActive) await t.loadActiveState(subsys);
+          if (sc.persistActive && !config.cluster) await t.loadActiveState(subsys);
         }
       }
+      if (config.cluster) {
+        // The active paths come from etcd (created from the configuration by the first node).
+        t.cluster = new Cluster(config.cluster, t, t.log);
+        await t.cluster.join();
+      }
     } catch (err) {
+      await t.cluster?.close();
       await t.closeStores();
       throw err;
     }
@@ -99,6 +108,10 @@ export class Target implements TargetCore, DiscoverySource {
   }
 
   // ---------------------------------------------------------------- TargetCore / DiscoverySource
+
+  hostDhchap(hostnqn: string): HostAuthConfig | undefined {
+    return this.config.hostAuth?.find((h) => h.nqn === hostnqn);
+  }
 
   ports(): Iterable<Port> {
     return this.portMap.values();
@@ -132,6 +145,10 @@ export class Target implements TargetCore, DiscoverySource {
     else if (opts.subsystem) {
       const subsys = opts.subsystem;
       subsys.controllers.set(ctrl.cntlid, ctrl);
+      if (this.cluster?.manages(subsys)) {
+        this.cluster.controllerAdded(subsys, ctrl);
+        return ctrl;
+      }
       // Implicit promotion of groups that lost every controller earlier.
       if (subsys.mode === 'active-standby' && subsys.config.promotion === 'implicit') {
         for (const grpid of [...subsys.orphanedGroups]) {
@@ -164,6 +181,10 @@ export class Target implements TargetCore, DiscoverySource {
   private promoteAwayFrom(subsys: Subsystem, portid: number, reason: string): void {
     if (this.stopped || subsys.mode !== 'active-standby' || subsys.config.promotion !== 'implicit') return;
     if (subsys.controllersOn(portid).some((c) => !c.isGone)) return;
+    if (this.cluster?.manages(subsys)) {
+      this.cluster.portLostControllers(subsys, portid, reason);
+      return;
+    }
     for (const [grpid, active] of subsys.activePort) {
       if (active !== portid) continue;
       const next = this.promotionCandidate(subsys, portid);
@@ -193,7 +214,14 @@ export class Target implements TargetCore, DiscoverySource {
     const subsys = ctrl.subsystem!;
     const ns = subsys.namespaces.get(nsid)!;
     const started = performance.now();
-    await this.activate(subsys, ns.anagrpid, ctrl.port.portid, `Set Namespace Active (0xFE) nsid ${nsid} from cntlid ${ctrl.cntlid}`);
+    try {
+      await this.activate(subsys, ns.anagrpid, ctrl.port.portid, `Set Namespace Active (0xFE) nsid ${nsid} from cntlid ${ctrl.cntlid}`);
+    } catch (err) {
+      if (!(err instanceof ClusterError)) throw err;
+      // A path error (DNR clear): the host may retry, or try another path.
+      ctrl.log.warn({ nsid, grpid: ns.anagrpid, err: err.message, status: err.status }, 'Set Namespace Active (0xFE) failed');
+      return { status: err.status };
+    }
     ctrl.log.info({ nsid, grpid: ns.anagrpid, ms: +(performance.now() - started).toFixed(3) }, 'namespace active on this path (0xFE)');
     return { status: 0 };
   }
@@ -210,6 +238,7 @@ export class Target implements TargetCore, DiscoverySource {
    * Activations of one group run one after the other.
    */
   activate(subsys: Subsystem, grpid: number, portid: number, reason: string): Promise<void> {
+    if (this.cluster?.manages(subsys)) return this.cluster.activate(subsys, grpid, portid, reason);
     const key = `${subsys.nqn}\u0000${grpid}`;
     const prev = this.activations.get(key) ?? Promise.resolve();
     const next = prev.then(() => this.doActivate(subsys, grpid, portid, reason));
@@ -287,8 +316,13 @@ export class Target implements TargetCore, DiscoverySource {
     const ns = subsys.namespaces.get(nsid);
     if (!ns) throw new ControlError(`subsystem ${nqn} has no namespace ${nsid}`);
     if (!subsys.config.ports.includes(portid)) throw new ControlError(`port ${portid} does not export ${nqn}`);
-    this.port(portid);
-    await this.activate(subsys, ns.anagrpid, portid, 'control API');
+    this.localPort(portid);
+    try {
+      await this.activate(subsys, ns.anagrpid, portid, 'control API');
+    } catch (err) {
+      if (err instanceof ClusterError) throw new ControlError(`cannot move the active path: ${err.message}`);
+      throw err;
+    }
   }
 
   // ---------------------------------------------------------------- ANA (ana mode)
@@ -344,7 +378,19 @@ export class Target implements TargetCore, DiscoverySource {
   // ---------------------------------------------------------------- ports
 
   async start(): Promise<void> {
-    for (const port of this.portMap.values()) await this.portUp(port.portid);
+    for (const port of this.portMap.values()) if (!this.isRemote(port)) await this.portUp(port.portid);
+  }
+
+  /** A port another cluster node serves: known by its portid, never listened on here. */
+  isRemote(port: Port): boolean {
+    return this.config.cluster !== null && port.config.node !== this.config.cluster.node;
+  }
+
+  /** A port this process serves (run-time changes and faults apply only to those). */
+  private localPort(portid: number): Port {
+    const port = this.port(portid);
+    if (this.isRemote(port)) throw new ControlError(`port ${portid} is served by cluster node ${port.config.node}, not by this node (${this.config.cluster!.node}): ask that node`);
+    return port;
   }
 
   /** The TCP port a target port listens on (after start). */
@@ -353,7 +399,7 @@ export class Target implements TargetCore, DiscoverySource {
   }
 
   async portUp(portid: number): Promise<void> {
-    const port = this.port(portid);
+    const port = this.localPort(portid);
     if (port.state === 'up') return;
     let listener = this.listeners.get(portid);
     if (!listener) {
@@ -372,7 +418,7 @@ export class Target implements TargetCore, DiscoverySource {
 
   /** Close the listener and reset its connections: controllers on it are gone. */
   async portDown(portid: number): Promise<void> {
-    const port = this.port(portid);
+    const port = this.localPort(portid);
     if (port.state === 'down') return;
     port.state = 'down';
     this.log.info({ port: portid }, 'port down: listener closed, connections reset');
@@ -387,6 +433,7 @@ export class Target implements TargetCore, DiscoverySource {
 
   async addPort(pc: PortConfig): Promise<void> {
     if (this.portMap.has(pc.portid)) throw new ControlError(`port ${pc.portid} exists`);
+    if (this.cluster) throw new ControlError('ports cannot be added at run time on a cluster node: change every node\'s configuration and restart the nodes one by one');
     for (const nqn of pc.subsystems) this.subsystem(nqn);
     const port = new Port(pc);
     this.portMap.set(pc.portid, port);
@@ -409,7 +456,8 @@ export class Target implements TargetCore, DiscoverySource {
   }
 
   async removePort(portid: number): Promise<void> {
-    const port = this.port(portid);
+    const port = this.localPort(portid);
+    if (this.cluster) throw new ControlError('ports cannot be removed at run time on a cluster node: use port.down, or change every node\'s configuration and restart the nodes one by one');
     for (const nqn of port.subsystems) {
       const subsys = this.subsystems.get(nqn);
       if (subsys?.mode === 'active-standby' && [...subsys.activePort.values()].includes(portid) && subsys.config.ports.length > 1) {
@@ -428,7 +476,7 @@ export class Target implements TargetCore, DiscoverySource {
 
   /** Connections on the port stay open but nothing is read or answered (new ones too). */
   setBlackhole(portid: number, on: boolean): void {
-    const port = this.port(portid);
+    const port = this.localPort(portid);
     port.faults.blackhole = on;
     for (const q of this.listeners.get(portid)?.connections ?? []) {
       if (on) q.freeze();
@@ -439,13 +487,13 @@ export class Target implements TargetCore, DiscoverySource {
 
   setLatency(portid: number, ms: number): void {
     if (!Number.isFinite(ms) || ms < 0 || ms > 600_000) throw new ControlError(`latency ${ms} ms out of range 0..600000`);
-    this.port(portid).faults.latencyMs = ms;
+    this.localPort(portid).faults.latencyMs = ms;
     this.log.warn({ port: portid, fault: 'latency', ms }, ms ? `fault: ${ms} ms added to every completion` : 'fault cleared: latency');
   }
 
   /** Reset every connection on the port; the listener stays up. */
   dropConnections(portid: number): number {
-    this.port(portid);
+    this.localPort(portid);
     const conns = [...(this.listeners.get(portid)?.connections ?? [])];
     for (const q of conns) q.destroy('fault: connection dropped');
     this.log.warn({ port: portid, fault: 'drop', connections: conns.length }, 'fault: connections dropped');
@@ -454,7 +502,7 @@ export class Target implements TargetCore, DiscoverySource {
 
   /** Fail the next `count` commands on the port matching opcode/nsid/queue with `status`. */
   failNext(portid: number, rule: { count: number; status: number; opcode?: number | null; nsid?: number | null; queue?: 'io' | 'admin' | null }): void {
-    const port = this.port(portid);
+    const port = this.localPort(portid);
     if (!Number.isInteger(rule.count) || rule.count < 1) throw new ControlError(`count ${rule.count} must be a positive integer`);
     if (!Number.isInteger(rule.status) || rule.status < 1 || rule.status > 0x7fff) throw new ControlError(`status ${rule.status} is not an NVMe status (1..0x7fff)`);
     port.faults.failRules.push({ opcode: rule.opcode ?? null, nsid: rule.nsid ?? null, queue: rule.queue ?? null, status: rule.status, remaining: rule.count });
@@ -462,7 +510,7 @@ export class Target implements TargetCore, DiscoverySource {
   }
 
   clearFaults(portid: number): void {
-    const port = this.port(portid);
+    const port = this.localPort(portid);
     if (port.faults.blackhole) this.setBlackhole(portid, false);
     port.faults.latencyMs = 0;
     port.faults.failRules.length = 0;
@@ -473,6 +521,7 @@ export class Target implements TargetCore, DiscoverySource {
 
   async addNamespace(nqn: string, nc: NamespaceConfig): Promise<void> {
     const subsys = this.subsystem(nqn);
+    if (this.cluster?.manages(subsys)) throw new ControlError('namespaces cannot be added at run time on a cluster node: change every node\'s configuration and restart the nodes one by one');
     if (subsys.namespaces.has(nc.nsid)) throw new ControlError(`subsystem ${nqn} already has namespace ${nc.nsid}`);
     for (const ns of subsys.namespaces.values()) {
       if (bytesToNguid(ns.identity.nguid) === nc.nguid.replace(/-/g, '').toLowerCase()) throw new ControlError(`nguid ${nc.nguid} is used by namespace ${ns.nsid}`);
@@ -491,6 +540,7 @@ export class Target implements TargetCore, DiscoverySource {
 
   async removeNamespace(nqn: string, nsid: number): Promise<void> {
     const subsys = this.subsystem(nqn);
+    if (this.cluster?.manages(subsys)) throw new ControlError('namespaces cannot be removed at run time on a cluster node: change every node\'s configuration and restart the nodes one by one');
     const ns = subsys.namespaces.get(nsid);
     if (!ns) throw new ControlError(`subsystem ${nqn} has no namespace ${nsid}`);
     ns.enabled = false;
@@ -524,6 +574,7 @@ export class Target implements TargetCore, DiscoverySource {
         anaGroups: p.groups().map((g) => ({ grpid: g, state: anaStateName(p.transitions.has(g) ? AnaState.Change : p.anaStates.get(g)!) })),
         connections: this.listeners.get(p.portid)?.connections.size ?? 0,
         faults: p.faults.describe(),
+        ...(p.config.node !== null ? { node: p.config.node } : {}),
       })),
       subsystems: [...this.subsystems.values()].map((s) => ({
         nqn: s.nqn,
@@ -555,6 +606,7 @@ export class Target implements TargetCore, DiscoverySource {
         controllers: [...s.controllers.values()].map((c) => controllerView(c)),
       })),
       discovery: { nqn: this.discovery.nqn, genctr: this.discovery.genctr.toString(), controllers: [...this.discovery.controllers.values()].map(controllerView) },
+      ...(this.cluster ? { cluster: this.cluster.describe() } : {}),
     };
   }
 
@@ -570,6 +622,8 @@ export class Target implements TargetCore, DiscoverySource {
     for (const s of this.subsystems.values()) for (const c of [...s.controllers.values()]) c.destroy('target shutdown');
     for (const c of [...this.discovery.controllers.values()]) c.destroy('target shutdown');
     await this.closeStores();
+    // Only now (nothing executes, stores flushed) may the other nodes take our groups without waiting.
+    await this.cluster?.close();
     this.log.info('target stopped');
   }
 
@@ -590,6 +644,8 @@ async function openNamespace(nc: NamespaceConfig): Promise<Namespace> {
     sizeBytes: nc.store.sizeBytes,
     path: nc.store.path,
     createIfMissing: nc.store.createIfMissing,
+    // Memory: 4 KiB chunks, so a sparse namespace under small random writes costs what was written.
+    chunkSize: SMALL_CHUNK_SIZE,
   });
   return new Namespace({
     nsid: nc.nsid,
@@ -630,6 +686,8 @@ export interface TargetSnapshot {
     anaGroups: { grpid: number; state: string }[];
     connections: number;
     faults: { blackhole: boolean; latencyMs: number; failRules: { opcode: number | null; nsid: number | null; queue: 'io' | 'admin' | null; status: number; remaining: number }[] };
+    /** With ext.cluster: the node serving the port (another node's ports are listed with state "down"). */
+    node?: string;
   }[];
   subsystems: {
     nqn: string;
@@ -652,6 +710,8 @@ export interface TargetSnapshot {
     controllers: ControllerView[];
   }[];
   discovery: { nqn: string; genctr: string; controllers: ControllerView[] };
+  /** With ext.cluster: this node, its lease, the live nodes, and the active key of every group as etcd has it. */
+  cluster?: Record<string, unknown>;
 }
 
 export { Status };

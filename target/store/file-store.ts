@@ -127,7 +127,11 @@ export class FileStore implements BlockStore {
 
     let handle: fsp.FileHandle;
     try {
-      handle = await fsp.open(path, exists ? 'r+' : 'wx+');
+      handle = await fsp.open(path, exists ? 'r+' : 'wx+').catch((err: unknown) => {
+        // Created meanwhile by another process opening the same file (cluster nodes): use it.
+        if (!exists && (err as NodeJS.ErrnoException).code === 'EEXIST') return fsp.open(path, 'r+');
+        throw err;
+      });
     } catch (err) {
       throw osError(err, `file store: cannot open ${path}`);
     }

@@ -14,7 +14,7 @@ import { checkBlockSize, checkSizeBytes, type BlockStore, type StoreSpec } from 
 
 export { StoreError, BLOCK_SIZES, isBlockSize } from './store.ts';
 export type { BlockSize, BlockStore, StoreErrorCode, StoreKind, StoreSpec } from './store.ts';
-export { MemoryStore, CHUNK_SIZE } from './memory-store.ts';
+export { MemoryStore, CHUNK_SIZE, SMALL_CHUNK_SIZE } from './memory-store.ts';
 export { FileStore, type FileStoreOptions } from './file-store.ts';
 export { NullStore } from './null-store.ts';
 
@@ -28,7 +28,7 @@ export async function openStore(spec: StoreSpec): Promise<BlockStore> {
     case 'null': {
       const blockSize = checkBlockSize(kind, spec.blockSize);
       const sizeBytes = checkSizeBytes(kind, blockSize, spec.sizeBytes);
-      return kind === 'memory' ? new MemoryStore(blockSize, sizeBytes) : new NullStore(blockSize, sizeBytes);
+      return kind === 'memory' ? new MemoryStore(blockSize, sizeBytes, spec.chunkSize) : new NullStore(blockSize, sizeBytes);
     }
     case 'file': {
       const blockSize = checkBlockSize(kind, spec.blockSize);

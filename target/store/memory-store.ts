@@ -1,12 +1,14 @@
 /**
  * Sparse in-memory store.
  *
- * The namespace is split into fixed CHUNK_SIZE chunks held in a Map keyed by
- * chunk index. A chunk is allocated (zero-filled, Buffer.alloc — never the
- * shared allocUnsafe pool) on the first write that touches it; reads of
- * absent chunks return zeros. writeZeroes/deallocate drop every chunk they
- * cover entirely and zero the covered part of partially covered ones, so
- * memory use goes down again. A 1 TiB namespace costs only what was written.
+ * The namespace is split into fixed chunks (64 KiB by default, 4 KiB in the
+ * target: SMALL_CHUNK_SIZE); a Map keyed by
+ * chunk index gives each written chunk's slot in a 1 MiB slab (zero-filled
+ * Buffer.alloc, never the shared allocUnsafe pool; chunks are handed out
+ * densely, so memory use follows what was written). A chunk is allocated on
+ * the first write that touches it; reads of absent chunks return zeros. writeZeroes/deallocate drop every chunk they
+ * cover entirely and zero the covered part of partially covered ones; a slab
+ * whose chunks are all free is released, so memory use goes down again. A 1 TiB namespace costs only what was written.
  *
  * All work is synchronous inside the async methods, so each operation is
  * atomic with respect to the others.
@@ -22,43 +24,78 @@ import {
   type BlockStore,
 } from './store.ts';
 
-/** 64 KiB: a multiple of both block sizes; a 4 KiB I/O touches at most two chunks. */
+/** Default unit of allocation: 64 KiB, a multiple of both block sizes; a 4 KiB I/O touches at most two chunks. */
 export const CHUNK_SIZE = 64 * 1024;
+/**
+ * The target's unit of allocation: with 4 KiB chunks a 4 KiB write into a
+ * sparse namespace costs 4 KiB (64 KiB chunks made a 1 TiB namespace under
+ * 4 KiB random writes cost 16 times what was written).
+ */
+export const SMALL_CHUNK_SIZE = 4096;
+/** Chunks live densely in slabs of this size (one allocation per slab, not per chunk). */
+const SLAB_BYTES = 1024 * 1024;
+
+interface Slab {
+  readonly buf: Buffer;
+  used: number;
+  /** Free chunk indexes inside the slab (below `next`). */
+  readonly free: number[];
+  /** Chunks never handed out start here. */
+  next: number;
+}
 
 export class MemoryStore implements BlockStore {
   readonly kind = 'memory' as const;
   readonly nblocks: number;
   private readonly sizeBytes: number;
-  private chunks = new Map<number, Buffer>();
+  /** Chunk index -> slot (slab * this.slabChunks + chunk in slab). */
+  private chunks = new Map<number, number>();
+  private slabs: (Slab | null)[] = [];
+  /** Slabs with room (free list or never used chunks). */
+  private withRoom = new Set<number>();
+  private freeSlabIds: number[] = [];
   private allocated = 0;
   private closed = false;
 
-  /** Throws RangeError if blockSize or sizeBytes (positive multiple of blockSize) is invalid. */
+  private readonly chunkSize: number;
+  private readonly slabChunks: number;
+
+  /**
+   * Throws RangeError if blockSize or sizeBytes (positive multiple of blockSize) is invalid,
+   * or chunkSize is not a power of two multiple of the block size.
+   */
   constructor(
     readonly blockSize: BlockSize,
     sizeBytes: number,
+    chunkSize: number = CHUNK_SIZE,
   ) {
     checkBlockSize('memory', blockSize);
     this.sizeBytes = checkSizeBytes('memory', blockSize, sizeBytes);
     this.nblocks = sizeBytes / blockSize;
+    if (!Number.isInteger(chunkSize) || chunkSize < blockSize || chunkSize % blockSize !== 0 || (chunkSize & (chunkSize - 1)) !== 0 || chunkSize > SLAB_BYTES) {
+      throw new RangeError(`memory store chunk size ${chunkSize} must be a power of two, a multiple of the block size ${blockSize}, at most ${SLAB_BYTES}`);
+    }
+    this.chunkSize = chunkSize;
+    this.slabChunks = SLAB_BYTES / chunkSize;
   }
 
   async read(slba: number, nlb: number, into?: Buffer): Promise<Buffer> {
     if (this.closed) throw closedError(this.kind);
     const len = checkRead(this, slba, nlb, into);
-    // A fresh Buffer.alloc is already zero, so holes need no fill.
-    const out = into ?? Buffer.alloc(len);
-    const needZero = into !== undefined;
+    // Every byte is either copied from a chunk or zeroed below: no need for a zeroed allocation.
+    const out = into ?? Buffer.allocUnsafe(len);
     const end = slba * this.blockSize + len;
     let pos = slba * this.blockSize;
     let outOff = 0;
     while (pos < end) {
-      const ci = Math.floor(pos / CHUNK_SIZE);
-      const inChunk = pos - ci * CHUNK_SIZE;
-      const n = Math.min(CHUNK_SIZE - inChunk, end - pos);
-      const chunk = this.chunks.get(ci);
-      if (chunk !== undefined) chunk.copy(out, outOff, inChunk, inChunk + n);
-      else if (needZero) out.fill(0, outOff, outOff + n);
+      const ci = Math.floor(pos / this.chunkSize);
+      const inChunk = pos - ci * this.chunkSize;
+      const n = Math.min(this.chunkSize - inChunk, end - pos);
+      const slot = this.chunks.get(ci);
+      if (slot !== undefined) {
+        const base = (slot % this.slabChunks) * this.chunkSize;
+        this.slabs[Math.floor(slot / this.slabChunks)]!.buf.copy(out, outOff, base + inChunk, base + inChunk + n);
+      } else out.fill(0, outOff, outOff + n);
       pos += n;
       outOff += n;
     }
@@ -72,20 +109,62 @@ export class MemoryStore implements BlockStore {
     let pos = slba * this.blockSize;
     let srcOff = 0;
     while (pos < end) {
-      const ci = Math.floor(pos / CHUNK_SIZE);
-      const inChunk = pos - ci * CHUNK_SIZE;
-      const n = Math.min(CHUNK_SIZE - inChunk, end - pos);
-      let chunk = this.chunks.get(ci);
-      if (chunk === undefined) {
-        // The last chunk of a namespace that is not a multiple of CHUNK_SIZE is shorter.
-        chunk = Buffer.alloc(Math.min(CHUNK_SIZE, this.sizeBytes - ci * CHUNK_SIZE));
-        this.chunks.set(ci, chunk);
-        this.allocated += chunk.length;
+      const ci = Math.floor(pos / this.chunkSize);
+      const inChunk = pos - ci * this.chunkSize;
+      const n = Math.min(this.chunkSize - inChunk, end - pos);
+      let slot = this.chunks.get(ci);
+      if (slot === undefined) {
+        slot = this.allocChunk();
+        this.chunks.set(ci, slot);
+        // The last chunk of a namespace that is not a multiple of the chunk size is shorter.
+        this.allocated += this.chunkLength(ci);
       }
-      data.copy(chunk, inChunk, srcOff, srcOff + n);
+      data.copy(this.slabs[Math.floor(slot / this.slabChunks)]!.buf, (slot % this.slabChunks) * this.chunkSize + inChunk, srcOff, srcOff + n);
       pos += n;
       srcOff += n;
     }
+  }
+
+  private chunkLength(ci: number): number {
+    return Math.min(this.chunkSize, this.sizeBytes - ci * this.chunkSize);
+  }
+
+  /** A zeroed chunk slot. */
+  private allocChunk(): number {
+    let id: number | undefined;
+    for (const s of this.withRoom) {
+      id = s;
+      break;
+    }
+    if (id === undefined) {
+      id = this.freeSlabIds.pop() ?? this.slabs.length;
+      // A slab no larger than the namespace needs (small test namespaces).
+      const chunks = Math.min(this.slabChunks, Math.ceil(this.sizeBytes / this.chunkSize));
+      this.slabs[id] = { buf: Buffer.alloc(chunks * this.chunkSize), used: 0, free: [], next: 0 };
+      this.withRoom.add(id);
+    }
+    const slab = this.slabs[id]!;
+    let k = slab.free.pop();
+    if (k === undefined) k = slab.next++;
+    else slab.buf.fill(0, k * this.chunkSize, (k + 1) * this.chunkSize);
+    slab.used++;
+    if (slab.free.length === 0 && slab.next * this.chunkSize >= slab.buf.length) this.withRoom.delete(id);
+    return id * this.slabChunks + k;
+  }
+
+  private freeChunk(slot: number): void {
+    const id = Math.floor(slot / this.slabChunks);
+    const slab = this.slabs[id]!;
+    slab.used--;
+    if (slab.used === 0) {
+      // The whole slab is free: give its memory back.
+      this.slabs[id] = null;
+      this.withRoom.delete(id);
+      this.freeSlabIds.push(id);
+      return;
+    }
+    slab.free.push(slot % this.slabChunks);
+    this.withRoom.add(id);
   }
 
   async writeZeroes(slba: number, nlb: number): Promise<void> {
@@ -107,6 +186,9 @@ export class MemoryStore implements BlockStore {
   async close(): Promise<void> {
     this.closed = true;
     this.chunks.clear();
+    this.slabs = [];
+    this.withRoom.clear();
+    this.freeSlabIds = [];
     this.allocated = 0;
   }
 
@@ -121,32 +203,35 @@ export class MemoryStore implements BlockStore {
 
   /** Zero bytes [start, end): free fully covered chunks, zero partial ones. */
   private zeroRange(start: number, end: number): void {
-    const first = Math.floor(start / CHUNK_SIZE);
-    const last = Math.floor((end - 1) / CHUNK_SIZE);
+    const first = Math.floor(start / this.chunkSize);
+    const last = Math.floor((end - 1) / this.chunkSize);
     if (last - first + 1 > this.chunks.size) {
       // Huge range (e.g. trim of a whole 1 TiB namespace): walk the allocated
       // chunks instead of every chunk index in the range. Deleting the current
       // entry while iterating a Map is safe.
-      for (const [ci, chunk] of this.chunks) {
-        if (ci >= first && ci <= last) this.zeroChunk(ci, chunk, start, end);
+      for (const [ci, slot] of this.chunks) {
+        if (ci >= first && ci <= last) this.zeroChunk(ci, slot, start, end);
       }
     } else {
       for (let ci = first; ci <= last; ci++) {
-        const chunk = this.chunks.get(ci);
-        if (chunk !== undefined) this.zeroChunk(ci, chunk, start, end);
+        const slot = this.chunks.get(ci);
+        if (slot !== undefined) this.zeroChunk(ci, slot, start, end);
       }
     }
   }
 
-  private zeroChunk(ci: number, chunk: Buffer, start: number, end: number): void {
-    const cStart = ci * CHUNK_SIZE;
+  private zeroChunk(ci: number, slot: number, start: number, end: number): void {
+    const cStart = ci * this.chunkSize;
+    const length = this.chunkLength(ci);
     const from = Math.max(start, cStart) - cStart;
-    const to = Math.min(end, cStart + chunk.length) - cStart;
-    if (from === 0 && to === chunk.length) {
+    const to = Math.min(end, cStart + length) - cStart;
+    if (from === 0 && to === length) {
       this.chunks.delete(ci);
-      this.allocated -= chunk.length;
+      this.allocated -= length;
+      this.freeChunk(slot);
     } else {
-      chunk.fill(0, from, to);
+      const base = (slot % this.slabChunks) * this.chunkSize;
+      this.slabs[Math.floor(slot / this.slabChunks)]!.buf.fill(0, base + from, base + to);
     }
   }
 }

@@ -50,6 +50,8 @@ export interface StoreSpec {
   sizeBytes?: number;
   path?: string;
   createIfMissing?: boolean;
+  /** Memory store: unit of allocation in bytes (default 64 KiB; the target uses 4 KiB). */
+  chunkSize?: number;
 }
 
 // ---------------------------------------------------------------------------
