@@ -1,5 +1,16 @@
 /**
- * The NVMe/TCP initiator: controllers, their namespace paths, discovery.
+ * The host API, one entry point for tests and scripts:
+ *
+ *   const session = new HostSession({ logger, head: { policy: 'queue-depth' } });
+ *   await session.connect({ traddr: '127.0.0.1', trsvcid: 4420, subnqn });
+ *   await session.connect({ traddr: '127.0.0.1', trsvcid: 4421, subnqn });
+ *   const head = session.head();                 // the multipath head, nvme0n1
+ *   head.on('failover-end', (e) => ...);         // path-up, path-down, failover-start, no-path
+ *   const r = await runWorkload(head, { rw: 'randrw', bs: 4096, qd: 8, runtimeMs: 5000, verify: true });
+ *   console.log(head.state().counters, r.mismatches.length);
+ *   await session.close();
+ *
+ * Below it, the NVMe/TCP initiator: controllers, their namespace paths, discovery.
  *
  *   const ctrl = await connectController({ traddr, trsvcid, subnqn });
  *   for (const path of ctrl.paths) await path.submit({ kind: 'read', slba: 0, nlb: 8 });
@@ -25,3 +36,41 @@ export { HostError, type HostErrorCode } from './errors.ts';
 export { TcpQueue, icRespProblem, type QueueOutcome, type SubmitOptions, type TcpQueueOptions } from './tcp-queue.ts';
 export { installTimers, realTimers, timers, type Timers } from './timers.ts';
 export type { ControllerState, IoKind, IoRequest, NamespaceIds, Path, PathEvents, PathOutcome } from './path.ts';
+export { HostSession, type SessionEvents } from './session.ts';
+export {
+  MultipathHead,
+  MultipathRegistry,
+  MultipathError,
+  NoPathError,
+  NvmeStatusError,
+  IO_POLICIES,
+  DEFAULT_IO_POLICY,
+  isIoPolicy,
+  type FailoverEndEvent,
+  type FailoverStartEvent,
+  type HeadCounters,
+  type HeadEvents,
+  type HeadIdentity,
+  type HeadOptions,
+  type HeadSnapshot,
+  type IoPolicy,
+  type MultipathErrorCode,
+  type NoPathEvent,
+  type PathDownEvent,
+  type PathSnapshot,
+  type PathUpEvent,
+  type RegistryOptions,
+} from './multipath/index.ts';
+export {
+  runWorkload,
+  fillBlock,
+  inspectBlock,
+  prng,
+  type BlockDevice,
+  type Mismatch,
+  type Pattern,
+  type Stall,
+  type WorkloadOptions,
+  type WorkloadProgress,
+  type WorkloadResult,
+} from './workload.ts';

@@ -977,7 +977,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       e.up = up;
       if (up) {
         const reason = `controller live, ANA ${anaName(e.path.anaState)}`;
-        this.#log.info({ path: e.name, reason }, 'path up');
+        this.#log.info({ event: 'path-up', path: e.name, reason }, 'path up');
         this.emit('path-up', { path: e.name, reason });
       } else {
         e.demotedAt = Date.now();
@@ -987,7 +987,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
   }
 
   #pathDown(e: PathEntry, reason: string): void {
-    this.#log.warn({ path: e.name, reason }, 'path down');
+    this.#log.warn({ event: 'path-down', path: e.name, reason }, 'path down');
     this.emit('path-down', { path: e.name, reason });
   }
 
@@ -1086,7 +1086,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     if (this.#failover !== null) return;
     this.#failover = { from, startedAt: Date.now() };
     this.#counters.failovers++;
-    this.#log.warn({ from, reason }, 'failover start');
+    this.#log.warn({ event: 'failover-start', from, reason }, 'failover start');
     this.emit('failover-start', { from, reason });
   }
 
@@ -1095,7 +1095,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     if (f === null) return;
     this.#failover = null;
     const durationMs = Date.now() - f.startedAt;
-    this.#log.info({ from: f.from, to, durationMs }, 'failover end');
+    this.#log.info({ event: 'failover-end', from: f.from, to, durationMs }, 'failover end');
     this.emit('failover-end', { from: f.from, to, durationMs });
   }
 
@@ -1113,13 +1113,13 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       this.#noPathSince = now;
       this.#noPathExpired = false;
       const paths = this.#entries.map((e) => `${e.name} ${this.#pathReason(e)}`);
-      this.#log.warn({ queued: this.#pending.length, paths }, 'no usable path: queueing I/O');
+      this.#log.warn({ event: 'no-path', queued: this.#pending.length, paths }, 'no usable path: queueing I/O');
       this.#armNoPathTimer();
       this.emit('no-path', { queued: this.#pending.length, paths });
     } else if (serving && this.#noPathSince !== null) {
       const waited = now - this.#noPathSince;
       this.#closeNoPathEpisode();
-      this.#log.info({ noPathMs: waited }, 'usable path back: resuming queued I/O');
+      this.#log.info({ event: 'path-back', noPathMs: waited }, 'usable path back: resuming queued I/O');
     }
     if (this.#entries.length === 0) this.#failWaiting('all-paths-removed');
     else if (this.#noPathExpired && !serving) this.#failWaiting('timeout');
