@@ -29,6 +29,7 @@ import {
 import { DNR, Status, isAnaError } from '../shared/status.ts';
 import type { ControllerState, IoRequest, NamespaceIds, Path, PathEvents, PathOutcome } from './path.ts';
 import type { QueueOutcome, SubmitOptions } from './tcp-queue.ts';
+import { timers } from './timers.ts';
 
 /** What a path needs from its controller. */
 export interface PathController {
@@ -203,8 +204,15 @@ export class NsPath extends EventEmitter<PathEvents> implements Path {
     this.#pending.set(gen, (this.#pending.get(gen) ?? 0) + 1);
     const r = await this.#ctrl.submitIo(sqe, opts);
     this.#inflight--;
-    if (r.kind === 'path-error' && r.mayHaveExecuted && !this.#removed) this.#zombies.push(gen);
-    else this.#ended(gen);
+    if (r.kind === 'path-error' && r.mayHaveExecuted && !this.#removed) {
+      // It may still be executing on the target: it counts as ended once kato has
+      // passed since its connection was lost (the target has dropped the controller
+      // by then), or when the controller is deleted. Each command keeps its own
+      // clock, so a path that keeps flapping does not hold old commands forever.
+      this.#zombies.push(gen);
+      const kato = this.#ctrl.katoMs;
+      if (kato > 0) timers.setTimeout(() => this.#zombieExpired(gen), kato);
+    } else this.#ended(gen);
     if (r.kind === 'completed' && r.status !== 0 && isAnaError(r.status)) this.#ctrl.noteAnaError();
     return r;
   }
@@ -243,6 +251,13 @@ export class NsPath extends EventEmitter<PathEvents> implements Path {
     const failed = outcomes.find((o) => o.kind === 'completed' && o.status !== 0);
     if (failed) return failed;
     return { kind: 'completed', status: 0, result: 0, data: dest };
+  }
+
+  #zombieExpired(gen: number): void {
+    const i = this.#zombies.indexOf(gen);
+    if (i < 0) return; // already ended (controller deleted, or fenced())
+    this.#zombies.splice(i, 1);
+    this.#ended(gen);
   }
 
   #ended(gen: number): void {

@@ -146,6 +146,13 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
   const stallThreshold = o.stallThresholdMs ?? 100;
   /** Acknowledged generation per slot (0: not written by us); slots with I/O in flight are busy. */
   const acked = new Uint32Array(slots);
+  /**
+   * Slots whose last write failed: the write may or may not have landed (a
+   * no-path error comes only once it can no longer land later, but it may have
+   * landed before). Any generation it could have left is accepted, and the
+   * first one seen is pinned: the block must not change again without a write.
+   */
+  const indeterminate = new Map<number, { possible: Set<number>; pinned: (number | null)[] }>();
   const busy = new Uint8Array(slots);
   let nextGen = 1;
   let seqSlot = 0;
@@ -191,9 +198,21 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
 
   const check = (slot: number, data: Buffer, atMs: number): void => {
     const expectGen = acked[slot]!;
+    const open = indeterminate.get(slot);
     for (let i = 0; i < nlb; i++) {
       const lba = slot * nlb + i;
       const got = inspectBlock(data.subarray(i * bs, (i + 1) * bs));
+      if (open) {
+        const gen = got === null ? 0 : got.intact && got.lba === lba ? got.generation : -1;
+        const pinned = open.pinned[i];
+        const ok = pinned === null || pinned === undefined ? open.possible.has(gen) : pinned === gen;
+        if (ok) {
+          open.pinned[i] = gen;
+          continue;
+        }
+        mismatches.push({ lba, kind: gen === -1 ? 'corrupt' : 'stale', expectedGeneration: pinned ?? expectGen, foundGeneration: gen, foundLba: got?.lba ?? -1, atMs });
+        continue;
+      }
       const kind: Mismatch['kind'] | null =
         got === null
           ? expectGen === 0 ? null : 'lost'
@@ -234,8 +253,17 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
         const gen = nextGen++;
         const data = Buffer.allocUnsafe(o.bs);
         for (let i = 0; i < nlb; i++) fillBlock(data.subarray(i * bs, (i + 1) * bs), slba + i, gen);
-        await dev.write(slba, data);
+        try {
+          await dev.write(slba, data);
+        } catch (err) {
+          const open = indeterminate.get(slot) ?? { possible: new Set([acked[slot]!]), pinned: new Array<number | null>(nlb).fill(null) };
+          open.possible.add(gen);
+          open.pinned.fill(null);
+          indeterminate.set(slot, open);
+          throw err;
+        }
         acked[slot] = gen;
+        indeterminate.delete(slot);
         writes++;
         bytesWritten += o.bs;
       }
@@ -285,7 +313,7 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
   if (o.finalVerify ?? o.verify) {
     const batch = Math.max(1, Math.floor((1 << 20) / o.bs));
     const written: number[] = [];
-    for (let s = 0; s < slots; s++) if (acked[s]) written.push(s);
+    for (let s = 0; s < slots; s++) if (acked[s] || indeterminate.has(s)) written.push(s);
     for (let i = 0; i < written.length; i += batch) {
       await Promise.all(
         written.slice(i, i + batch).map(async (slot) => {

@@ -174,6 +174,11 @@ export class ControlServer {
     switch (method) {
       case 'show':
         return t.snapshot();
+      case 'stats': {
+        // For benchmarks: this process's CPU time and memory (maxRSS in KiB, as resourceUsage reports it).
+        const ru = process.resourceUsage();
+        return { cpu: process.cpuUsage(), rss: process.memoryUsage().rss, maxRSS: ru.maxRSS };
+      }
       case 'port.down':
         return t.portDown(t.port(int(p, 'portid', 1, 0xfffe)).portid);
       case 'port.up':
@@ -186,7 +191,7 @@ export class ControlServer {
         return t.setAnaState(int(p, 'portid', 1, 0xfffe), int(p, 'grpid', 1, 128), str(p, 'state'), optInt(p, 'transition_ms', 0, 600_000, 0));
       case 'active.set': {
         const nqn = typeof p['nqn'] === 'string' ? p['nqn'] : onlySubsystem(t);
-        return t.setActivePort(nqn, int(p, 'nsid', 1, 0xfffffffe), int(p, 'portid', 1, 0xfffe));
+        return t.setActivePort(nqn, optInt(p, 'nsid', 1, 0xfffffffe, 1), int(p, 'portid', 1, 0xfffe));
       }
       case 'ns.add': {
         const nqn = typeof p['nqn'] === 'string' ? p['nqn'] : onlySubsystem(t);
@@ -222,7 +227,7 @@ export class ControlServer {
         setTimeout(() => process.kill(process.pid, 'SIGKILL'), 20);
         return { crashing: true };
       default:
-        throw new ControlError(`unknown method "${method}" (show, port.down, port.up, port.add, port.remove, ana.set, active.set, ns.add, ns.remove, fault.blackhole, fault.latency, fault.drop, fault.fail, fault.clear, crash)`);
+        throw new ControlError(`unknown method "${method}" (show, stats, port.down, port.up, port.add, port.remove, ana.set, active.set, ns.add, ns.remove, fault.blackhole, fault.latency, fault.drop, fault.fail, fault.clear, crash)`);
     }
   }
 }
