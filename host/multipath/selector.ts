@@ -80,6 +80,8 @@ export function selectPath<T extends Candidate>(
   candidates: readonly T[],
   ctx: SelectContext,
 ): T | null {
+  // One path (the common case per I/O): the same answer without the arrays below.
+  if (candidates.length === 1) return isUsableForIo(candidates[0]!) ? candidates[0]! : null;
   const usable = antiFlap(candidates.filter(isUsableForIo), ctx);
   const pool = [...tier(usable)].sort(byOrder);
   if (pool.length === 0) return null;

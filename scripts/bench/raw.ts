@@ -6,6 +6,7 @@
  *   req-resp : a 72-byte request (a CapsuleCmd's size) answered with 4 KiB of data
  *              plus a 24-byte trailer (C2HData + CapsuleResp), at a queue depth
  *   bulk-read: a 72-byte request answered with 128 KiB
+ *   req-write: 72 + 4 KiB sent (in-capsule write data), answered with 24 bytes
  *   bulk-write: 72 + 128 KiB sent, answered with 24 bytes
  *
  * Frames: [kind u8][pad 3][tag u32][len u32] header inside the 72 bytes; the
@@ -13,7 +14,7 @@
  */
 import net from 'node:net';
 
-export type RawKind = 'req-resp' | 'bulk-read' | 'bulk-write';
+export type RawKind = 'req-resp' | 'req-write' | 'bulk-read' | 'bulk-write';
 const REQ = 72;
 const TRAILER = 24;
 
@@ -100,8 +101,9 @@ export interface LoadResult {
 
 /** Run one traffic shape at a queue depth for `seconds`. */
 export function runRawClient(port: number, kind: RawKind, qd: number, seconds: number, host = '127.0.0.1'): Promise<LoadResult> {
-  const dataLen = kind === 'req-resp' ? 4096 : 131072;
-  const body = kind === 'bulk-write' ? Buffer.alloc(dataLen, 0xa5) : null;
+  const dataLen = kind === 'req-resp' || kind === 'req-write' ? 4096 : 131072;
+  const writes = kind === 'bulk-write' || kind === 'req-write';
+  const body = writes ? Buffer.alloc(dataLen, 0xa5) : null;
   return new Promise((resolve, reject) => {
     const sock = net.connect({ port, host }, () => {
       sock.setNoDelay(true);
@@ -113,13 +115,13 @@ export function runRawClient(port: number, kind: RawKind, qd: number, seconds: n
       const t0 = process.hrtime.bigint();
       const deadline = t0 + BigInt(Math.round(seconds * 1e9));
       // Response bytes expected per op: data (reads) + trailer.
-      const respLen = (kind === 'bulk-write' ? 0 : dataLen) + TRAILER;
+      const respLen = (writes ? 0 : dataLen) + TRAILER;
       let got = 0;
       const order: number[] = [];
       const issue = () => {
         const t = ++tag;
         const req = Buffer.alloc(REQ);
-        req[0] = kind === 'bulk-write' ? 3 : 1;
+        req[0] = writes ? 3 : 1;
         req.writeUInt32LE(t, 4);
         req.writeUInt32LE(dataLen, 8);
         started.set(t, process.hrtime.bigint());
