@@ -165,7 +165,21 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
   let writes = 0;
   let bytesRead = 0;
   let bytesWritten = 0;
+  // Latencies: a uniform reservoir sample (Vitter's algorithm R), so a long run
+  // keeps percentiles without keeping every completion.
+  const LAT_RESERVOIR = 200_000;
   const lat: number[] = [];
+  let latSeen = 0;
+  let latMax = 0;
+  const recordLatency = (us: number): void => {
+    latSeen++;
+    if (us > latMax) latMax = us;
+    if (lat.length < LAT_RESERVOIR) lat.push(us);
+    else {
+      const j = Math.floor(rand() * latSeen);
+      if (j < LAT_RESERVOIR) lat[j] = us;
+    }
+  };
   const errors: WorkloadResult['errors'] = [];
   const mismatches: Mismatch[] = [];
   const stalls: Stall[] = [];
@@ -268,7 +282,7 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
         bytesWritten += o.bs;
       }
       ios++;
-      lat.push((performance.now() - start) * 1000);
+      recordLatency((performance.now() - start) * 1000);
       if (o.live) {
         o.live.ios = ios;
         o.live.bytes += o.bs;
@@ -337,7 +351,7 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
     bytesWritten,
     iops: ios / (elapsedMs / 1000),
     mbps: (bytesRead + bytesWritten) / (elapsedMs / 1000) / 1e6,
-    latencyUs: { p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), max: sorted.length ? sorted[sorted.length - 1]! : 0 },
+    latencyUs: { p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), max: latMax },
     errors,
     mismatches,
     verifiedBlocks,
