@@ -231,9 +231,13 @@ interface Fence {
 
 type ReqState = 'queued' | 'inflight' | 'done';
 
-interface Req {
+/** An unfinished write-like I/O, for per-block ordering (a Req, or a fast-path write's record). */
+interface WriteRec {
   readonly seq: number;
   readonly io: IoRequest;
+}
+
+interface Req extends WriteRec {
   readonly writeLike: boolean;
   readonly submittedAt: number;
   state: ReqState;
@@ -292,8 +296,20 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
   /** The requeue list: queued I/O in submission order. */
   #pending: Req[] = [];
   #inflight = new Set<Req>();
-  /** Write-like I/O not yet completed to the caller, in submission order (per-block ordering). */
-  #unfinishedWrites: Req[] = [];
+  /**
+   * Write-like I/O not yet completed to the caller (per-block ordering): slow-path
+   * Reqs and fast-path records. Order does not matter (the check compares seq).
+   */
+  #unfinishedWrites = new Set<WriteRec>();
+  /** I/O in flight through the fast path (no Req; counted for close() and state()). */
+  #fastInflight = 0;
+  /**
+   * Load-sharing policies with several paths: the usable paths of the best ANA
+   * tier in join order, for the fast path; null = recompute. Reset on every
+   * #kick(), which runs on every path 'change'/'removed', path join, suspect
+   * change, policy change and slow-path outcome.
+   */
+  #pool: PathEntry[] | null = null;
 
   // active-standby
   #active: PathEntry | null = null;
@@ -374,23 +390,37 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
   // ---------------------------------------------------------------- I/O API
 
   /** Read nlb blocks from slba. */
-  async read(slba: number, nlb: number): Promise<Buffer> {
-    this.#checkRange('read', slba, nlb);
+  read(slba: number, nlb: number): Promise<Buffer> {
+    try {
+      this.#checkRange('read', slba, nlb);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const maxBlocks = this.#maxBlocks();
     if (maxBlocks > 0 && nlb > maxBlocks) {
       const parts: Promise<Buffer>[] = [];
       for (let off = 0; off < nlb; off += maxBlocks) {
         parts.push(this.#submitRead(slba + off, Math.min(maxBlocks, nlb - off)));
       }
-      return Buffer.concat(await Promise.all(parts));
+      return Promise.all(parts).then((bufs) => Buffer.concat(bufs));
     }
     return this.#submitRead(slba, nlb);
   }
 
   /** Write data (a whole number of blocks) at slba. */
-  async write(slba: number, data: Buffer, opts: { fua?: boolean } = {}): Promise<void> {
-    const nlb = this.#checkData('write', slba, data);
-    await this.#splitData('write', slba, nlb, data, opts.fua === true);
+  write(slba: number, data: Buffer, opts: { fua?: boolean } = {}): Promise<void> {
+    let nlb: number;
+    try {
+      nlb = this.#checkData('write', slba, data);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const maxBlocks = this.#maxBlocks();
+    if (maxBlocks === 0 || nlb <= maxBlocks) {
+      // Resolves with undefined for writes (fast and slow path alike).
+      return this.#submit(opts.fua === true ? { kind: 'write', slba, nlb, data, fua: true } : { kind: 'write', slba, nlb, data }) as Promise<unknown> as Promise<void>;
+    }
+    return this.#splitData('write', slba, nlb, data, opts.fua === true);
   }
 
   /** Compare data with the medium at slba; rejects with NvmeStatusError (CompareFailure) on a miscompare. */
@@ -524,9 +554,9 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       const queued = this.#pending;
       this.#pending = [];
       for (const req of queued) if (req.state === 'queued') this.#fail(req, this.#closedError());
-      this.#log.info({ queuedFailed: queued.length, inflight: this.#inflight.size }, 'head closed');
+      this.#log.info({ queuedFailed: queued.length, inflight: this.#inflight.size + this.#fastInflight }, 'head closed');
     }
-    if (this.#inflight.size === 0) return Promise.resolve();
+    if (this.#inflight.size + this.#fastInflight === 0) return Promise.resolve();
     return new Promise((resolve) => this.#closeWaiters.push(resolve));
   }
 
@@ -551,7 +581,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       failover: this.#failover === null ? null : { from: this.#failover.from, sinceMs: now - this.#failover.startedAt },
       queued: this.#pending.length,
       fenced,
-      inflight: this.#inflight.size,
+      inflight: this.#inflight.size + this.#fastInflight,
       options: {
         maxRetries: this.#maxRetries,
         noPathTimeoutMs: this.#noPathTimeoutMs,
@@ -643,10 +673,17 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     await Promise.all(parts);
   }
 
-  async #submitRead(slba: number, nlb: number): Promise<Buffer> {
-    const data = await this.#submit({ kind: 'read', slba, nlb });
-    if (data === undefined || data.length !== nlb * this.blockSize) {
-      throw new MultipathError('EIO', `read of ${nlb} blocks at ${slba} on ${this.name}: the path returned ${data?.length ?? 'no'} bytes`);
+  #submitRead(slba: number, nlb: number): Promise<Buffer> {
+    // The fast path checks the length in its completion (#checkRead); the slow path's result is checked here.
+    const io: IoRequest = { kind: 'read', slba, nlb };
+    const fast = this.#fastSubmit(io, false);
+    if (fast !== null) return fast as Promise<Buffer>;
+    return this.#slowSubmit(io, false).then((data) => this.#checkRead(io, data));
+  }
+
+  #checkRead(io: IoRequest, data: Buffer | undefined): Buffer {
+    if (data === undefined || data.length !== io.nlb * this.blockSize) {
+      throw new MultipathError('EIO', `read of ${io.nlb} blocks at ${io.slba} on ${this.name}: the path returned ${data?.length ?? 'no'} bytes`);
     }
     return data;
   }
@@ -654,11 +691,16 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
   // ---------------------------------------------------------------- the request lifecycle
 
   #submit(io: IoRequest): Promise<Buffer | undefined> {
+    const writeLike = WRITE_LIKE.has(io.kind);
+    return this.#fastSubmit(io, writeLike) ?? this.#slowSubmit(io, writeLike);
+  }
+
+  #slowSubmit(io: IoRequest, writeLike: boolean): Promise<Buffer | undefined> {
     return new Promise<Buffer | undefined>((resolve, reject) => {
       const req: Req = {
         seq: this.#seq++,
         io,
-        writeLike: WRITE_LIKE.has(io.kind),
+        writeLike,
         submittedAt: Date.now(),
         state: 'queued',
         retries: 0,
@@ -672,9 +714,137 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       };
       this.#counters.ios++;
       this.#pending.push(req);
-      if (req.writeLike) this.#unfinishedWrites.push(req);
+      if (writeLike) this.#unfinishedWrites.add(req);
       this.#kick();
     });
+  }
+
+  /**
+   * The direct-dispatch fast path: when the head is serving with nothing
+   * queued or requeued, no failover episode and no no-path episode open, not
+   * inside a #kick(), and the policy's path is usable, the I/O goes straight
+   * to the path without a Req, a #kick() or a promise of its own; a success
+   * completes straight to the caller. Anything else on completion (an error
+   * status, a path error, a rejection) becomes a Req handed to the slow path's
+   * disposition, as if it had been dispatched by #drain(). A write-like I/O
+   * that overlaps an unfinished write takes the slow path (it must wait).
+   * Returns null when the slow path must take the I/O.
+   */
+  #fastSubmit(io: IoRequest, writeLike: boolean): Promise<Buffer | undefined> | null {
+    if (this.#pending.length !== 0 || this.#failover !== null || this.#noPathSince !== null || this.#kicking || this.#closed) return null;
+    if (writeLike && this.#unfinishedWrites.size !== 0) {
+      for (const w of this.#unfinishedWrites) if (overlaps(w.io, io)) return null;
+    }
+    const entry = this.#fastChoose();
+    if (entry === null) return null;
+    const seq = this.#seq++;
+    const submittedAt = Date.now();
+    const dispatchEpoch = this.#activationEpoch;
+    const activeAtDispatch = this.#policy === 'active-standby';
+    const rec: WriteRec | null = writeLike ? { seq, io } : null;
+    if (rec !== null) this.#unfinishedWrites.add(rec);
+    this.#counters.ios++;
+    entry.inflight++;
+    entry.ios++;
+    this.#fastInflight++;
+    let p: Promise<PathOutcome>;
+    try {
+      p = entry.path.submit(io);
+    } catch (e) {
+      p = Promise.resolve({ kind: 'path-error', reason: `submit threw: ${errText(e)}`, mayHaveExecuted: false });
+    }
+    const slow = (outcome: PathOutcome): Promise<Buffer | undefined> => {
+      entry.inflight--;
+      this.#fastInflight--;
+      if (rec !== null) this.#unfinishedWrites.delete(rec);
+      const done = new Promise<Buffer | undefined>((resolve, reject) => {
+        const req: Req = {
+          seq,
+          io,
+          writeLike,
+          submittedAt,
+          state: 'inflight',
+          retries: 0,
+          requeues: 0,
+          retryOn: null,
+          fence: null,
+          dispatchEpoch,
+          activeAtDispatch,
+          resolve,
+          reject,
+        };
+        if (writeLike) this.#unfinishedWrites.add(req);
+        this.#handleOutcome(req, entry, outcome);
+      });
+      return io.kind === 'read' ? done.then((data) => this.#checkRead(io, data)) : done;
+    };
+    return p.then(
+      (outcome) => {
+        if (outcome.kind !== 'completed' || outcome.status !== 0) return slow(outcome);
+        entry.inflight--;
+        this.#fastInflight--;
+        if (rec !== null) this.#unfinishedWrites.delete(rec);
+        if (io.kind === 'read') {
+          this.#counters.bytesRead += io.nlb * this.blockSize;
+        } else if (io.kind === 'write') {
+          this.#counters.bytesWritten += io.nlb * this.blockSize;
+        }
+        // Something may wait for this I/O (an overlapping write) or for a path.
+        if (this.#pending.length !== 0) this.#kick();
+        if (this.#closed) this.#maybeClosed();
+        return io.kind === 'read' ? this.#checkRead(io, outcome.data) : undefined;
+      },
+      (e: unknown) => slow({ kind: 'path-error', reason: `submit rejected: ${errText(e)}`, mayHaveExecuted: true }),
+    );
+  }
+
+  /** The policy's path for the fast path, or null (then the slow path decides). */
+  #fastChoose(): PathEntry | null {
+    if (this.#policy === 'active-standby') {
+      const a = this.#active;
+      return a !== null && isUsableForIo(a) ? a : null;
+    }
+    const entries = this.#entries;
+    if (entries.length === 1) {
+      const e = entries[0]!;
+      return isUsableForIo(e) ? e : null;
+    }
+    // Anti-flap depends on the clock: left to the slow path's selector.
+    if (this.#failoverIntervalMs > 0) return null;
+    let pool = this.#pool;
+    if (pool === null) {
+      pool = [];
+      for (const e of entries) if (isUsableForIo(e) && e.path.anaState === AnaState.Optimized) pool.push(e);
+      if (pool.length === 0) for (const e of entries) if (isUsableForIo(e) && e.path.anaState === AnaState.NonOptimized) pool.push(e);
+      pool.sort((a, b) => a.order - b.order);
+      this.#pool = pool;
+    }
+    if (pool.length === 0) return null;
+    let chosen: PathEntry;
+    switch (this.#policy) {
+      case 'numa': {
+        chosen = pool[0]!;
+        for (const c of pool) if ((c.path.numaNode === this.#numaNode ? 10 : 20) < (chosen.path.numaNode === this.#numaNode ? 10 : 20)) chosen = c;
+        break;
+      }
+      case 'round-robin': {
+        const lastPath = this.#lastRoundRobin;
+        const last = lastPath === null ? undefined : entries.find((c) => c.path === lastPath);
+        chosen = last === undefined ? pool[0]! : (pool.find((c) => c.order > last.order) ?? pool[0]!);
+        break;
+      }
+      default: {
+        chosen = pool[0]!;
+        for (const c of pool) if (c.inflight < chosen.inflight) chosen = c;
+      }
+    }
+    // A path that changed without telling (no 'change' yet): the slow path refreshes.
+    if (!isUsableForIo(chosen)) {
+      this.#pool = null;
+      return null;
+    }
+    if (this.#policy === 'round-robin') this.#lastRoundRobin = chosen.path;
+    return chosen;
   }
 
   /**
@@ -688,12 +858,14 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       return;
     }
     this.#kicking = true;
+    this.#pool = null;
     try {
       let passes = 0;
       do {
         this.#kickAgain = false;
         this.#refreshPaths();
         if (this.#policy === 'active-standby') this.#ensureActive();
+        this.#pool = null;
         this.#drain();
         this.#updateNoPath();
         // Events emitted above may ask for another pass; bounded, since every
@@ -774,6 +946,11 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     entry.inflight--;
     this.#inflight.delete(req);
     if (req.state !== 'inflight') return;
+    this.#handleOutcome(req, entry, outcome);
+  }
+
+  /** Disposition of one outcome of a dispatched request (its inflight accounting already undone). */
+  #handleOutcome(req: Req, entry: PathEntry, outcome: PathOutcome): void {
     const ok = outcome.kind === 'completed' && outcome.status === 0;
     if (!ok) entry.errors++;
     if (this.#closed) {
@@ -830,7 +1007,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     else if (req.io.kind === 'write') this.#counters.bytesWritten += bytes;
     if (this.#failover !== null && req.requeues > 0 && this.#policy !== 'active-standby') this.#endFailover(entry.name);
     this.#finish(req);
-    req.resolve(outcome.data);
+    req.resolve(req.io.kind === 'read' ? outcome.data : undefined);
   }
 
   #fail(req: Req, err: Error): void {
@@ -846,14 +1023,11 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
   #finish(req: Req): void {
     req.state = 'done';
     req.fence = null;
-    if (req.writeLike) {
-      const i = this.#unfinishedWrites.indexOf(req);
-      if (i >= 0) this.#unfinishedWrites.splice(i, 1);
-    }
+    if (req.writeLike) this.#unfinishedWrites.delete(req);
   }
 
   #maybeClosed(): void {
-    if (this.#closed && this.#inflight.size === 0) {
+    if (this.#closed && this.#inflight.size + this.#fastInflight === 0) {
       const waiters = this.#closeWaiters;
       this.#closeWaiters = [];
       for (const w of waiters) w();
@@ -868,8 +1042,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
   #blockedByEarlierWrite(req: Req): boolean {
     if (!req.writeLike) return false;
     for (const w of this.#unfinishedWrites) {
-      if (w.seq >= req.seq) return false;
-      if (overlaps(w.io, req.io)) return true;
+      if (w.seq < req.seq && overlaps(w.io, req.io)) return true;
     }
     return false;
   }
