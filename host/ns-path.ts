@@ -152,6 +152,9 @@ export class NsPath extends EventEmitter<PathEvents> implements Path {
   get katoMs(): number {
     return this.#ctrl.katoMs;
   }
+  get failfastExpired(): boolean {
+    return this.#ctrl.failfastExpired;
+  }
   get removed(): boolean {
     return this.#removed;
   }

@@ -68,6 +68,12 @@ export interface Path extends EventEmitter<PathEvents> {
   /** Keep-alive timeout in ms in force on the controller (for fencing by time). */
   readonly katoMs: number;
   /**
+   * The controller has been reconnecting for longer than fast_io_fail_tmo: as
+   * in Linux, such a path no longer counts as one that may come back, so the
+   * head stops queueing for it.
+   */
+  readonly failfastExpired?: boolean;
+  /**
    * Promise that settles when every command this path had in flight at the time
    * of the call has ended or can no longer reach the target (controller gone,
    * or kato passed since the connection was lost): the point after which a

@@ -49,12 +49,14 @@ export class NvmeStatusError extends MultipathError {
 export class NoPathError extends MultipathError {
   /** How long this I/O waited for a path, ms. */
   readonly waitedMs: number;
-  readonly reason: 'timeout' | 'all-paths-removed';
-  constructor(head: string, reason: 'timeout' | 'all-paths-removed', waitedMs: number, detail: string) {
+  readonly reason: 'timeout' | 'all-paths-removed' | 'failfast';
+  constructor(head: string, reason: 'timeout' | 'all-paths-removed' | 'failfast', waitedMs: number, detail: string) {
     const why =
       reason === 'timeout'
         ? `no usable path within no_path_timeout (${detail})`
-        : `every path was removed (${detail})`;
+        : reason === 'failfast'
+          ? `every path's controller has been reconnecting longer than fast_io_fail_tmo (${detail})`
+          : `every path was removed (${detail})`;
     super('ENOPATH', `${head}: I/O failed after waiting ${Math.round(waitedMs)} ms for a path: ${why}`);
     this.name = 'NoPathError';
     this.waitedMs = waitedMs;

@@ -1296,6 +1296,8 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     }
     if (this.#entries.length === 0) this.#failWaiting('all-paths-removed');
     else if (this.#noPathExpired && !serving) this.#failWaiting('timeout');
+    // Linux's nvme_available_path: a controller past fast_io_fail_tmo is no path to wait for.
+    else if (!serving && this.#entries.every((e) => e.path.failfastExpired === true)) this.#failWaiting('failfast');
   }
 
   #closeNoPathEpisode(): void {
@@ -1325,7 +1327,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
    * a fence stay until it lifts (then fail here at the next kick), so a write
    * that may still land late is never reported before it no longer can.
    */
-  #failWaiting(reason: 'timeout' | 'all-paths-removed'): void {
+  #failWaiting(reason: 'timeout' | 'all-paths-removed' | 'failfast'): void {
     if (this.#pending.length === 0) return;
     const now = Date.now();
     const detail =

@@ -142,6 +142,22 @@ describe('multipath failover against our target', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(700);
   });
 
+  it('fast_io_fail_tmo: once every controller has been reconnecting that long, queued I/O fails at once', async () => {
+    const t = await startTarget(testConfig());
+    target = t.target;
+    session = new HostSession({});
+    for (const port of t.ports) await session.connect({ traddr: '127.0.0.1', trsvcid: port, subnqn: SUBNQN, ...FAST, fastIoFailTmoMs: 600 });
+    const head = session.head({ subnqn: SUBNQN, nsid: 1 });
+    await t.target.portDown(1);
+    await t.target.portDown(2);
+    const started = Date.now();
+    const err = await head.write(0, Buffer.alloc(4096, 2)).then(() => null, (e: Error & { code?: string; reason?: string }) => e);
+    expect(err?.code).toBe('ENOPATH');
+    expect(err?.message).toMatch(/fast_io_fail_tmo/);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
   it('no usable path, then a path back before the deadline: no error', async () => {
     const { target: t, head } = await setup(undefined, { head: { noPathTimeoutMs: 10_000 } });
     await t.portDown(1);
