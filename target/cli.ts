@@ -24,18 +24,35 @@ async function main(): Promise<void> {
     .option('log-level', { type: 'string', describe: 'trace|debug|info|warn|error|silent', default: process.env['LOG_LEVEL'] ?? 'info' })
     .option('print-config', { type: 'boolean', describe: 'print the effective configuration as JSON and exit', default: false })
     .strict()
+    .fail((msg, err) => {
+      // A bad command line is a usage error: name it, exit 2 (as a bad configuration).
+      process.stderr.write(`nvmets-target: ${err ? err.message : msg} (see --help)\n`);
+      process.exit(2);
+    })
     .help()
     .parseAsync();
 
+  const levels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+  if (!levels.includes(argv['log-level'])) {
+    process.stderr.write(`nvmets-target: --log-level: "${argv['log-level']}" is not one of ${levels.join(', ')}\n`);
+    process.exit(2);
+  }
   const log = createLogger({ level: argv['log-level'], name: 'target' });
   let config: TargetConfig;
   try {
     if (argv.config) config = await loadConfigFile(argv.config);
     else {
       const { parseSize } = await import('./config.ts');
-      const ports = argv.ports.split(',').map((p) => Number(p.trim()));
-      if (ports.some((p) => !Number.isInteger(p) || p < 0 || p > 65535)) throw new ConfigError([`--ports: "${argv.ports}" is not a list of TCP ports`]);
-      config = defaultConfig({ traddr: argv.addr, ports, sizeBytes: parseSize(argv.size) });
+      const fields = argv.ports.split(',').map((p) => p.trim());
+      const ports = fields.map(Number);
+      if (fields.some((f) => !/^\d{1,5}$/.test(f)) || ports.some((p) => p > 65535)) throw new ConfigError([`--ports: "${argv.ports}" is not a list of TCP ports (0..65535, comma separated)`]);
+      let sizeBytes: number;
+      try {
+        sizeBytes = parseSize(argv.size);
+      } catch (err) {
+        throw new ConfigError([`--size: ${(err as Error).message}`]);
+      }
+      config = defaultConfig({ traddr: argv.addr, ports, sizeBytes });
     }
   } catch (err) {
     if (err instanceof ConfigError || (err as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -72,7 +89,16 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const control = new ControlServer(target, log);
-  await control.listen(config.control);
+  try {
+    await control.listen(config.control);
+  } catch (err) {
+    // Nothing stays half started: the ports go down again.
+    const where = config.control.kind === 'unix' ? config.control.path : `${config.control.host}:${config.control.port}`;
+    log.error({ err: (err as Error).message, control: where }, 'cannot start: the control endpoint could not listen');
+    process.stderr.write(`nvmets-target: cannot listen on the control endpoint ${where}: ${(err as Error).message}\n`);
+    await target.stop();
+    process.exit(1);
+  }
   for (const p of target.snapshot().ports) log.info({ port: p.portid, listen: p.listen, advertise: p.advertise, subsystems: p.subsystems }, 'listening');
   log.info({ control: control.address }, 'target ready');
 

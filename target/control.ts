@@ -125,19 +125,35 @@ export class ControlServer {
   private onClient(sock: net.Socket): void {
     this.clients.add(sock);
     let buffered = '';
+    let refused = false;
     sock.setEncoding('utf8');
     sock.on('data', (text: string) => {
+      if (refused) return;
       buffered += text;
       if (buffered.length > 1 << 20) {
-        sock.end(`${JSON.stringify({ id: null, ok: false, error: 'request larger than 1 MiB' })}\n`);
+        // Answer once, keep nothing, read no more: a client streaming garbage cannot grow the buffer.
+        refused = true;
+        buffered = '';
+        sock.pause();
+        this.log.warn({ peer: sock.remoteAddress ?? 'local' }, 'control request larger than 1 MiB refused; connection closed');
+        sock.end(`${JSON.stringify({ id: null, ok: false, error: 'request larger than 1 MiB' })}\n`, () => sock.destroy());
         return;
       }
       let nl: number;
       while ((nl = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, nl).trim();
         buffered = buffered.slice(nl + 1);
-        if (line) void this.handle(line).then((resp) => sock.writable && sock.write(`${JSON.stringify(resp)}\n`));
+        if (line) {
+          void this.handle(line).then((resp) => {
+            if (!sock.writable) return;
+            // A client that sends requests without reading the answers is not read from until it does.
+            if (!sock.write(`${JSON.stringify(resp)}\n`) && sock.writableLength > 1 << 20) sock.pause();
+          });
+        }
       }
+    });
+    sock.on('drain', () => {
+      if (!refused) sock.resume();
     });
     sock.on('error', () => undefined);
     sock.on('close', () => this.clients.delete(sock));

@@ -251,7 +251,8 @@ export class Controller {
       status: e.status,
       phaseTag: false,
       parameterErrorLocation: e.errorLocation ?? 0xffff,
-      lba: BigInt(e.lba ?? 0),
+      // A JS number: an SLBA above 2^53 may have rounded up to 2^64, which the 64-bit field cannot hold.
+      lba: e.lba === undefined || !(e.lba >= 0) ? 0n : e.lba >= 2 ** 64 ? 0xffffffffffffffffn : BigInt(Math.floor(e.lba)),
       nsid: e.nsid ?? 0,
       vendorSpecificInfo: 0,
       trtype: 3,

@@ -48,6 +48,16 @@ export const MAX_C2H_DATA = 131072;
 export const SETUP_TIMEOUT_MS = 10_000;
 /** Pause reading when this much output is queued in the socket. */
 const WRITE_HIGH_WATER = 8 * 1024 * 1024;
+/**
+ * A PDU started but not complete, or an R2T not answered in full, after this
+ * long closes the connection (TargetLimits.stallTimeoutMs overrides it).
+ */
+export const STALL_TIMEOUT_MS = 30_000;
+/**
+ * R2T buffers one connection may hold at once: commands beyond it wait for
+ * their R2T until earlier transfers are done (one transfer always proceeds).
+ */
+export const R2T_BUFFER_BUDGET = 8 * 1024 * 1024;
 
 type QueueState = 'await-ic' | 'await-connect' | 'live' | 'closed';
 
@@ -59,6 +69,8 @@ interface CommandSlot {
   received: number;
   digestError: boolean;
   executing: boolean;
+  /** Closes the connection if the R2T's data does not all arrive in time. */
+  r2tTimer?: NodeJS.Timeout;
 }
 
 export class TcpQueue implements QueueContext, ControllerQueue {
@@ -82,6 +94,13 @@ export class TcpQueue implements QueueContext, ControllerQueue {
   private flushScheduled = false;
   private setupTimer: NodeJS.Timeout | null;
   private onClosed: ((q: TcpQueue) => void) | null;
+  /** Running while a PDU is partly received; pdusSeen tells a new partial PDU from the same one. */
+  private stallTimer: NodeJS.Timeout | null = null;
+  private stallMark = -1;
+  private pdusSeen = 0;
+  /** Bytes of R2T buffers held, and the commands waiting for budget to get their R2T. */
+  private r2tBytes = 0;
+  private r2tWaiting: CommandSlot[] = [];
 
   constructor(socket: net.Socket, port: Port, core: TargetCore, onClosed: (q: TcpQueue) => void) {
     this.socket = socket;
@@ -128,10 +147,45 @@ export class TcpQueue implements QueueContext, ControllerQueue {
         this.fatal(new ProtocolError(Fes.InvalidHeaderField, 0, `internal error: ${(err as Error).message}`));
       }
     }
+    this.watchPartialPdu();
+  }
+
+  /** A PDU begun and not finished must finish within the stall timeout: start (or keep) its timer. */
+  private watchPartialPdu(): void {
+    if (this.state === 'closed' || !this.framer.midPdu) {
+      if (this.stallTimer) clearTimeout(this.stallTimer);
+      this.stallTimer = null;
+      return;
+    }
+    if (this.stallTimer && this.stallMark === this.pdusSeen) return; // the same PDU, still arriving
+    if (this.stallTimer) clearTimeout(this.stallTimer);
+    this.stallMark = this.pdusSeen;
+    this.armPduStall();
+  }
+
+  private armPduStall(): void {
+    this.stallTimer = setTimeout(() => this.stalled('a PDU begun was not completed', () => this.armPduStall()), this.stallTimeoutMs);
+    this.stallTimer.unref();
+  }
+
+  private get stallTimeoutMs(): number {
+    return this.core.limits.stallTimeoutMs ?? STALL_TIMEOUT_MS;
+  }
+
+  /** A stalled sender: close the connection and drop what it holds (buffers go with the queue). */
+  private stalled(what: string, rearm: () => void): void {
+    if (this.state === 'closed') return;
+    if (this.frozen) {
+      rearm(); // blackholed: it is the target that is not reading; look again later
+      return;
+    }
+    this.log.warn({ qid: this.qid, cntlid: this.controller?.cntlid, timeoutMs: this.stallTimeoutMs, buffered: this.framer.bufferedBytes }, `stalled sender: ${what} within ${this.stallTimeoutMs} ms; closing the connection`);
+    this.destroy('stall timeout');
   }
 
   private onPdu(pdu: Pdu): void {
     if (this.state === 'closed') return;
+    this.pdusSeen += 1;
     switch (pdu.type) {
       case PduType.ICReq:
         return this.onIcReq(pdu);
@@ -222,17 +276,45 @@ export class TcpQueue implements QueueContext, ControllerQueue {
 
   /** Ask for the whole transfer with one R2T; the host answers in H2CData chunks. */
   private requestData(slot: CommandSlot): void {
+    const length = slot.req.transferLength;
+    if (this.r2tBytes > 0 && this.r2tBytes + length > R2T_BUFFER_BUDGET) {
+      this.r2tWaiting.push(slot); // its R2T goes out when earlier transfers are done
+      return;
+    }
+    this.r2tBytes += length;
     let ttag = this.nextTtag;
     while (this.ttags.has(ttag)) ttag = (ttag + 1) & 0xffff;
     this.nextTtag = (ttag + 1) & 0xffff;
     slot.ttag = ttag;
-    slot.buffer = Buffer.allocUnsafe(slot.req.transferLength);
+    // Allocated on the first H2CData, unless one PDU brings all the data (then it is used as is).
+    slot.buffer = null;
     this.ttags.set(ttag, slot);
-    this.send(encodeR2T({ cccid: slot.req.sqe.cid, ttag, r2to: 0, r2tl: slot.req.transferLength }, this.wire));
+    this.send(encodeR2T({ cccid: slot.req.sqe.cid, ttag, r2to: 0, r2tl: length }, this.wire));
+    this.armR2tStall(slot);
+  }
+
+  private armR2tStall(slot: CommandSlot): void {
+    const what = `the data asked for by R2T ${slot.ttag} (cid ${slot.req.sqe.cid}, ${slot.req.transferLength} bytes) did not all arrive`;
+    slot.r2tTimer = setTimeout(() => this.stalled(what, () => this.armR2tStall(slot)), this.stallTimeoutMs);
+    slot.r2tTimer.unref();
+  }
+
+  /** A transfer is over (all data in, or its command gone): free its budget, send the R2Ts waiting for it. */
+  private endTransfer(slot: CommandSlot): void {
+    if (slot.r2tTimer) clearTimeout(slot.r2tTimer);
+    slot.r2tTimer = undefined;
+    this.r2tBytes -= slot.req.transferLength;
+    while (this.r2tWaiting.length > 0 && this.state !== 'closed') {
+      const next = this.r2tWaiting[0]!;
+      if (this.r2tBytes > 0 && this.r2tBytes + next.req.transferLength > R2T_BUFFER_BUDGET) break;
+      this.r2tWaiting.shift();
+      this.requestData(next);
+    }
   }
 
   private onH2CData(pdu: H2CDataPdu): void {
-    if (this.state !== 'live') throw new ProtocolError(Fes.PduSequenceError, 0, 'H2CData before the queue is connected');
+    // Before Connect completes the only data the target may have asked for is the Connect data (R2T for a transport SGL).
+    if (this.state !== 'live' && this.ttags.size === 0) throw new ProtocolError(Fes.PduSequenceError, 0, 'H2CData before the queue is connected');
     const slot = this.ttags.get(pdu.ttag);
     if (!slot) throw new ProtocolError(Fes.InvalidHeaderField, 10, `H2CData for unknown transfer tag ${pdu.ttag}`);
     if (slot.req.sqe.cid !== pdu.cccid) {
@@ -246,7 +328,13 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     if (pdu.datao + pdu.datal > total) {
       throw new ProtocolError(Fes.DataTransferOutOfRange, 16, `H2CData ends at ${pdu.datao + pdu.datal}, R2T asked for ${total}`);
     }
-    pdu.data.copy(slot.buffer!, pdu.datao);
+    if (slot.buffer === null && pdu.datao === 0 && pdu.datal === total) {
+      // The whole transfer in one PDU (the usual case: maxh2cdata >= MDTS): no copy.
+      slot.buffer = pdu.data;
+    } else {
+      slot.buffer ??= Buffer.allocUnsafe(total);
+      pdu.data.copy(slot.buffer, pdu.datao);
+    }
     slot.received += pdu.datal;
     if (pdu.dataDigestError) slot.digestError = true;
     const done = slot.received === total;
@@ -258,6 +346,7 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     slot.ttag = -1;
     slot.req.data = slot.buffer;
     slot.buffer = null;
+    this.endTransfer(slot);
     if (slot.digestError) {
       this.log.warn({ cid: slot.req.sqe.cid }, 'data digest error in H2CData');
       return this.finish(slot, { status: Status.TransientTransportError });
@@ -299,7 +388,12 @@ export class TcpQueue implements QueueContext, ControllerQueue {
   private finish(slot: CommandSlot, c: Completion): void {
     if (this.slots.get(slot.req.sqe.cid) !== slot) return; // aborted or queue gone
     this.slots.delete(slot.req.sqe.cid);
-    if (slot.ttag >= 0) this.ttags.delete(slot.ttag);
+    if (slot.ttag >= 0) {
+      this.ttags.delete(slot.ttag);
+      slot.ttag = -1;
+      slot.buffer = null;
+      this.endTransfer(slot);
+    } else if (this.r2tWaiting.includes(slot)) this.r2tWaiting = this.r2tWaiting.filter((s) => s !== slot);
     const { sqe } = slot.req;
     if (c.status !== 0 && this.controller && !this.controller.isGone) {
       this.controller.recordError({
@@ -458,6 +552,9 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     if (this.state === 'closed') return;
     this.state = 'closed';
     if (this.setupTimer) clearTimeout(this.setupTimer);
+    if (this.stallTimer) clearTimeout(this.stallTimer);
+    for (const slot of this.slots.values()) if (slot.r2tTimer) clearTimeout(slot.r2tTimer);
+    this.r2tWaiting = [];
     this.slots.clear();
     this.ttags.clear();
     this.out = [];
@@ -499,6 +596,12 @@ export class PortListener {
       this.connections.add(q);
     });
     server.maxConnections = this.core.maxConnectionsPerPort;
+    server.on('drop', (d) => {
+      this.core.log.warn(
+        { port: this.port.portid, peer: d ? `${d.remoteAddress}:${d.remotePort}` : undefined, limit: this.core.maxConnectionsPerPort },
+        'connection refused: the port has reached its maximum number of connections (maxConnectionsPerPort)',
+      );
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host: this.port.config.traddr, port: this.port.config.trsvcid, exclusive: true }, () => {
