@@ -80,7 +80,13 @@ export async function startTargetProcess(doc: unknown, opts: SpawnPlace & { dir?
       }
     }
   })();
-  await ready;
+  try {
+    await ready;
+  } catch (err) {
+    // Never leave a half-started target behind.
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    throw err;
+  }
   return {
     dir,
     control,
