@@ -308,6 +308,10 @@ export class HostAgent {
       if (p[k] !== undefined) o[k] = p[k];
     }
     for (const k of ['hdrDigest', 'dataDigest', 'disableSqflow'] as const) if (p[k] !== undefined) o[k] = p[k];
+    for (const k of ['dhchapKey', 'dhchapCtrlKey'] as const) {
+      const v = optStr(p, k);
+      if (v) o[k] = v;
+    }
     return o as Omit<ConnectOptions, 'traddr' | 'trsvcid' | 'subnqn'>;
   }
 

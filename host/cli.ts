@@ -132,6 +132,8 @@ function fabricsOptions<T>(y: Argv<T>, o: { nqnRequired: boolean; defaultPort: s
     .option('fast_io_fail_tmo', { alias: ['F', 'fast-io-fail-tmo'], type: 'string', describe: 'fast I/O fail timeout, seconds (-1: off)' })
     .option('hdr-digest', { alias: 'g', type: 'boolean', describe: 'enable the TCP header digest' })
     .option('data-digest', { alias: 'G', type: 'boolean', describe: 'enable the TCP data digest' })
+    .option('dhchap-secret', { alias: 'S', type: 'string', describe: 'DH-HMAC-CHAP host key (DHHC-1:XX:...:)' })
+    .option('dhchap-ctrl-secret', { alias: 'C', type: 'string', describe: 'DH-HMAC-CHAP controller key for bidirectional authentication' })
     .option('disable-sqflow', { alias: 'd', type: 'boolean', describe: 'disable SQ flow control' })
     .option('duplicate-connect', { alias: 'D', type: 'boolean', describe: 'allow a second controller to the same subsystem and address' })
     .option('output-format', { alias: 'o', type: 'string', default: 'normal', describe: 'normal|json' });
@@ -152,6 +154,8 @@ interface FabricsArgv {
   fast_io_fail_tmo?: string | undefined;
   'hdr-digest'?: boolean | undefined;
   'data-digest'?: boolean | undefined;
+  'dhchap-secret'?: string | undefined;
+  'dhchap-ctrl-secret'?: string | undefined;
   'disable-sqflow'?: boolean | undefined;
   'duplicate-connect'?: boolean | undefined;
 }
@@ -173,6 +177,8 @@ function connectParams(a: FabricsArgv): Record<string, unknown> {
   if (a['hdr-digest']) p['hdrDigest'] = true;
   if (a['data-digest']) p['dataDigest'] = true;
   if (a['disable-sqflow']) p['disableSqflow'] = true;
+  if (a['dhchap-secret']) p['dhchapKey'] = a['dhchap-secret'];
+  if (a['dhchap-ctrl-secret']) p['dhchapCtrlKey'] = a['dhchap-ctrl-secret'];
   if (a['duplicate-connect']) p['duplicate'] = true;
   return p;
 }
