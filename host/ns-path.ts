@@ -169,9 +169,10 @@ export class NsPath extends EventEmitter<PathEvents> implements Path {
     if (!Number.isSafeInteger(io.slba) || io.slba < 0 || !Number.isSafeInteger(io.nlb) || io.nlb < (io.kind === 'flush' ? 0 : 1)) return Promise.resolve(INVALID);
     switch (io.kind) {
       case 'read': {
-        if (io.nlb > this.#maxBlocks()) return this.#split(io);
         const bytes = io.nlb * bs;
-        return this.#run(readCommand(this.nsid, io.slba, io.nlb, bytes), { readLength: bytes, timeoutMs: c.ioTimeoutMs });
+        if (io.into && io.into.length !== bytes) return Promise.resolve(INVALID);
+        if (io.nlb > this.#maxBlocks()) return this.#split(io);
+        return this.#run(readCommand(this.nsid, io.slba, io.nlb, bytes), io.into ? { readLength: bytes, readInto: io.into, timeoutMs: c.ioTimeoutMs } : { readLength: bytes, timeoutMs: c.ioTimeoutMs });
       }
       case 'write':
       case 'compare': {
@@ -224,7 +225,7 @@ export class NsPath extends EventEmitter<PathEvents> implements Path {
   async #split(io: IoRequest): Promise<PathOutcome> {
     const bs = this.#info.blockSize;
     const per = io.kind === 'write-zeroes' ? MAX_NLB : this.#maxBlocks();
-    const dest = io.kind === 'read' ? Buffer.allocUnsafe(io.nlb * bs) : undefined;
+    const dest = io.kind === 'read' ? (io.into ?? Buffer.allocUnsafe(io.nlb * bs)) : undefined;
     const parts: Promise<PathOutcome>[] = [];
     const t = this.#ctrl.ioTimeoutMs;
     for (let done = 0; done < io.nlb; done += per) {

@@ -19,6 +19,8 @@ export interface IoRequest {
   readonly nlb: number;
   /** write / compare: exactly nlb * blockSize bytes. */
   readonly data?: Buffer;
+  /** read: place the data here (exactly nlb * blockSize bytes) instead of a new buffer. */
+  readonly into?: Buffer;
   /** write-zeroes: also deallocate. */
   readonly deallocate?: boolean;
   readonly fua?: boolean;

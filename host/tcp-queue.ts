@@ -12,7 +12,8 @@
  *   8 KiB on the admin queue and for Fabrics commands), otherwise on R2T as
  *   H2CData chunks of at most maxh2cdata, LAST on the final one.
  * - C2HData is copied straight into the command's destination buffer at its
- *   offset (offsets checked); SUCCESS on the last C2HData completes the
+ *   offset (offsets checked), as it arrives from the socket when the PDU
+ *   spans reads (the framer's data placement); SUCCESS on the last C2HData completes the
  *   command without a CapsuleResp. A data digest mismatch fails that command
  *   with Data Transfer Error (as Linux); a header digest error, a TermReq, an
  *   unknown command id or any other protocol violation ends the queue.
@@ -32,7 +33,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { decodeCqe } from '../shared/cqe.ts';
 import { encodeConnectData } from '../shared/fabrics.ts';
-import { PduFramer } from '../shared/framer.ts';
+import { PduFramer, type DataPduHeader } from '../shared/framer.ts';
 import { AdminOpcode } from '../shared/opcodes.ts';
 import {
   Fes,
@@ -187,6 +188,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
     this.wire = { hdgst: false, ddgst: false };
     this.#slots = Array.from({ length: o.depth }, (_, i) => new Slot(i));
     for (let i = o.depth - 1; i >= 0; i--) this.#free.push(i);
+    this.#framer.placeData = (h) => this.#placeData(h);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => {
       this.#writable = true;
@@ -443,6 +445,21 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
     return slot;
   }
 
+  /**
+   * Where a C2HData PDU's data goes as it arrives: the command's destination at
+   * the PDU's offset (the caller's buffer, or one allocated for the command).
+   * A PDU that does not check out is left to the framer and refused whole.
+   */
+  #placeData(h: DataPduHeader): Buffer | null {
+    if (h.type !== PduType.C2HData || this.#state === 'closed') return null;
+    const cid = h.header.readUInt16LE(8);
+    const slot = this.#slots[cid & TAG_MASK];
+    const datao = h.header.readUInt32LE(12);
+    if (!slot || !slot.busy || slot.gen !== cid >>> TAG_BITS || slot.readLength === 0 || datao !== slot.received || datao + h.dataLength > slot.readLength) return null;
+    slot.readBuf ??= Buffer.allocUnsafe(slot.readLength);
+    return slot.readBuf.subarray(datao, datao + h.dataLength);
+  }
+
   #onC2HData(pdu: C2HDataPdu): void {
     const slot = this.#lookup(pdu.cccid, 'C2HData');
     const length = slot.readLength;
@@ -455,11 +472,11 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
     }
     let dest = slot.readBuf;
     if (dest === null && pdu.datao === 0 && pdu.data.length === length && pdu.data.buffer.byteLength <= 2 * length) {
-      // The whole transfer in one PDU whose memory is (mostly) its own, as the
-      // framer assembles a PDU that spans socket chunks: take it, no copy.
+      // The whole transfer in one PDU whose memory is (mostly) its own: take it, no copy.
       // (A small PDU inside a larger socket chunk is copied, not to pin the chunk.)
       dest = slot.readBuf = pdu.data;
-    } else {
+    } else if (!(dest !== null && pdu.data.buffer === dest.buffer && pdu.data.byteOffset === dest.byteOffset + pdu.datao)) {
+      // Not already placed there by #placeData: copy it.
       if (dest === null) dest = slot.readBuf = Buffer.allocUnsafe(length);
       pdu.data.copy(dest, pdu.datao);
     }

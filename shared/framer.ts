@@ -7,6 +7,15 @@
  * ProtocolError carrying the FES/FEI to report; the caller then tears the
  * connection down. A data digest mismatch is not a framing error: the PDU is
  * delivered with `dataDigestError` set and the command fails on its own.
+ *
+ * Data placement (as Linux's nvme_tcp_recv_data copies into the request's
+ * pages): a PDU that arrives whole in one chunk is delivered as views of that
+ * chunk, no copy. A data PDU that spans chunks would otherwise be assembled
+ * in a new buffer; when the receiver set `placeData`, it is asked, once the
+ * header (and its digest, checked first) is in, where the data should go, and
+ * the data is copied from each chunk straight there as it arrives: into the
+ * caller's read buffer on the host, into a pooled buffer on the target. No
+ * per-PDU allocation, one copy.
  */
 import { DIGEST_LENGTH, crc32cOf } from './digest.ts';
 import {
@@ -47,6 +56,32 @@ export const DEFAULT_FRAMER_LIMITS: FramerLimits = {
 
 const IC_LENGTH = 128;
 
+/** What the receiver learns of a data PDU before its data arrives. */
+export interface DataPduHeader {
+  readonly type: PduTypeValue;
+  readonly flags: number;
+  /** The PDU header (hlen bytes; its digest, if any, already verified). */
+  readonly header: Buffer;
+  readonly dataLength: number;
+}
+
+/**
+ * Where a data PDU's data should be placed: a buffer of exactly `dataLength`
+ * bytes, or null to let the framer assemble it. Called only when the header
+ * arrived without all of the data; must not throw.
+ */
+export type DataPlacement = (h: DataPduHeader) => Buffer | null;
+
+/** A data PDU whose data is being copied into its destination as it arrives. */
+interface Placement {
+  /** Header, digest and padding: bytes 0..pdo of the PDU (a copy). */
+  readonly head: Buffer;
+  readonly dest: Buffer;
+  filled: number;
+  readonly ddgst: Buffer | null;
+  ddgstFilled: number;
+}
+
 export class PduFramer {
   readonly role: Role;
   limits: FramerLimits;
@@ -57,6 +92,15 @@ export class PduFramer {
   private buffered = 0;
   /** plen of the PDU whose header was validated and is being buffered. */
   private pendingPlen = 0;
+  /** Of that PDU: where its data starts and how long it is (0: no data). */
+  private pendingPdo = 0;
+  private pendingDataLen = 0;
+  /** Whether the receiver was already asked where this PDU's data goes (asked once). */
+  private placementAsked = false;
+  /** The PDU whose data is going straight to its destination. */
+  private placing: Placement | null = null;
+  /** Set by the receiver to place large data itself (see DataPlacement). */
+  placeData: DataPlacement | null = null;
   private readonly scratch = Buffer.alloc(COMMON_HEADER_LENGTH);
 
   constructor(role: Role, limits: FramerLimits = DEFAULT_FRAMER_LIMITS) {
@@ -71,7 +115,7 @@ export class PduFramer {
 
   /** True when a PDU has started arriving but is not complete. */
   get midPdu(): boolean {
-    return this.buffered > 0;
+    return this.buffered > 0 || this.placing !== null;
   }
 
   setDigests(hdgst: boolean, ddgst: boolean): void {
@@ -85,6 +129,13 @@ export class PduFramer {
    */
   push(chunk: Buffer, deliver: (pdu: Pdu) => void): void {
     if (chunk.length === 0) return;
+    if (this.placing) {
+      const used = this.fill(this.placing, chunk);
+      if (this.placing.ddgstFilled < (this.placing.ddgst?.length ?? 0) || this.placing.filled < this.placing.dest.length) return;
+      this.finishPlacement(deliver);
+      if (used === chunk.length) return;
+      chunk = chunk.subarray(used);
+    }
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     for (;;) {
@@ -92,18 +143,92 @@ export class PduFramer {
         if (this.buffered < COMMON_HEADER_LENGTH) return;
         this.pendingPlen = this.checkCommonHeader(this.peekHeader());
       }
-      if (this.buffered < this.pendingPlen) return;
+      if (this.buffered < this.pendingPlen) {
+        if (this.placeData && this.pendingDataLen > 0 && !this.placementAsked && this.buffered >= this.pendingPdo) this.startPlacement(deliver);
+        return;
+      }
       const raw = this.take(this.pendingPlen);
       this.pendingPlen = 0;
+      this.placementAsked = false;
       const pdu = this.decode(raw);
-      try {
-        deliver(pdu);
-      } catch (err) {
-        // A violation the receiver found in a whole PDU: report that PDU's header.
-        if (err instanceof ProtocolError && err.errorHeader.length === 0) throw err.withHeader(raw.subarray(0, raw[2]!));
-        throw err;
-      }
+      this.hand(pdu, raw, deliver);
     }
+  }
+
+  private hand(pdu: Pdu, raw: Buffer, deliver: (pdu: Pdu) => void): void {
+    try {
+      deliver(pdu);
+    } catch (err) {
+      // A violation the receiver found in a whole PDU: report that PDU's header.
+      if (err instanceof ProtocolError && err.errorHeader.length === 0) throw err.withHeader(raw.subarray(0, raw[2]!));
+      throw err;
+    }
+  }
+
+  /**
+   * The header of a data PDU is in, its data is not: ask the receiver where
+   * the data goes; if it says, take the header and copy what data is here.
+   * Everything buffered belongs to this PDU (less than plen is buffered).
+   */
+  private startPlacement(deliver: (pdu: Pdu) => void): void {
+    this.placementAsked = true;
+    const first = this.chunks[0]!;
+    const head = first.length >= this.pendingPdo ? first.subarray(0, this.pendingPdo) : this.peekBytes(this.pendingPdo);
+    this.checkHeaderDigest(head);
+    const type = head[0]! as PduTypeValue;
+    const dest = this.placeData!({ type, flags: head[1]!, header: head.subarray(0, head[2]!), dataLength: this.pendingDataLen });
+    if (dest === null) return;
+    if (dest.length !== this.pendingDataLen) throw new RangeError(`data placement gave ${dest.length} bytes for ${this.pendingDataLen}`);
+    const hasDdgst = (head[1]! & PduFlag.DDGSTF) !== 0;
+    // The header is copied: it outlives the chunk it came in, and is small.
+    const placing: Placement = { head: Buffer.from(this.take(this.pendingPdo)), dest, filled: 0, ddgst: hasDdgst ? Buffer.alloc(DIGEST_LENGTH) : null, ddgstFilled: 0 };
+    this.placing = placing;
+    const chunks = this.chunks;
+    this.chunks = [];
+    this.buffered = 0;
+    for (const c of chunks) this.fill(placing, c);
+    // Not all of it can be here: plen was not reached.
+  }
+
+  /** Copy what of `chunk` belongs to the PDU being placed; returns the bytes used. */
+  private fill(p: Placement, chunk: Buffer): number {
+    let used = 0;
+    const want = p.dest.length - p.filled;
+    if (want > 0) {
+      used = Math.min(want, chunk.length);
+      chunk.copy(p.dest, p.filled, 0, used);
+      p.filled += used;
+    }
+    if (p.ddgst && used < chunk.length) {
+      const n = Math.min(p.ddgst.length - p.ddgstFilled, chunk.length - used);
+      chunk.copy(p.ddgst, p.ddgstFilled, used, used + n);
+      p.ddgstFilled += n;
+      used += n;
+    }
+    return used;
+  }
+
+  private finishPlacement(deliver: (pdu: Pdu) => void): void {
+    const p = this.placing!;
+    this.placing = null;
+    this.pendingPlen = 0;
+    this.placementAsked = false;
+    const ddgst = p.ddgst ? p.ddgst.readUInt32LE(0) : null;
+    const pdu = this.decodeData(p.head, p.dest, ddgst, true);
+    this.hand(pdu, p.head, deliver);
+  }
+
+  /** The first n buffered bytes, copied (they span chunks). */
+  private peekBytes(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    for (const c of this.chunks) {
+      const k = Math.min(c.length, n - filled);
+      c.copy(out, filled, 0, k);
+      filled += k;
+      if (filled === n) break;
+    }
+    return out;
   }
 
   private peekHeader(): Buffer {
@@ -164,6 +289,7 @@ export class PduFramer {
     if (hlen !== expectedHlen) {
       throw new ProtocolError(Fes.InvalidHeaderField, 2, `${pduTypeName(t)} hlen ${hlen}, expected ${expectedHlen}`, hdr);
     }
+    this.pendingDataLen = 0;
     if (t === PduType.ICReq || t === PduType.ICResp) {
       if (plen !== IC_LENGTH) throw new ProtocolError(Fes.InvalidHeaderField, 4, `${pduTypeName(t)} plen ${plen}, expected 128`, hdr);
       return plen;
@@ -218,6 +344,8 @@ export class PduFramer {
     if (t === PduType.CapsuleResp || t === PduType.R2T) {
       if (dataLen !== 0) throw new ProtocolError(Fes.InvalidHeaderField, 4, `${pduTypeName(t)} carries data`, hdr);
     }
+    this.pendingPdo = pdo;
+    this.pendingDataLen = dataLen;
     return plen;
   }
 
@@ -266,25 +394,40 @@ export class PduFramer {
         break;
     }
     const hasHdgst = (flags & PduFlag.HDGSTF) !== 0;
-    if (hasHdgst) {
-      const expected = raw.readUInt32LE(hlen);
-      const actual = crc32cOf(raw.subarray(0, hlen));
-      if (expected !== actual) {
-        throw new ProtocolError(
-          Fes.HeaderDigestError,
-          expected, // FEI of a header digest error: the HDGST value received
-          `header digest 0x${expected.toString(16)} != computed 0x${actual.toString(16)}`,
-          Buffer.from(raw.subarray(0, hlen)),
-        );
-      }
-    }
     const headerEnd = hlen + (hasHdgst ? DIGEST_LENGTH : 0);
     const hasDdgst = (flags & PduFlag.DDGSTF) !== 0;
     const dataStart = plen > headerEnd ? pdo : plen;
     const dataEnd = plen - (hasDdgst ? DIGEST_LENGTH : 0);
-    const data = raw.subarray(dataStart, dataEnd);
+    return this.decodeData(raw, raw.subarray(dataStart, dataEnd), hasDdgst ? raw.readUInt32LE(dataEnd) : null, false);
+  }
+
+  /** A header digest that does not match ends the connection (before any data is placed). */
+  private checkHeaderDigest(head: Buffer): void {
+    if ((head[1]! & PduFlag.HDGSTF) === 0) return;
+    const hlen = head[2]!;
+    const expected = head.readUInt32LE(hlen);
+    const actual = crc32cOf(head.subarray(0, hlen));
+    if (expected !== actual) {
+      throw new ProtocolError(
+        Fes.HeaderDigestError,
+        expected, // FEI of a header digest error: the HDGST value received
+        `header digest 0x${expected.toString(16)} != computed 0x${actual.toString(16)}`,
+        Buffer.from(head.subarray(0, hlen)),
+      );
+    }
+  }
+
+  /**
+   * A PDU from its header (from byte 0: header, digest, maybe more), its data
+   * and the data digest received (null: none).
+   */
+  private decodeData(raw: Buffer, data: Buffer, ddgst: number | null, headerChecked: boolean): Pdu {
+    const type = raw[0]! as PduTypeValue;
+    const flags = raw[1]!;
+    const hlen = raw[2]!;
+    if (!headerChecked) this.checkHeaderDigest(raw);
     let dataDigestError = false;
-    if (hasDdgst) dataDigestError = raw.readUInt32LE(dataEnd) !== crc32cOf(data);
+    if (ddgst !== null) dataDigestError = ddgst !== crc32cOf(data);
     switch (type) {
       case PduType.CapsuleCmd:
         return { type, sqe: raw.subarray(8, 72), data, dataDigestError };
@@ -328,6 +471,8 @@ export class PduFramer {
           r2to: raw.readUInt32LE(12),
           r2tl: raw.readUInt32LE(16),
         };
+      default:
+        throw new ProtocolError(Fes.InvalidHeaderField, 0, `${pduTypeName(type)} cannot be decoded here`);
     }
   }
 }

@@ -99,7 +99,8 @@ function checkRw(req: Request, ns: Namespace, withData: boolean): { slba: number
 function read(req: Request, ctrl: Controller, ns: Namespace): Completion | Promise<Completion> {
   const r = checkRw(req, ns, false);
   if ('status' in r) return r;
-  return ns.execute(ctrl.port.portid, () => ns.store.read(r.slba, r.nlb)).then(
+  const into = req.readInto ?? undefined;
+  return ns.execute(ctrl.port.portid, () => ns.store.read(r.slba, r.nlb, into)).then(
     (data) => {
       ns.counters.readCommands += 1n;
       ns.counters.bytesRead += BigInt(data.length);

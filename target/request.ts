@@ -36,6 +36,11 @@ export class Request {
   readonly queue: QueueContext;
   /** Host-to-controller data (in-capsule or collected from H2CData), or null. */
   data: Buffer | null = null;
+  /**
+   * Where a read's data should be placed (exactly the transfer length), when the
+   * transport lends a buffer; handlers that produce data otherwise ignore it.
+   */
+  readInto: Buffer | null = null;
 
   constructor(queue: QueueContext, sqe: Sqe) {
     this.queue = queue;

@@ -13,7 +13,7 @@
 import net from 'node:net';
 import { decodeSqe, type Sqe } from '../shared/sqe.ts';
 import { encodeCqe } from '../shared/cqe.ts';
-import { PduFramer } from '../shared/framer.ts';
+import { PduFramer, type DataPduHeader } from '../shared/framer.ts';
 import {
   Fes,
   PduType,
@@ -32,9 +32,10 @@ import {
   type WireOptions,
 } from '../shared/pdu.ts';
 import { SGL_INCAPSULE, SGL_TRANSPORT } from '../shared/sgl.ts';
-import { AdminOpcode } from '../shared/opcodes.ts';
+import { AdminOpcode, IoOpcode } from '../shared/opcodes.ts';
 import { Status, describeStatus, withDnr } from '../shared/status.ts';
 import { commandDirection, executeRequest, type TargetCore } from './core.ts';
+import { dataBuffers } from './buffer-pool.ts';
 import type { Controller, ControllerQueue } from './controller.ts';
 import type { Logger } from './logger.ts';
 import type { Port } from './port.ts';
@@ -69,6 +70,8 @@ interface CommandSlot {
   received: number;
   digestError: boolean;
   executing: boolean;
+  /** Pooled memory holding the host's data for this command (returned when the command is done). */
+  pooledIn: Buffer | null;
   /** Closes the connection if the R2T's data does not all arrive in time. */
   r2tTimer?: NodeJS.Timeout;
 }
@@ -91,6 +94,8 @@ export class TcpQueue implements QueueContext, ControllerQueue {
   private readonly ttags = new Map<number, CommandSlot>();
   private nextTtag = 0;
   private out: Buffer[] = [];
+  /** Pooled buffers in `out`, returned to the pool when the write that carries them completes. */
+  private afterWrite: Buffer[] = [];
   private flushScheduled = false;
   private setupTimer: NodeJS.Timeout | null;
   private onClosed: ((q: TcpQueue) => void) | null;
@@ -114,6 +119,7 @@ export class TcpQueue implements QueueContext, ControllerQueue {
       maxH2CData: port.config.maxh2cdata,
       maxC2HData: 0,
     });
+    this.framer.placeData = (h) => this.placeData(h);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
@@ -201,6 +207,26 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     }
   }
 
+  /**
+   * Where a large data PDU's data goes as it arrives: H2CData into its
+   * command's transfer buffer (pooled) at its offset, in-capsule data into a
+   * pooled buffer. Anything that does not check out here (unknown tag, wrong
+   * offset) is left to the framer and refused when the PDU is whole.
+   */
+  private placeData(h: DataPduHeader): Buffer | null {
+    if (h.type === PduType.CapsuleCmd) return this.state === 'live' && this.qid > 0 && dataBuffers.serves(h.dataLength) ? dataBuffers.acquire(h.dataLength) : null;
+    if (h.type !== PduType.H2CData) return null;
+    const slot = this.ttags.get(h.header.readUInt16LE(10));
+    const datao = h.header.readUInt32LE(12);
+    if (!slot || slot.req.sqe.cid !== h.header.readUInt16LE(8) || datao !== slot.received || datao + h.dataLength > slot.req.transferLength) return null;
+    if (slot.buffer === null) {
+      const total = slot.req.transferLength;
+      slot.buffer = dataBuffers.acquire(total);
+      if (dataBuffers.owns(slot.buffer)) slot.pooledIn = slot.buffer;
+    }
+    return slot.buffer.subarray(datao, datao + h.dataLength);
+  }
+
   private onIcReq(pdu: IcReqPdu): void {
     if (this.state !== 'await-ic') throw new ProtocolError(Fes.PduSequenceError, 0, 'ICReq after the connection was initialized');
     if (pdu.pfv !== 0) throw new ProtocolError(Fes.UnsupportedParameter, 8, `PDU format version ${pdu.pfv} not supported`);
@@ -229,7 +255,7 @@ export class TcpQueue implements QueueContext, ControllerQueue {
       throw new ProtocolError(Fes.PduSequenceError, 0, `${this.slots.size} commands outstanding, queue size ${this.sqsize + 1}`);
     }
     const req = new Request(this, sqe);
-    const slot: CommandSlot = { req, ttag: -1, buffer: null, received: 0, digestError: false, executing: false };
+    const slot: CommandSlot = { req, ttag: -1, buffer: null, received: 0, digestError: false, executing: false, pooledIn: dataBuffers.owns(pdu.data) ? pdu.data : null };
     this.slots.set(sqe.cid, slot);
     if (pdu.dataDigestError) {
       this.log.warn({ cid: sqe.cid }, 'data digest error in command capsule');
@@ -241,13 +267,17 @@ export class TcpQueue implements QueueContext, ControllerQueue {
       const placement = this.placeHostData(req, pdu.data);
       if (placement === 'r2t') return this.requestData(slot);
       if (placement !== 'ok') return this.finish(slot, placement);
-    } else if (prepared === 'to-host' && req.transferLength > 0 && sqe.sgl.id !== SGL_TRANSPORT) {
-      return this.finish(
-        slot,
-        sqe.sgl.id === SGL_INCAPSULE
-          ? { status: withDnr(Status.InvalidField), errorLocation: SqeField.dptr }
-          : { status: withDnr(Status.SglDescriptorTypeInvalid), errorLocation: SqeField.dptr },
-      );
+    } else if (prepared === 'to-host' && req.transferLength > 0) {
+      if (sqe.sgl.id !== SGL_TRANSPORT) {
+        return this.finish(
+          slot,
+          sqe.sgl.id === SGL_INCAPSULE
+            ? { status: withDnr(Status.InvalidField), errorLocation: SqeField.dptr }
+            : { status: withDnr(Status.SglDescriptorTypeInvalid), errorLocation: SqeField.dptr },
+        );
+      }
+      // A read's data goes from the store into pooled memory, out in C2HData, and back to the pool once written.
+      if (sqe.opcode === IoOpcode.Read && this.qid > 0 && dataBuffers.serves(req.transferLength)) req.readInto = dataBuffers.acquire(req.transferLength);
     }
     this.execute(slot);
   }
@@ -329,9 +359,10 @@ export class TcpQueue implements QueueContext, ControllerQueue {
       throw new ProtocolError(Fes.DataTransferOutOfRange, 16, `H2CData ends at ${pdu.datao + pdu.datal}, R2T asked for ${total}`);
     }
     if (slot.buffer === null && pdu.datao === 0 && pdu.datal === total) {
-      // The whole transfer in one PDU (the usual case: maxh2cdata >= MDTS): no copy.
+      // The whole transfer in one PDU that came in one socket chunk: use it in place.
       slot.buffer = pdu.data;
-    } else {
+    } else if (!(slot.buffer !== null && pdu.data.buffer === slot.buffer.buffer && pdu.data.byteOffset === slot.buffer.byteOffset + pdu.datao)) {
+      // Not placed by placeData (which put the data where it belongs already): copy it there.
       slot.buffer ??= Buffer.allocUnsafe(total);
       pdu.data.copy(slot.buffer, pdu.datao);
     }
@@ -386,8 +417,13 @@ export class TcpQueue implements QueueContext, ControllerQueue {
   }
 
   private finish(slot: CommandSlot, c: Completion): void {
-    if (this.slots.get(slot.req.sqe.cid) !== slot) return; // aborted or queue gone
+    // Aborted or queue gone: pooled buffers stay with the command (the collector takes them), as it may still be executing.
+    if (this.slots.get(slot.req.sqe.cid) !== slot) return;
     this.slots.delete(slot.req.sqe.cid);
+    // The command is done with its data (executed, or never will be). A transfer still
+    // open could have its data being placed into the buffer: that one is left to the collector.
+    if (slot.pooledIn && slot.ttag < 0) dataBuffers.release(slot.pooledIn);
+    slot.pooledIn = null;
     if (slot.ttag >= 0) {
       this.ttags.delete(slot.ttag);
       slot.ttag = -1;
@@ -422,6 +458,13 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     if (this.state !== 'live' || this.sqsize === 0) this.sqhd = 0;
     else if (!this.sqFlowDisabled) this.sqhd = (this.sqhd + 1) % (this.sqsize + 1);
     const data = c.status === 0 && req ? c.data : undefined;
+    const lent = req?.readInto ?? null;
+    if (lent) {
+      req!.readInto = null;
+      // Sent below: back to the pool once the socket has written it; not sent: back now.
+      if (data && data.buffer === lent.buffer) this.afterWrite.push(lent);
+      else dataBuffers.release(lent);
+    }
     let successInData = false;
     if (data && req && req.transferLength > 0) {
       const length = req.transferLength;
@@ -493,12 +536,23 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     if (this.frozen) return; // blackholed: output waits, as if the network held it
     if (this.out.length === 0 || this.socket.destroyed) {
       this.out = [];
+      this.afterWrite = [];
       return;
     }
     const out = this.out;
     this.out = [];
+    const lent = this.afterWrite;
     this.socket.cork();
-    for (const b of out) this.socket.write(b);
+    if (lent.length === 0) for (const b of out) this.socket.write(b);
+    else {
+      this.afterWrite = [];
+      const last = out.length - 1;
+      for (let i = 0; i < last; i++) this.socket.write(out[i]!);
+      // Called once the kernel has the data (or with an error when the socket died: then the collector takes them).
+      this.socket.write(out[last]!, (err) => {
+        if (!err) for (const b of lent) dataBuffers.release(b);
+      });
+    }
     this.socket.uncork();
     if (this.socket.writableLength > WRITE_HIGH_WATER) this.socket.pause();
   }
@@ -558,6 +612,7 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     this.slots.clear();
     this.ttags.clear();
     this.out = [];
+    this.afterWrite = [];
     const ctrl = this.controller;
     if (ctrl && !ctrl.isGone) {
       if (this.qid === 0) ctrl.destroy(`admin queue: ${reason}`);

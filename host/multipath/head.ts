@@ -389,22 +389,32 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
 
   // ---------------------------------------------------------------- I/O API
 
-  /** Read nlb blocks from slba. */
-  read(slba: number, nlb: number): Promise<Buffer> {
+  /**
+   * Read nlb blocks from slba. With `into` (at least nlb blocks long) the data
+   * lands there and the result is its first nlb blocks, as a block device reads
+   * into the caller's pages: no allocation per read. Until the promise settles
+   * the buffer belongs to the read (a retry on another path writes it again).
+   */
+  read(slba: number, nlb: number, into?: Buffer): Promise<Buffer> {
     try {
       this.#checkRange('read', slba, nlb);
+      if (into !== undefined && (!Buffer.isBuffer(into) || into.length < nlb * this.blockSize)) {
+        throw new MultipathError('EINVAL', `read: the destination must be a Buffer of at least ${nlb * this.blockSize} bytes, got ${Buffer.isBuffer(into) ? into.length : typeof into}`);
+      }
     } catch (e) {
       return Promise.reject(e);
     }
+    const dest = into?.subarray(0, nlb * this.blockSize);
     const maxBlocks = this.#maxBlocks();
     if (maxBlocks > 0 && nlb > maxBlocks) {
       const parts: Promise<Buffer>[] = [];
       for (let off = 0; off < nlb; off += maxBlocks) {
-        parts.push(this.#submitRead(slba + off, Math.min(maxBlocks, nlb - off)));
+        const n = Math.min(maxBlocks, nlb - off);
+        parts.push(this.#submitRead(slba + off, n, dest?.subarray(off * this.blockSize, (off + n) * this.blockSize)));
       }
-      return Promise.all(parts).then((bufs) => Buffer.concat(bufs));
+      return Promise.all(parts).then((bufs) => dest ?? Buffer.concat(bufs));
     }
-    return this.#submitRead(slba, nlb);
+    return this.#submitRead(slba, nlb, dest);
   }
 
   /** Write data (a whole number of blocks) at slba. */
@@ -673,9 +683,9 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     await Promise.all(parts);
   }
 
-  #submitRead(slba: number, nlb: number): Promise<Buffer> {
+  #submitRead(slba: number, nlb: number, into: Buffer | undefined): Promise<Buffer> {
     // The fast path checks the length in its completion (#checkRead); the slow path's result is checked here.
-    const io: IoRequest = { kind: 'read', slba, nlb };
+    const io: IoRequest = into ? { kind: 'read', slba, nlb, into } : { kind: 'read', slba, nlb };
     const fast = this.#fastSubmit(io, false);
     if (fast !== null) return fast as Promise<Buffer>;
     return this.#slowSubmit(io, false).then((data) => this.#checkRead(io, data));

@@ -338,7 +338,7 @@ function pathDevice(p: Path): LoadDevice {
     return o.data;
   };
   return {
-    read: async (slba, nlb) => check(await p.submit({ kind: 'read', slba, nlb })),
+    read: async (slba, nlb, into) => check(await p.submit(into ? { kind: 'read', slba, nlb, into } : { kind: 'read', slba, nlb })),
     write: async (slba, data) => check(await p.submit({ kind: 'write', slba, nlb: data.length / bs, data })),
   };
 }

@@ -2,12 +2,14 @@
  * A lean load generator for the benchmark: `qd` workers issue reads or writes
  * of `bs` bytes (random or sequential) through a device until told to stop,
  * recording each latency. No verification and no per-I/O data generation (the
- * write buffers are filled once), so the host-side cost measured is the I/O
- * stack's, as the raw baseline's client measures only the socket's.
+ * write buffers are filled once), and each worker reads into its own buffer,
+ * reused from I/O to I/O as fio reuses its io_u buffers, so the host-side cost
+ * measured is the I/O stack's, as the raw baseline's client measures only the
+ * socket's.
  */
 
 export interface LoadDevice {
-  read(slba: number, nlb: number): Promise<unknown>;
+  read(slba: number, nlb: number, into?: Buffer): Promise<unknown>;
   write(slba: number, data: Buffer): Promise<unknown>;
 }
 
@@ -87,7 +89,7 @@ export async function runLoad(dev: LoadDevice, o: LoadOptions): Promise<LoadResu
       const write = o.pattern === 'randwrite' || o.pattern === 'write' || (o.pattern === 'randrw' && rand() < 0.5);
       try {
         if (write) await dev.write(slot * nlb, buf);
-        else await dev.read(slot * nlb, nlb);
+        else await dev.read(slot * nlb, nlb, buf);
         ops++;
       } catch (err) {
         errors++;

@@ -184,6 +184,113 @@ describe('framer: splitting and packing', () => {
   });
 });
 
+describe('framer: data placed by the receiver', () => {
+  const data = Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7) & 0xff));
+  const wires = [
+    { hdgst: false, ddgst: false },
+    { hdgst: true, ddgst: true },
+  ];
+  const c2h = (wire: { hdgst: boolean; ddgst: boolean }, cccid = 5) =>
+    Buffer.concat(encodeC2HData({ cccid, datao: 0, last: true, success: false }, data, { ...wire, dataAlignment: 0 }));
+  const resp = (wire: { hdgst: boolean; ddgst: boolean }) => Buffer.concat(encodeCapsuleResp(Buffer.alloc(16, 0x33), wire));
+
+  function placingHost(wire: { hdgst: boolean; ddgst: boolean }, dest: Buffer | null) {
+    const f = new PduFramer('host');
+    f.setDigests(wire.hdgst, wire.ddgst);
+    const asked: { type: number; dataLength: number; cccid: number }[] = [];
+    f.placeData = (h) => {
+      asked.push({ type: h.type, dataLength: h.dataLength, cccid: h.header.readUInt16LE(8) });
+      return dest;
+    };
+    return { f, asked };
+  }
+
+  it('copies the data straight into the given buffer, for every split of a data PDU followed by another PDU', () => {
+    for (const wire of wires) {
+      const both = Buffer.concat([c2h(wire), resp(wire)]);
+      for (let cut = 1; cut < both.length; cut += 5) {
+        for (const second of [cut + 1, cut + 977, both.length - 3]) {
+          if (second <= cut || second >= both.length) continue;
+          const dest = Buffer.alloc(data.length);
+          const { f, asked } = placingHost(wire, dest);
+          const pdus = collect(f, [both.subarray(0, cut), both.subarray(cut, second), both.subarray(second)]);
+          const where = `${JSON.stringify(wire)} cuts ${cut},${second}`;
+          expect(pdus.map((p) => p.type), where).toEqual([PduType.C2HData, PduType.CapsuleResp]);
+          const p = pdus[0]!;
+          if (p.type !== PduType.C2HData) throw new Error('type');
+          expect(p.dataDigestError, where).toBe(false);
+          expect(p.data.equals(data), where).toBe(true);
+          const headerEnd = 24 + (wire.hdgst ? 4 : 0);
+          const plen = headerEnd + data.length + (wire.ddgst ? 4 : 0);
+          if (cut < plen) {
+            // The data did not arrive whole with its header: the receiver was asked once, and the data is in its buffer.
+            if (cut >= headerEnd) {
+              expect(asked, where).toEqual([{ type: PduType.C2HData, dataLength: data.length, cccid: 5 }]);
+              expect(p.data, where).toBe(dest);
+            }
+          } else expect(asked, where).toEqual([]); // whole in the first chunk: a view, nobody asked
+          expect(f.midPdu, where).toBe(false);
+        }
+      }
+    }
+  });
+
+  it('assembles as before when the receiver declines (null)', () => {
+    const wire = wires[1]!;
+    const pdu = c2h(wire);
+    const { f, asked } = placingHost(wire, null);
+    const pdus = collect(f, [pdu.subarray(0, 100), pdu.subarray(100)]);
+    expect(asked.length).toBe(1);
+    const p = pdus[0]!;
+    if (p.type !== PduType.C2HData) throw new Error('type');
+    expect(p.data.equals(data)).toBe(true);
+  });
+
+  it('a data digest mismatch in placed data is reported on the PDU, not as a framing error', () => {
+    const wire = wires[1]!;
+    const pdu = c2h(wire);
+    pdu[pdu.length - 1]! ^= 0xff;
+    const dest = Buffer.alloc(data.length);
+    const { f } = placingHost(wire, dest);
+    const pdus = collect(f, [pdu.subarray(0, 40), pdu.subarray(40)]);
+    const p = pdus[0]!;
+    if (p.type !== PduType.C2HData) throw new Error('type');
+    expect(p.dataDigestError).toBe(true);
+  });
+
+  it('checks the header digest before asking where the data goes', () => {
+    const wire = wires[1]!;
+    const pdu = c2h(wire);
+    pdu[8]! ^= 0x01; // cccid changed: the header digest no longer matches
+    const { f, asked } = placingHost(wire, Buffer.alloc(data.length));
+    expectProtocolError(() => collect(f, [pdu.subarray(0, 60)]), Fes.HeaderDigestError);
+    expect(asked).toEqual([]);
+  });
+
+  it('refuses a destination of the wrong size (a receiver bug, not the peer\'s)', () => {
+    const wire = wires[0]!;
+    const pdu = c2h(wire);
+    const { f } = placingHost(wire, Buffer.alloc(10));
+    expect(() => collect(f, [pdu.subarray(0, 60)])).toThrow(RangeError);
+  });
+
+  it('places in-capsule data on the target side too', () => {
+    const wire = wires[1]!;
+    const capsule = Buffer.concat(encodeCapsuleCmd(Buffer.alloc(64, 0x44), data, wire));
+    const f = new PduFramer('target', { maxInCapsuleData: 8192, maxH2CData: 8192, maxC2HData: 0 });
+    f.setDigests(true, true);
+    const dest = Buffer.alloc(data.length);
+    f.placeData = (h) => (h.type === PduType.CapsuleCmd ? dest : null);
+    const pdus = collect(f, [capsule.subarray(0, 200), capsule.subarray(200, 2000), capsule.subarray(2000)]);
+    const p = pdus[0]!;
+    if (p.type !== PduType.CapsuleCmd) throw new Error('type');
+    expect(p.data).toBe(dest);
+    expect(p.data.equals(data)).toBe(true);
+    expect(p.sqe.equals(Buffer.alloc(64, 0x44))).toBe(true);
+    expect(p.dataDigestError).toBe(false);
+  });
+});
+
 describe('framer: header checks', () => {
   const plain = () => new PduFramer('target', { maxInCapsuleData: 8192, maxH2CData: 4096, maxC2HData: 0 });
 
