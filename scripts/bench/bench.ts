@@ -27,7 +27,7 @@ import { HostSession } from '../../host/session.ts';
 import type { MultipathHead } from '../../host/multipath/index.ts';
 import type { Path } from '../../host/path.ts';
 import { defaultConfigDocument } from '../../target/config.ts';
-import { ROOT, freePort, startTargetProcess, type TargetProcess } from '../lib/processes.ts';
+import { NODE_HEAP_FLAGS, ROOT, freePort, startTargetProcess, type TargetProcess } from '../lib/processes.ts';
 import { percentile, runLoad, type LoadDevice, type LoadPattern, type LoadResult } from './load.ts';
 import { runRawClient, type RawKind } from './raw.ts';
 import { summarizeProfile, type ProfileSummary } from './profile.ts';
@@ -172,7 +172,7 @@ interface RawServer {
 }
 
 async function startRawServerProcess(): Promise<RawServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts/bench/raw-server.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...NODE_HEAP_FLAGS, '--import', 'tsx', path.join(ROOT, 'scripts/bench/raw-server.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
   const rl = readline.createInterface({ input: child.stdout! });
   const waiters: ((line: string) => void)[] = [];
   rl.on('line', (line) => waiters.shift()?.(line));
@@ -583,7 +583,7 @@ async function memorySection(): Promise<void> {
 async function startProfiledTarget(doc: unknown, dir: string): Promise<{ stop(): Promise<void> }> {
   const config = path.join(dir, 'target.json');
   writeFileSync(config, JSON.stringify(doc));
-  const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'tsx', path.join(ROOT, 'target/cli.ts'), '--config', config, '--control', path.join(dir, 'target.sock')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...NODE_HEAP_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'tsx', path.join(ROOT, 'target/cli.ts'), '--config', config, '--control', path.join(dir, 'target.sock')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise((r) => child.once('exit', r));
   await new Promise<void>((resolve, reject) => {
     const rl = readline.createInterface({ input: child.stdout! });
@@ -643,6 +643,8 @@ function printTable(): void {
   const fmt = (x: number | null) => (x === null ? '-' : String(x));
   out.push('');
   out.push(`nvmets benchmark (${QUICK ? 'quick' : 'full'}; ${REPEATS} runs of ${RUN_MS} ms per figure, median [min-max]; ratio = value / raw baseline in the same run)`);
+  const heapFlags = process.execArgv.filter((a) => a.startsWith('--initial-old-space-size'));
+  out.push(`V8 heap flags: target and raw server ${NODE_HEAP_FLAGS.join(' ')}; this process (host and raw client) ${heapFlags.join(' ') || 'none (run it with npm run bench to get the same)'}`);
   out.push('');
   out.push('Goals');
   out.push('| figure | value | baseline | ratio | goal | met |');

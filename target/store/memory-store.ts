@@ -88,13 +88,21 @@ export class MemoryStore implements BlockStore {
     let pos = slba * this.blockSize;
     let outOff = 0;
     while (pos < end) {
-      const ci = Math.floor(pos / this.chunkSize);
+      let ci = Math.floor(pos / this.chunkSize);
       const inChunk = pos - ci * this.chunkSize;
-      const n = Math.min(this.chunkSize - inChunk, end - pos);
+      let n = Math.min(this.chunkSize - inChunk, end - pos);
       const slot = this.chunks.get(ci);
       if (slot !== undefined) {
-        const base = (slot % this.slabChunks) * this.chunkSize;
-        this.slabs[Math.floor(slot / this.slabChunks)]!.buf.copy(out, outOff, base + inChunk, base + inChunk + n);
+        // Chunks written in order sit next to each other in their slab: copy such a run at once.
+        const slabIndex = Math.floor(slot / this.slabChunks);
+        let next = slot + 1;
+        while (pos + n < end && next % this.slabChunks !== 0 && this.chunks.get(ci + 1) === next) {
+          ci++;
+          next++;
+          n += Math.min(this.chunkSize, end - pos - n);
+        }
+        const base = (slot % this.slabChunks) * this.chunkSize + inChunk;
+        this.slabs[slabIndex]!.buf.copy(out, outOff, base, base + n);
       } else out.fill(0, outOff, outOff + n);
       pos += n;
       outOff += n;

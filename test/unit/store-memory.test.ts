@@ -176,6 +176,38 @@ describe.each([512, 4096] as const)('MemoryStore blockSize %i', (bs: BlockSize) 
     expect((await s.read(0, nb)).equals(ref)).toBe(true);
   });
 
+  it('matches a flat reference with 4 KiB chunks over several slabs (reads copy runs of adjacent chunks at once)', async () => {
+    const chunk = 4096;
+    const size = 3 * 1024 * 1024 + 5 * chunk; // four slabs, the last one short
+    const s = new MemoryStore(bs, size, chunk);
+    const ref = Buffer.alloc(size);
+    const rand = rng(bs + 7);
+    const nb = s.nblocks;
+    // Sequential writes first (adjacent slots, runs that cross slab ends), then random work on top.
+    for (let off = 0; off + 96 * chunk <= size; off += 96 * chunk) {
+      const data = pattern(96 * chunk, off);
+      await s.write(off / bs, data);
+      data.copy(ref, off);
+    }
+    for (let i = 0; i < 600; i++) {
+      const slba = Math.floor(rand() * nb);
+      const nlb = 1 + Math.floor(rand() * Math.min(nb - slba, (64 * chunk) / bs));
+      const r = rand();
+      if (r < 0.4) {
+        const data = pattern(nlb * bs, 1000 + i);
+        await s.write(slba, data);
+        data.copy(ref, slba * bs);
+      } else if (r < 0.5) {
+        await s.deallocate(slba, nlb);
+        ref.fill(0, slba * bs, (slba + nlb) * bs);
+      } else {
+        const got = await s.read(slba, nlb, rand() < 0.5 ? Buffer.alloc(nlb * bs, 0xaa) : undefined);
+        expect(got.equals(ref.subarray(slba * bs, (slba + nlb) * bs)), `op ${i}: read ${nlb} blocks at ${slba}`).toBe(true);
+      }
+    }
+    expect((await s.read(0, nb)).equals(ref)).toBe(true);
+  });
+
   it('rejects out-of-range requests', async () => {
     const s = new MemoryStore(bs, CHUNK_SIZE);
     const nb = s.nblocks;
