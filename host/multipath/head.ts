@@ -25,7 +25,7 @@ import { EventEmitter } from 'node:events';
 import { pino, type Logger } from 'pino';
 import type { IoKind, IoRequest, NamespaceIds, Path, PathOutcome } from '../path.ts';
 import { AnaState, anaStateName, isAnaState, type AnaStateName } from '../../shared/log-pages.ts';
-import { describeStatus } from '../../shared/status.ts';
+import { Status, describeStatus } from '../../shared/status.ts';
 import { DEFAULT_MAX_RETRIES, decideDisposition, mayHaveExecuted } from './disposition.ts';
 import { MultipathError, NoPathError, NvmeStatusError } from './errors.ts';
 import { checkJoin } from './ids.ts';
@@ -215,6 +215,15 @@ interface PathEntry extends Candidate {
   up: boolean;
   /** Active-standby: ANA state when setActive completed; null once the target reported since. */
   anaAtActivation: number | null;
+  /**
+   * Active-standby: this was our active path until the target reported it
+   * inaccessible (another path was made active: by another host, the array's
+   * administrator, a test). Not taken back while another path could be made
+   * active instead. Cleared when we next activate a path: an ANA log read
+   * that says 'optimized' may have been executed before the move and answered
+   * after the I/O that reported it (admin and I/O queues are not ordered).
+   */
+  takenOver: boolean;
   ios: number;
   errors: number;
   readonly onChange: () => void;
@@ -511,6 +520,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       removed: false,
       up: false,
       anaAtActivation: null,
+      takenOver: false,
       ios: 0,
       errors: 0,
       onChange: () => this.#onPathChange(entry),
@@ -993,6 +1003,8 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
         req.requeues++;
         this.#counters.requeues++;
         if (req.writeLike && mayHaveExecuted(outcome)) this.#fence(req, entry);
+        // ANA Inaccessible on our active path: the target made another path active.
+        if (this.#active === entry && outcome.kind === 'completed' && (outcome.status & 0x7ff) === Status.AnaInaccessible) entry.takenOver = true;
         this.#markSuspect(entry, reason);
         if (this.#policy !== 'active-standby') this.#startFailover(entry.name, reason);
         this.#log.debug({ path: entry.name, kind: req.io.kind, slba: req.io.slba, reason, fenced: req.fence !== null }, 'requeued for failover');
@@ -1195,6 +1207,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       if (fault === null) return;
       this.#active = null;
       a.demotedAt = Date.now();
+      if (fault === 'ANA inaccessible') a.takenOver = true;
       this.#log.warn({ path: a.name, reason: fault }, 'active path demoted');
       this.#startFailover(a.name, fault);
     }
@@ -1214,10 +1227,22 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
   }
 
   #pickActivationCandidate(): PathEntry | null {
-    return selectActivationCandidate(
-      this.#entries.filter((e) => !e.removed),
-      this.#selectContext(),
-    );
+    const live = this.#entries.filter((e) => !e.removed);
+    const ctx = this.#selectContext();
+    // The target has just told us the taken-over path is inaccessible; the
+    // other paths' ANA state may not be refreshed yet (their ANA change event
+    // can arrive later) and so look no better. Taking it back would undo the
+    // move that demoted it: prefer any other path that can be made active.
+    const others = live.filter((e) => !e.takenOver);
+    if (others.length < live.length) {
+      const pick = selectActivationCandidate(others, ctx);
+      if (pick !== null) return pick;
+      // The others are held out for now (an I/O failed on them, typically with
+      // the ANA status of the move itself); their next 'change', or the suspect
+      // timeout, brings them back: wait for that rather than take the path back.
+      if (others.some((e) => e.suspect !== null && e.path.controllerState === 'live')) return null;
+    }
+    return selectActivationCandidate(live, ctx);
   }
 
   #activate(entry: PathEntry): void {
@@ -1255,6 +1280,8 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       this.#markSuspect(entry, reason);
     } else if (this.#policy === 'active-standby' && !entry.removed && this.#active === null) {
       this.#active = entry;
+      // A takeover is remembered until our next activation: only the latest one says where not to go back.
+      for (const e of this.#entries) e.takenOver = false;
       const ana = entry.path.anaState;
       entry.anaAtActivation = isAnaAccessible(ana) ? null : ana;
       this.#log.info({ path: entry.name, ana: anaName(ana) }, 'path is active');

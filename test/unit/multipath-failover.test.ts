@@ -319,6 +319,27 @@ describe('multipath failover and retries', () => {
       expect(paths.map((p) => p.submitted.length)).toEqual([4, 3]); // numa: first optimized again
     });
 
+    it('active-standby: a path taken over by another activation is not taken back while the new one\'s ANA report is late', async () => {
+      const { head, paths } = setup([{}, {}], { policy: 'active-standby' });
+      await head.read(0, 1);
+      expect(paths.map((p) => p.setActiveCalls)).toEqual([1, 0]);
+      // Someone else activates the other path, three times back and forth. Only the
+      // old active path's report arrives at first: the new one still reads
+      // inaccessible (its ANA change event is late), as do both.
+      const expected = [
+        { victim: 0, next: 1, calls: [1, 1] },
+        { victim: 1, next: 0, calls: [2, 1] },
+        { victim: 0, next: 1, calls: [2, 2] },
+      ];
+      for (const [i, step] of expected.entries()) {
+        paths[step.victim]!.setAna(AnaState.Inaccessible);
+        await head.read(i + 1, 1);
+        expect(head.state().activePath, `takeover ${i + 1}`).toBe(`p${step.next + 1}`);
+        // 0xFE went to the new active path (harmless: it is active already), never back to the one just taken over.
+        expect(paths.map((p) => p.setActiveCalls), `takeover ${i + 1}`).toEqual(step.calls);
+      }
+    });
+
     it('active-standby: does not fail back to a recently demoted path', async () => {
       const { head, paths } = setup([{}, {}, {}], { policy: 'active-standby', failoverIntervalMs: 60_000 });
       await head.read(0, 1);
