@@ -663,6 +663,15 @@ async function sendAndClassify(d: Driver, bytes: Buffer, state: ConnState, limit
   const plen = bytes.readUInt32LE(4);
   if (bytes.length < plen) {
     d.send(bytes);
+    // A data PDU whose header, digest and padding are all in has its header
+    // digest checked then, before its data (as Linux's nvmet does): a bad one
+    // is answered at once. Otherwise the target waits for the rest, and the close.
+    const hlen = bytes[2]!;
+    const pdo = bytes[3]!;
+    if ((bytes[1]! & 1) && hv.dataLength > 0 && bytes.length >= pdo && pdo >= hlen + 4 && bytes.readUInt32LE(hlen) !== crc(bytes.subarray(0, hlen))) {
+      await d.expectTerm([{ fes: 3, fei: bytes.readUInt32LE(hlen) }, ...hv.optionalTerms]);
+      return;
+    }
     d.fin();
     await d.expectClose({ allowTerm: hv.optionalTerms });
     return;
