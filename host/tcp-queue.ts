@@ -33,7 +33,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { decodeCqe } from '../shared/cqe.ts';
 import { encodeConnectData } from '../shared/fabrics.ts';
-import { PduFramer, type DataPduHeader } from '../shared/framer.ts';
+import { PduFramer, isPlacedAt, type DataPduHeader } from '../shared/framer.ts';
 import { AdminOpcode } from '../shared/opcodes.ts';
 import {
   Fes,
@@ -475,7 +475,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
       // The whole transfer in one PDU whose memory is (mostly) its own: take it, no copy.
       // (A small PDU inside a larger socket chunk is copied, not to pin the chunk.)
       dest = slot.readBuf = pdu.data;
-    } else if (!(dest !== null && pdu.data.buffer === dest.buffer && pdu.data.byteOffset === dest.byteOffset + pdu.datao)) {
+    } else if (dest === null || !isPlacedAt(pdu.data, dest, pdu.datao)) {
       // Not already placed there by #placeData: copy it.
       if (dest === null) dest = slot.readBuf = Buffer.allocUnsafe(length);
       pdu.data.copy(dest, pdu.datao);

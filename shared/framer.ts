@@ -72,6 +72,11 @@ export interface DataPduHeader {
  */
 export type DataPlacement = (h: DataPduHeader) => Buffer | null;
 
+/** True when `data` is already `dest` at `offset` (a placed PDU's data): nothing to copy. */
+export function isPlacedAt(data: Buffer, dest: Buffer, offset: number): boolean {
+  return data.buffer === dest.buffer && data.byteOffset === dest.byteOffset + offset;
+}
+
 /** A data PDU whose data is being copied into its destination as it arrives. */
 interface Placement {
   /** Header, digest and padding: bytes 0..pdo of the PDU (a copy). */

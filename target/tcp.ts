@@ -14,7 +14,7 @@
 import net from 'node:net';
 import { decodeSqe, type Sqe } from '../shared/sqe.ts';
 import { encodeCqe } from '../shared/cqe.ts';
-import { PduFramer, type DataPduHeader } from '../shared/framer.ts';
+import { PduFramer, isPlacedAt, type DataPduHeader } from '../shared/framer.ts';
 import {
   Fes,
   PduType,
@@ -365,7 +365,7 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     if (slot.buffer === null && pdu.datao === 0 && pdu.datal === total) {
       // The whole transfer in one PDU that came in one socket chunk: use it in place.
       slot.buffer = pdu.data;
-    } else if (!(slot.buffer !== null && pdu.data.buffer === slot.buffer.buffer && pdu.data.byteOffset === slot.buffer.byteOffset + pdu.datao)) {
+    } else if (slot.buffer === null || !isPlacedAt(pdu.data, slot.buffer, pdu.datao)) {
       // Not placed by placeData (which put the data where it belongs already): copy it there.
       slot.buffer ??= Buffer.allocUnsafe(total);
       pdu.data.copy(slot.buffer, pdu.datao);
