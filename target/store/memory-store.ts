@@ -115,7 +115,12 @@ export class MemoryStore implements BlockStore {
     checkWrite(this, slba, data);
     const end = slba * this.blockSize + data.length;
     let pos = slba * this.blockSize;
-    let srcOff = 0;
+    // Chunks written in order sit next to each other in their slab: such a run
+    // is copied at once (a 128 KiB write was 32 copies of 4 KiB).
+    let runSlab: Buffer | null = null;
+    let runStart = 0;
+    let runSrc = 0;
+    let runNextSlot = -1;
     while (pos < end) {
       const ci = Math.floor(pos / this.chunkSize);
       const inChunk = pos - ci * this.chunkSize;
@@ -127,10 +132,17 @@ export class MemoryStore implements BlockStore {
         // The last chunk of a namespace that is not a multiple of the chunk size is shorter.
         this.allocated += this.chunkLength(ci);
       }
-      data.copy(this.slabs[Math.floor(slot / this.slabChunks)]!.buf, (slot % this.slabChunks) * this.chunkSize + inChunk, srcOff, srcOff + n);
+      if (slot !== runNextSlot || slot % this.slabChunks === 0) {
+        const srcOff = pos - slba * this.blockSize;
+        if (runSlab) data.copy(runSlab, runStart, runSrc, srcOff);
+        runSlab = this.slabs[Math.floor(slot / this.slabChunks)]!.buf;
+        runStart = (slot % this.slabChunks) * this.chunkSize + inChunk;
+        runSrc = srcOff;
+      }
+      runNextSlot = slot + 1;
       pos += n;
-      srcOff += n;
     }
+    if (runSlab) data.copy(runSlab, runStart, runSrc, data.length);
   }
 
   private chunkLength(ci: number): number {

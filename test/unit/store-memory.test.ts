@@ -176,7 +176,7 @@ describe.each([512, 4096] as const)('MemoryStore blockSize %i', (bs: BlockSize) 
     expect((await s.read(0, nb)).equals(ref)).toBe(true);
   });
 
-  it('matches a flat reference with 4 KiB chunks over several slabs (reads copy runs of adjacent chunks at once)', async () => {
+  it('matches a flat reference with 4 KiB chunks over several slabs (reads and writes copy runs of adjacent chunks at once)', async () => {
     const chunk = 4096;
     const size = 3 * 1024 * 1024 + 5 * chunk; // four slabs, the last one short
     const s = new MemoryStore(bs, size, chunk);
