@@ -322,8 +322,10 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     // Allocated on the first H2CData, unless one PDU brings all the data (then it is used as is).
     slot.buffer = null;
     this.ttags.set(ttag, slot);
-    // At once, not at the end of the turn: the host can start sending while we go on (128 KiB writes QD8: ~+10 %).
-    this.sendNow(encodeR2T({ cccid: slot.req.sqe.cid, ttag, r2to: 0, r2tl: length }, this.wire));
+    // With the small output: once this callback's work is done, in one write with the
+    // completions and other R2Ts it produced. A write syscall of its own per R2T cost
+    // the target ~10 us per 128 KiB write (target CPU per write 42-65 us -> 37-43 us).
+    this.send(encodeR2T({ cccid: slot.req.sqe.cid, ttag, r2to: 0, r2tl: length }, this.wire));
     this.armR2tStall(slot);
   }
 
