@@ -80,6 +80,14 @@ export class MemoryStore implements BlockStore {
   }
 
   async read(slba: number, nlb: number, into?: Buffer): Promise<Buffer> {
+    return this.readNow(slba, nlb, into);
+  }
+
+  readSync(slba: number, nlb: number, into?: Buffer): Buffer {
+    return this.readNow(slba, nlb, into);
+  }
+
+  private readNow(slba: number, nlb: number, into?: Buffer): Buffer {
     if (this.closed) throw closedError(this.kind);
     const len = checkRead(this, slba, nlb, into);
     // Every byte is either copied from a chunk or zeroed below: no need for a zeroed allocation.
@@ -111,6 +119,14 @@ export class MemoryStore implements BlockStore {
   }
 
   async write(slba: number, data: Buffer): Promise<void> {
+    this.writeNow(slba, data);
+  }
+
+  writeSync(slba: number, data: Buffer): void {
+    this.writeNow(slba, data);
+  }
+
+  private writeNow(slba: number, data: Buffer): void {
     if (this.closed) throw closedError(this.kind);
     checkWrite(this, slba, data);
     const end = slba * this.blockSize + data.length;
@@ -200,6 +216,11 @@ export class MemoryStore implements BlockStore {
   }
 
   async flush(): Promise<void> {
+    if (this.closed) throw closedError(this.kind);
+  }
+
+
+  flushSync(): void {
     if (this.closed) throw closedError(this.kind);
   }
 

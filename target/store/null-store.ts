@@ -28,6 +28,14 @@ export class NullStore implements BlockStore {
   }
 
   async read(slba: number, nlb: number, into?: Buffer): Promise<Buffer> {
+    return this.readNow(slba, nlb, into);
+  }
+
+  readSync(slba: number, nlb: number, into?: Buffer): Buffer {
+    return this.readNow(slba, nlb, into);
+  }
+
+  private readNow(slba: number, nlb: number, into?: Buffer): Buffer {
     if (this.closed) throw closedError(this.kind);
     const len = checkRead(this, slba, nlb, into);
     if (into === undefined) return Buffer.alloc(len);
@@ -36,6 +44,14 @@ export class NullStore implements BlockStore {
   }
 
   async write(slba: number, data: Buffer): Promise<void> {
+    this.writeNow(slba, data);
+  }
+
+  writeSync(slba: number, data: Buffer): void {
+    this.writeNow(slba, data);
+  }
+
+  private writeNow(slba: number, data: Buffer): void {
     if (this.closed) throw closedError(this.kind);
     checkWrite(this, slba, data);
   }
@@ -51,6 +67,11 @@ export class NullStore implements BlockStore {
   }
 
   async flush(): Promise<void> {
+    if (this.closed) throw closedError(this.kind);
+  }
+
+
+  flushSync(): void {
     if (this.closed) throw closedError(this.kind);
   }
 

@@ -34,6 +34,16 @@ export interface BlockStore {
   read(slba: number, nlb: number, into?: Buffer): Promise<Buffer>;
   /** Write data (length a multiple of blockSize) at slba. The caller may reuse `data` after the promise settles, not before. */
   write(slba: number, data: Buffer): Promise<void>;
+  /**
+   * Stores that work in memory (memory, null) offer reads, writes and flush
+   * synchronously too, with the same checks and errors (thrown): the target
+   * then completes such a command in the callback that brought it, with no
+   * promise hop per I/O, so its completion goes out in the same write as the
+   * rest of that callback's output.
+   */
+  readSync?(slba: number, nlb: number, into?: Buffer): Buffer;
+  writeSync?(slba: number, data: Buffer): void;
+  flushSync?(): void;
   writeZeroes(slba: number, nlb: number): Promise<void>;
   /** Deallocate (trim): afterwards reads of the range return zeros (we advertise DLFEAT "read returns zeros"). */
   deallocate(slba: number, nlb: number): Promise<void>;

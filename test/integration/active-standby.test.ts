@@ -158,6 +158,7 @@ describe('fencing', () => {
     let held = true;
     let heldWriteLanded = false;
     // A slow store: the first write stays in the store until the test opens the gate.
+    store.writeSync = undefined; // a store that takes its time offers no synchronous write
     store.write = async (slba, data) => {
       if (held) {
         held = false;

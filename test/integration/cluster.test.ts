@@ -231,6 +231,7 @@ describe('cluster: two nodes, one subsystem, one file store, etcd', () => {
     const hold = gate();
     let held = true;
     let heldLanded = false;
+    store.writeSync = undefined; // a store that takes its time offers no synchronous write
     store.write = async (slba, data) => {
       if (held) {
         held = false;
@@ -298,6 +299,7 @@ describe('cluster: two nodes, one subsystem, one file store, etcd', () => {
     const origWrite = store.write.bind(store);
     const hold = gate();
     let held = true;
+    store.writeSync = undefined; // a store that takes its time offers no synchronous write
     store.write = async (slba, data) => {
       if (held) {
         held = false;

@@ -19,6 +19,7 @@ import {
 import { inCapsuleSgl, transportSgl } from '../../shared/sgl.ts';
 import { Status } from '../../shared/status.ts';
 import type { TargetConfig } from '../../target/config.ts';
+import { StoreError } from '../../target/store/index.ts';
 import { patternBlocks } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
 import { Resources, connectPair, dnr, sc } from '../helpers/nvme-ops.ts';
@@ -223,6 +224,34 @@ describe('command checks', () => {
     expect((await io.command(readCommand(1, NBLOCKS - 2, 2, 1024))).data.equals(Buffer.alloc(1024))).toBe(true);
     const far = await io.command(readCommand(1, 2 ** 40, 1, 512));
     expect(far.cqe.status).toBe(0x4080);
+  });
+
+  it('a store failure is an NVMe status on the synchronous (in-memory) path as on the asynchronous one', async () => {
+    const { io, ns } = await setup();
+    const data = patternBlocks(0, 8, 512);
+    expect(ns.store.writeSync).toBeTypeOf('function'); // the memory store: the synchronous path
+    const { store } = ns;
+    // The store fails as a disk would (an I/O error), on both paths in turn.
+    const ioError = () => {
+      throw new StoreError('io', 'injected');
+    };
+    store.writeSync = ioError;
+    store.readSync = ioError;
+    expect(sc(await io.command(writeCommand(1, 0, 8, data.length, true), { data }))).toBe(Status.WriteFault);
+    expect(sc(await io.command(readCommand(1, 0, 8, data.length)))).toBe(Status.UnrecoveredReadError);
+    store.writeSync = undefined;
+    store.readSync = undefined;
+    const origWrite = store.write.bind(store);
+    const origRead = store.read.bind(store);
+    store.write = async () => ioError();
+    store.read = async () => ioError();
+    expect(sc(await io.command(writeCommand(1, 0, 8, data.length, true), { data }))).toBe(Status.WriteFault);
+    expect(sc(await io.command(readCommand(1, 0, 8, data.length)))).toBe(Status.UnrecoveredReadError);
+    // The queue goes on as before.
+    store.write = origWrite;
+    store.read = origRead;
+    expect((await io.command(writeCommand(1, 0, 8, data.length, true), { data })).cqe.status).toBe(0);
+    expect((await io.command(readCommand(1, 0, 8, data.length))).data.equals(data)).toBe(true);
   });
 
   it('transfer length other than NLB x block size: Data SGL Length Invalid', async () => {

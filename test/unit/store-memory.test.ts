@@ -245,6 +245,37 @@ describe.each([512, 4096] as const)('MemoryStore blockSize %i', (bs: BlockSize) 
     await expectStoreError(s.flush(), 'closed');
     await s.close(); // idempotent
   });
+
+  it('offers the same reads, writes and errors synchronously', async () => {
+    const s = new MemoryStore(bs, CHUNK_SIZE);
+    const nb = s.nblocks;
+    const data = Buffer.from(Array.from({ length: 3 * bs }, (_, i) => (i * 5 + 3) & 0xff));
+    s.writeSync(2, data);
+    expect((await s.read(2, 3)).equals(data)).toBe(true);
+    await s.write(10, data);
+    const into = Buffer.alloc(4 * bs, 0xee);
+    expect(s.readSync(9, 4, into)).toBe(into);
+    expect(into.subarray(0, bs).equals(Buffer.alloc(bs))).toBe(true);
+    expect(into.subarray(bs).equals(data)).toBe(true);
+    const syncError = (f: () => unknown, code: string) => {
+      let err: unknown = null;
+      try {
+        f();
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(StoreError);
+      expect((err as StoreError).code).toBe(code);
+    };
+    syncError(() => s.readSync(nb, 1), 'out-of-range');
+    syncError(() => s.writeSync(nb - 1, Buffer.alloc(2 * bs)), 'out-of-range');
+    syncError(() => s.writeSync(0, Buffer.alloc(bs + 1)), 'out-of-range');
+    s.flushSync();
+    await s.close();
+    syncError(() => s.readSync(0, 1), 'closed');
+    syncError(() => s.writeSync(0, Buffer.alloc(bs)), 'closed');
+    syncError(() => s.flushSync(), 'closed');
+  });
 });
 
 describe('MemoryStore under many small I/Os', () => {
