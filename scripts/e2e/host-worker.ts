@@ -25,48 +25,16 @@
  *    landed.
  */
 import readline from 'node:readline';
-import { HostSession } from '../../host/session.ts';
 import { inspectBlock, runWorkload, type BlockDevice, type Mismatch, type Pattern } from '../../host/workload.ts';
-import { anaStateName } from '../../shared/log-pages.ts';
 import type { Controller } from '../../host/controller.ts';
-import type { IoPolicy } from '../../host/multipath/index.ts';
+import { connectWorkerHost, emit as out, sinceStart as at } from '../lib/worker-host.ts';
 import { errorClass, type E2eWorkerOptions } from './worker.ts';
 
 const o = JSON.parse(process.argv[2] ?? '{}') as E2eWorkerOptions;
-const t0 = performance.now();
-const at = () => Math.round(performance.now() - t0);
-const out = (e: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ atMs: at(), ...e })}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
-  const session = new HostSession({
-    head: { ...(o.policy ? { policy: o.policy as IoPolicy } : {}), ...(o.noPathTimeoutMs ? { noPathTimeoutMs: o.noPathTimeoutMs } : {}) },
-  });
-  const ctrls: Controller[] = [];
-  for (const p of o.ports) {
-    ctrls.push(
-      await session.connect({
-        traddr: p.traddr,
-        trsvcid: p.trsvcid,
-        subnqn: o.subnqn,
-        katoMs: o.katoMs ?? 1000,
-        reconnectDelayMs: o.reconnectDelayMs ?? 250,
-        ctrlLossTmoMs: o.ctrlLossTmoMs ?? 60_000,
-        nrIoQueues: 2,
-        queueSize: 64,
-      }),
-    );
-  }
-  const head = session.head({ subnqn: o.subnqn });
-  const paths = () => head.paths.map((p) => ({ name: p.name, address: p.address, state: p.controllerState, ana: anaStateName(p.anaState) }));
-  out({ type: 'connected', paths: paths() });
-  for (const ev of ['path-up', 'path-down', 'failover-start', 'failover-end', 'no-path'] as const) {
-    (head as unknown as NodeJS.EventEmitter).on(ev, (d: Record<string, unknown>) => {
-      const detail: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(d ?? {})) detail[k] = v && typeof v === 'object' && 'name' in v ? (v as { name: string }).name : v;
-      out({ type: 'head', event: ev, detail });
-    });
-  }
+  const { session, head, controllers: ctrls, sampleProgress } = await connectWorkerHost(o);
 
   const stop = new AbortController();
   // Control requests from the orchestrator, one JSON object a line.
@@ -173,25 +141,8 @@ async function main(): Promise<void> {
       ),
   };
 
-  // Sampled on our own clock so that a stall shows as samples with no I/O.
   const live = { ios: 0, bytes: 0, errors: 0, mismatches: 0 };
-  const every = o.progressMs ?? 250;
-  let prev = { ios: 0, bytes: 0, at: performance.now() };
-  const sampler = setInterval(() => {
-    const now = performance.now();
-    const secs = (now - prev.at) / 1000;
-    out({
-      type: 'progress',
-      ios: live.ios,
-      iops: Math.round((live.ios - prev.ios) / secs),
-      mbps: +((live.bytes - prev.bytes) / secs / 1e6).toFixed(2),
-      errors: live.errors,
-      mismatches: live.mismatches,
-      active: head.activePath?.name ?? null,
-      paths: paths(),
-    });
-    prev = { ios: live.ios, bytes: live.bytes, at: now };
-  }, every);
+  const stopSampling = sampleProgress(live);
   const result = await runWorkload(dev, {
     rw: (o.rw ?? 'randrw') as Pattern,
     bs: o.bs ?? 4096,
@@ -204,7 +155,7 @@ async function main(): Promise<void> {
     live,
     signal: stop.signal,
   });
-  clearInterval(sampler);
+  stopSampling();
   rl.close();
   // A write that failed may still have landed (it was executing when its
   // connection broke; the head fails it only once it can no longer land
