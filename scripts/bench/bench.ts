@@ -29,7 +29,7 @@ import { HostSession } from '../../host/session.ts';
 import type { MultipathHead } from '../../host/multipath/index.ts';
 import type { Path } from '../../host/path.ts';
 import { defaultConfigDocument } from '../../target/config.ts';
-import { NODE_HEAP_FLAGS, ROOT, freePort, startTargetProcess, type TargetProcess } from '../lib/processes.ts';
+import { MALLOC_TUNABLES, NODE_HEAP_FLAGS, ROOT, dataProcessEnv, freePort, startTargetProcess, type TargetProcess } from '../lib/processes.ts';
 import { percentile, runLoad, type LoadDevice, type LoadPattern, type LoadResult } from './load.ts';
 import { runRawClient, type RawKind } from './raw.ts';
 import { summarizeProfile, type ProfileSummary } from './profile.ts';
@@ -180,7 +180,7 @@ interface RawServer {
 }
 
 async function startRawServerProcess(): Promise<RawServer> {
-  const child = spawn(process.execPath, [...NODE_HEAP_FLAGS, '--import', 'tsx', path.join(ROOT, 'scripts/bench/raw-server.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...NODE_HEAP_FLAGS, '--import', 'tsx', path.join(ROOT, 'scripts/bench/raw-server.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'], env: dataProcessEnv() });
   const rl = readline.createInterface({ input: child.stdout! });
   const waiters: ((line: string) => void)[] = [];
   rl.on('line', (line) => waiters.shift()?.(line));
@@ -642,7 +642,7 @@ async function memorySection(): Promise<void> {
 async function startProfiledTarget(doc: unknown, dir: string): Promise<{ stop(): Promise<void> }> {
   const config = path.join(dir, 'target.json');
   writeFileSync(config, JSON.stringify(doc));
-  const child = spawn(process.execPath, [...NODE_HEAP_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'tsx', path.join(ROOT, 'target/cli.ts'), '--config', config, '--control', path.join(dir, 'target.sock')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...NODE_HEAP_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'tsx', path.join(ROOT, 'target/cli.ts'), '--config', config, '--control', path.join(dir, 'target.sock')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], env: dataProcessEnv() });
   const exited = new Promise((r) => child.once('exit', r));
   await new Promise<void>((resolve, reject) => {
     const rl = readline.createInterface({ input: child.stdout! });
@@ -705,6 +705,8 @@ function printTable(): void {
   out.push('Goal baselines: the raw shape measured alternately with the goal workload (raw, ours, ours, raw, ...), its median; the raw section\'s figures are the baselines of the other rows.');
   const heapFlags = process.execArgv.filter((a) => a.startsWith('--initial-old-space-size'));
   out.push(`V8 heap flags: target and raw server ${NODE_HEAP_FLAGS.join(' ')}; this process (host and raw client) ${heapFlags.join(' ') || 'none (run it with npm run bench to get the same)'}`);
+  const tunables = process.env.GLIBC_TUNABLES ?? '';
+  out.push(`glibc malloc: target and raw server ${MALLOC_TUNABLES}; this process ${tunables.includes('glibc.malloc.trim_threshold') ? tunables : 'adaptive (run it with npm run bench to get the same)'}`);
   out.push('');
   out.push('Goals');
   out.push('| figure | value | baseline | ratio | goal | met |');

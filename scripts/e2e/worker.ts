@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
-import { ROOT, type HostWorkerOptions, type SpawnPlace, type WorkerEvent } from '../lib/processes.ts';
+import { ROOT, dataProcessEnv, type HostWorkerOptions, type SpawnPlace, type WorkerEvent } from '../lib/processes.ts';
 import type { HeadCounters } from '../../host/multipath/index.ts';
 import type { WorkloadResult } from '../../host/workload.ts';
 import { registerPid } from './registry.ts';
@@ -69,7 +69,7 @@ export interface E2eWorker {
 export function startE2eWorker(o: E2eWorkerOptions, place: SpawnPlace = {}): E2eWorker {
   const args = ['--import', 'tsx', path.join(ROOT, 'scripts/e2e/host-worker.ts'), JSON.stringify(o)];
   const [cmd, ...pre] = place.prefix?.length ? [...place.prefix, process.execPath] : [process.execPath];
-  const child = spawn(cmd!, [...pre, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(cmd!, [...pre, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: dataProcessEnv() });
   if (child.pid) registerPid(child.pid, 'host-worker');
   child.stdin!.on('error', () => undefined);
   const events: E2eEvent[] = [];
