@@ -404,13 +404,14 @@ async function ioSection(): Promise<void> {
             for (const w of ws) {
               const runs: Run[] = [];
               const goalRuns = via === 'head' && c.store === 'memory' && c.queues === 1 && !c.digests && GOAL_WORKLOADS.includes(w);
+              const pairWith = goalRuns ? rawSrv : null;
               const paired: Run[] = [];
               await runLoad(dev, { pattern: w.pattern, bs: w.bs, qd: w.qd, blockSize: head.blockSize, spanBlocks: span, ms: WORKLOAD_WARM_MS, latencies: false });
-              if (goalRuns && rawSrv) await runRawClient(rawSrv.port, w.raw.kind, w.raw.qd, WORKLOAD_WARM_MS / 1000);
+              if (pairWith) await runRawClient(pairWith.port, w.raw.kind, w.raw.qd, WORKLOAD_WARM_MS / 1000);
               for (let i = 0; i < REPEATS; i++) {
-                if (goalRuns && rawSrv && i % 2 === 0) paired.push(await rawRun(rawSrv, w.raw.kind, w.raw.qd));
+                if (pairWith && i % 2 === 0) paired.push(await rawRun(pairWith, w.raw.kind, w.raw.qd));
                 runs.push(await measured(probe, () => runLoad(dev, { pattern: w.pattern, bs: w.bs, qd: w.qd, blockSize: head.blockSize, spanBlocks: span, ms: RUN_MS, seed: i + 1 })));
-                if (goalRuns && rawSrv && i % 2 === 1) paired.push(await rawRun(rawSrv, w.raw.kind, w.raw.qd));
+                if (pairWith && i % 2 === 1) paired.push(await rawRun(pairWith, w.raw.kind, w.raw.qd));
               }
               if (goalRuns) {
                 const key = `${c.inCapsule128k ? 'in-capsule ' : ''}${w.label}`;

@@ -219,7 +219,6 @@ export class MemoryStore implements BlockStore {
     if (this.closed) throw closedError(this.kind);
   }
 
-
   flushSync(): void {
     if (this.closed) throw closedError(this.kind);
   }

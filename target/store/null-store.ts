@@ -70,7 +70,6 @@ export class NullStore implements BlockStore {
     if (this.closed) throw closedError(this.kind);
   }
 
-
   flushSync(): void {
     if (this.closed) throw closedError(this.kind);
   }
