@@ -34,6 +34,7 @@ import type { Logger } from 'pino';
 import { decodeCqe } from '../shared/cqe.ts';
 import { encodeConnectData } from '../shared/fabrics.ts';
 import { PduFramer, isPlacedAt, type DataPduHeader } from '../shared/framer.ts';
+import { DIRECT_READ_MAX, DIRECT_READ_MIN, DeferredReadSink, directReadOption, directReadsEnabled } from '../shared/direct-read.ts';
 import { AdminOpcode } from '../shared/opcodes.ts';
 import {
   Fes,
@@ -176,7 +177,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
   };
   readonly #onTimer = (): void => this.#checkDeadlines();
 
-  private constructor(socket: net.Socket, o: TcpQueueOptions) {
+  private constructor(socket: net.Socket, o: TcpQueueOptions, reads: DeferredReadSink | null) {
     super();
     if (!Number.isInteger(o.depth) || o.depth < 1 || o.depth > MAX_QUEUE_DEPTH) throw new RangeError(`queue depth ${o.depth} not in 1..${MAX_QUEUE_DEPTH}`);
     this.#socket = socket;
@@ -189,7 +190,16 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
     this.#slots = Array.from({ length: o.depth }, (_, i) => new Slot(i));
     for (let i = o.depth - 1; i >= 0; i--) this.#free.push(i);
     this.#framer.placeData = (h) => this.#placeData(h);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    if (reads) {
+      reads.bind({
+        directTarget: () => (this.#state === 'closed' ? null : this.#framer.directReadTarget(DIRECT_READ_MIN, DIRECT_READ_MAX)),
+        directData: (n) => {
+          directReads.bytes += n;
+          this.#receive((deliver) => this.#framer.pushDirect(n, deliver));
+        },
+        chunk: (c) => this.#onData(c),
+      });
+    } else socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => {
       this.#writable = true;
       this.#pump();
@@ -202,8 +212,9 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
   /** Connect TCP, exchange ICReq/ICResp, send the Fabrics Connect. Throws a HostError. */
   static async open(o: TcpQueueOptions): Promise<TcpQueue> {
     const deadline = timers.now() + o.connectTimeoutMs;
-    const socket = await connectSocket(o.host, o.port, o.connectTimeoutMs);
-    const q = new TcpQueue(socket, o);
+    const reads = directReadsEnabled() ? new DeferredReadSink() : null;
+    const socket = await connectSocket(o.host, o.port, o.connectTimeoutMs, reads ? directReadOption(reads) : undefined);
+    const q = new TcpQueue(socket, o, reads);
     try {
       await q.#initialize(o, deadline);
       q.#state = 'connecting';
@@ -388,9 +399,13 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
   // ---------------------------------------------------------------- receive
 
   #onData(chunk: Buffer): void {
+    this.#receive((deliver) => this.#framer.push(chunk, deliver));
+  }
+
+  #receive(push: (deliver: (pdu: Pdu) => void) => void): void {
     if (this.#state === 'closed') return;
     try {
-      this.#framer.push(chunk, this.#onPdu);
+      push(this.#onPdu);
     } catch (err) {
       if (err instanceof ProtocolError) this.#protocolError(err);
       else this.#fail(new HostError('PROTOCOL_ERROR', `queue ${this.qid}: ${(err as Error).message}`, { cause: err }));
@@ -605,9 +620,12 @@ export function icRespProblem(ic: IcRespPdu, hdgst: boolean, ddgst: boolean): st
   return null;
 }
 
-function connectSocket(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+/** Payload bytes the socket read straight into their place, on every host queue of this process (tests, diagnostics). */
+export const directReads = { bytes: 0 };
+
+function connectSocket(host: string, port: number, timeoutMs: number, onread: net.OnReadOpts | undefined): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port, noDelay: true, writableHighWaterMark: 256 * 1024 } as net.NetConnectOpts);
+    const socket = net.connect({ host, port, noDelay: true, writableHighWaterMark: 256 * 1024, ...(onread ? { onread } : {}) } as net.NetConnectOpts);
     const timer = timers.setTimeout(() => {
       socket.destroy();
       reject(new HostError('CONNECT_TIMEOUT', `TCP connect to ${host}:${port} timed out after ${timeoutMs} ms`));

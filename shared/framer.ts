@@ -195,6 +195,27 @@ export class PduFramer {
     // Not all of it can be here: plen was not reached.
   }
 
+  /**
+   * Where the next socket read may go straight (shared/direct-read.ts): at
+   * most `max` bytes of the rest of the payload being placed, when at least
+   * `min` bytes of it are still to come (for less, one read that also brings
+   * what follows is cheaper than a read of its own and a copy). Null otherwise.
+   */
+  directReadTarget(min: number, max: number): Buffer | null {
+    const p = this.placing;
+    if (!p) return null;
+    const left = p.dest.length - p.filled;
+    return left >= min ? p.dest.subarray(p.filled, p.filled + Math.min(left, max)) : null;
+  }
+
+  /** `n` bytes were read into what directReadTarget() returned; delivers the PDU if that completed it. */
+  pushDirect(n: number, deliver: (pdu: Pdu) => void): void {
+    const p = this.placing;
+    if (!p || n <= 0 || n > p.dest.length - p.filled) throw new RangeError(`direct read of ${n} bytes does not fit the payload being placed`);
+    p.filled += n;
+    if (p.filled === p.dest.length && !p.ddgst) this.finishPlacement(deliver);
+  }
+
   /** Copy what of `chunk` belongs to the PDU being placed; returns the bytes used. */
   private fill(p: Placement, chunk: Buffer): number {
     let used = 0;

@@ -15,6 +15,7 @@ import net from 'node:net';
 import { decodeSqe, type Sqe } from '../shared/sqe.ts';
 import { encodeCqe } from '../shared/cqe.ts';
 import { PduFramer, isPlacedAt, type DataPduHeader } from '../shared/framer.ts';
+import { DIRECT_READ_MAX, DIRECT_READ_MIN, adoptWithDirectRead, directReadOption, directReadsEnabled } from '../shared/direct-read.ts';
 import {
   Fes,
   PduType,
@@ -62,6 +63,8 @@ export const STALL_TIMEOUT_MS = 30_000;
  * their R2T until earlier transfers are done (one transfer always proceeds).
  */
 export const R2T_BUFFER_BUDGET = 8 * 1024 * 1024;
+/** Payload bytes the socket read straight into their place, on every target connection of this process (tests, diagnostics). */
+export const directReads = { bytes: 0 };
 
 type QueueState = 'await-ic' | 'await-connect' | 'live' | 'closed';
 
@@ -110,21 +113,36 @@ export class TcpQueue implements QueueContext, ControllerQueue {
   private r2tBytes = 0;
   private r2tWaiting: CommandSlot[] = [];
 
-  constructor(socket: net.Socket, port: Port, core: TargetCore, onClosed: (q: TcpQueue) => void) {
-    this.socket = socket;
+  /** `accepted` comes paused (the listener's pauseOnConnect): reads start here. */
+  constructor(accepted: net.Socket, port: Port, core: TargetCore, onClosed: (q: TcpQueue) => void) {
     this.port = port;
     this.core = core;
     this.onClosed = onClosed;
-    this.remoteAddress = `${socket.remoteAddress}:${socket.remotePort}`;
-    this.log = core.log.child({ port: port.portid, peer: this.remoteAddress });
     this.framer = new PduFramer('target', {
       maxInCapsuleData: Math.max(ADMIN_INCAPSULE_SIZE, port.config.inlineDataSize),
       maxH2CData: port.config.maxh2cdata,
       maxC2HData: 0,
     });
     this.framer.placeData = (h) => this.placeData(h);
+    const direct = directReadsEnabled()
+      ? adoptWithDirectRead(
+          accepted,
+          directReadOption({
+            directTarget: () => (this.state === 'closed' ? null : this.framer.directReadTarget(DIRECT_READ_MIN, DIRECT_READ_MAX)),
+            directData: (n) => this.onDirectData(n),
+            chunk: (c) => this.onData(c),
+          }),
+        )
+      : null;
+    const socket = direct ?? accepted;
+    this.socket = socket;
+    this.remoteAddress = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.log = core.log.child({ port: port.portid, peer: this.remoteAddress });
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (!direct) {
+      socket.on('data', (chunk: Buffer) => this.onData(chunk));
+      socket.resume();
+    }
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     socket.on('close', () => this.teardown('connection closed'));
     socket.on('drain', () => {
@@ -146,9 +164,21 @@ export class TcpQueue implements QueueContext, ControllerQueue {
   // ---------------------------------------------------------------- receive
 
   private onData(chunk: Buffer): void {
+    this.receive((deliver) => this.framer.push(chunk, deliver));
+  }
+
+  /** Bytes of a payload the socket read straight into its place. */
+  private onDirectData(n: number): void {
+    directReads.bytes += n;
+    this.receive((deliver) => this.framer.pushDirect(n, deliver));
+  }
+
+  private readonly deliver = (pdu: Pdu): void => this.onPdu(pdu);
+
+  private receive(push: (deliver: (pdu: Pdu) => void) => void): void {
     if (this.state === 'closed') return;
     try {
-      this.framer.push(chunk, (pdu) => this.onPdu(pdu));
+      push(this.deliver);
     } catch (err) {
       if (err instanceof ProtocolError) this.fatal(err);
       else {
@@ -666,7 +696,7 @@ export class PortListener {
   /** Resolves with the bound TCP port (useful when the config says 0). */
   async start(): Promise<number> {
     if (this.server) return (this.server.address() as net.AddressInfo).port;
-    const server = net.createServer({ noDelay: true }, (socket) => {
+    const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
       const q = new TcpQueue(socket, this.port, this.core, (closed) => this.connections.delete(closed));
       this.connections.add(q);
     });

@@ -4,13 +4,17 @@
  * many H2CData PDUs, and C2HData in one or many PDUs, digests off and on,
  * reads into new buffers and into the caller's, many at once. The target lends
  * pooled buffers for read data and receives write data into pooled buffers;
- * the host places read data straight into the destination. Every byte is
- * checked, and every pooled buffer is back in the pool afterwards.
+ * the host places read data straight into the destination. Both sides read
+ * large payloads from the socket straight into place (onread), or with
+ * NVMETS_DIRECT_READS=0 through Node's 'data' events. Every byte is checked,
+ * and every pooled buffer is back in the pool afterwards.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { HostSession } from '../../host/session.ts';
 import type { MultipathHead } from '../../host/multipath/index.ts';
+import { directReads as hostDirectReads } from '../../host/tcp-queue.ts';
 import { dataBuffers } from '../../target/buffer-pool.ts';
+import { directReads as targetDirectReads } from '../../target/tcp.ts';
 import type { Target } from '../../target/target.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
 
@@ -18,6 +22,7 @@ let session: HostSession | null = null;
 let target: Target | null = null;
 
 afterEach(async () => {
+  delete process.env['NVMETS_DIRECT_READS'];
   await session?.close();
   session = null;
   await target?.stop();
@@ -31,7 +36,8 @@ function pattern(bytes: number, seed: number, blockSize: number): Buffer {
   return b;
 }
 
-async function setup(o: { digests: boolean; maxh2cdata?: number; inline?: number }): Promise<MultipathHead> {
+async function setup(o: { digests: boolean; maxh2cdata?: number; inline?: number; directReads?: boolean }): Promise<MultipathHead> {
+  if (o.directReads === false) process.env['NVMETS_DIRECT_READS'] = '0';
   const t = await startTarget(
     testConfig((doc) => {
       for (const p of doc['ports']) {
@@ -54,9 +60,11 @@ describe('data path: every size, both directions, verified', () => {
     { name: 'digests on', digests: true },
     { name: 'maxh2cdata 8 KiB (many H2CData PDUs per write)', digests: true, maxh2cdata: 8192 },
     { name: 'in-capsule up to 128 KiB', digests: false, inline: 131072 },
+    { name: "digests on, Node's own reads ('data' events)", digests: true, directReads: false },
   ]) {
     it(variant.name, async () => {
       const head = await setup(variant);
+      const direct0 = { target: targetDirectReads.bytes, host: hostDirectReads.bytes };
       const bs = head.blockSize;
       const before = dataBuffers.outstanding;
       let slba = 0;
@@ -76,6 +84,14 @@ describe('data path: every size, both directions, verified', () => {
         expect(got.length).toBe(data.length);
         expect(into.subarray(0, data.length).equals(data), `read of ${data.length} bytes into the caller's buffer`).toBe(true);
         expect(into.subarray(data.length).equals(Buffer.alloc(4096, 0xee)), 'nothing written past the read').toBe(true);
+      }
+      // Large payloads went from the socket straight into place on both sides, or never with the switch off.
+      const direct = { target: targetDirectReads.bytes - direct0.target, host: hostDirectReads.bytes - direct0.host };
+      if (variant.directReads === false) expect(direct).toEqual({ target: 0, host: 0 });
+      else {
+        // (8 KiB H2CData PDUs arrive whole with their headers: nothing to read straight in.)
+        if (!variant.maxh2cdata) expect(direct.target, 'write data read straight into place by the target').toBeGreaterThan(512 * 1024);
+        expect(direct.host, 'read data read straight into place by the host').toBeGreaterThan(2 * 512 * 1024);
       }
       // Every lent buffer came back (reads: once written to the socket; writes: once executed).
       await new Promise((r) => setTimeout(r, 20));

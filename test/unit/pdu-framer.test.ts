@@ -291,6 +291,114 @@ describe('framer: data placed by the receiver', () => {
   });
 });
 
+describe('framer: socket reads straight into a placed payload', () => {
+  const payload = Buffer.from(Array.from({ length: 40_000 }, (_, i) => (i * 13 + (i >> 9)) & 0xff));
+  const MIN = 8192;
+  const MAX = 16_384;
+
+  /**
+   * Plays a byte stream to the framer as a socket with onread would: each read
+   * goes where directReadTarget says (a random part of it) or into a chunk of
+   * random size. Returns the PDUs and the bytes that went straight into place.
+   */
+  function play(f: PduFramer, stream: Buffer, seed: number): { pdus: Pdu[]; direct: number } {
+    let x = seed;
+    const rand = (n: number) => {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      return 1 + (x % n);
+    };
+    const pdus: Pdu[] = [];
+    let direct = 0;
+    let pos = 0;
+    while (pos < stream.length) {
+      const target = f.directReadTarget(MIN, MAX);
+      if (target) {
+        expect(target.length).toBeGreaterThanOrEqual(Math.min(MIN, MAX));
+        expect(target.length).toBeLessThanOrEqual(MAX);
+        const n = Math.min(rand(target.length), stream.length - pos);
+        stream.copy(target, 0, pos, pos + n);
+        f.pushDirect(n, (p) => pdus.push(p));
+        direct += n;
+        pos += n;
+      } else {
+        const n = Math.min(rand(6000), stream.length - pos);
+        f.push(Buffer.from(stream.subarray(pos, pos + n)), (p) => pdus.push(p));
+        pos += n;
+      }
+    }
+    return { pdus, direct };
+  }
+
+  for (const wire of [
+    { hdgst: false, ddgst: false },
+    { hdgst: true, ddgst: true },
+  ]) {
+    it(`delivers the same PDUs with the payload in place (digests ${wire.ddgst ? 'on' : 'off'}), reads of at most the limit`, () => {
+      const c2h = Buffer.concat(encodeC2HData({ cccid: 9, datao: 0, last: true, success: true }, payload, { ...wire, dataAlignment: 0 }));
+      const resp = Buffer.concat(encodeCapsuleResp(Buffer.alloc(16, 0x21), wire));
+      const stream = Buffer.concat([c2h, resp, c2h, resp]);
+      for (let seed = 1; seed <= 40; seed++) {
+        const f = new PduFramer('host', { maxInCapsuleData: 0, maxH2CData: 0, maxC2HData: 1 << 20 });
+        f.setDigests(wire.hdgst, wire.ddgst);
+        const dests: Buffer[] = [];
+        f.placeData = (h) => {
+          const d = Buffer.alloc(h.dataLength);
+          dests.push(d);
+          return d;
+        };
+        const { pdus, direct } = play(f, stream, seed);
+        const where = `seed ${seed}`;
+        expect(pdus.map((p) => p.type), where).toEqual([PduType.C2HData, PduType.CapsuleResp, PduType.C2HData, PduType.CapsuleResp]);
+        for (const i of [0, 2]) {
+          const p = pdus[i]!;
+          if (p.type !== PduType.C2HData) throw new Error('type');
+          expect(p.data.equals(payload), where).toBe(true);
+          expect(p.dataDigestError, where).toBe(false);
+          expect(dests.includes(p.data), `${where}: the PDU's data is the placed buffer`).toBe(true);
+        }
+        // The payload is 40 000 bytes: after the first read, at least 8 KiB of it is always left to read straight in.
+        expect(direct, where).toBeGreaterThan(0);
+        expect(f.midPdu, where).toBe(false);
+      }
+    });
+  }
+
+  it('a data digest mismatch in directly read data is reported on the PDU', () => {
+    const wire = { hdgst: true, ddgst: true };
+    const c2h = Buffer.concat(encodeC2HData({ cccid: 9, datao: 0, last: true, success: true }, payload, { ...wire, dataAlignment: 0 }));
+    c2h[1000]! ^= 0x40;
+    const f = new PduFramer('host', { maxInCapsuleData: 0, maxH2CData: 0, maxC2HData: 1 << 20 });
+    f.setDigests(true, true);
+    f.placeData = (h) => Buffer.alloc(h.dataLength);
+    const { pdus, direct } = play(f, c2h, 7);
+    expect(direct).toBeGreaterThan(0);
+    const p = pdus[0]!;
+    if (p.type !== PduType.C2HData) throw new Error('type');
+    expect(p.dataDigestError).toBe(true);
+  });
+
+  it('offers no target without a payload being placed, or with less than the minimum left', () => {
+    const f = new PduFramer('host', { maxInCapsuleData: 0, maxH2CData: 0, maxC2HData: 1 << 20 });
+    expect(f.directReadTarget(MIN, MAX)).toBeNull();
+    const c2h = Buffer.concat(encodeC2HData({ cccid: 9, datao: 0, last: true, success: true }, payload, { hdgst: false, ddgst: false, dataAlignment: 0 }));
+    f.placeData = (h) => Buffer.alloc(h.dataLength);
+    const out: Pdu[] = [];
+    f.push(c2h.subarray(0, c2h.length - MIN + 1), (p) => out.push(p));
+    expect(f.directReadTarget(MIN, MAX)).toBeNull(); // MIN - 1 bytes left: one read with what follows is cheaper
+    f.push(c2h.subarray(c2h.length - MIN + 1), (p) => out.push(p));
+    expect(out.length).toBe(1);
+  });
+
+  it('refuses a direct read longer than what is left (a caller bug)', () => {
+    const f = new PduFramer('host', { maxInCapsuleData: 0, maxH2CData: 0, maxC2HData: 1 << 20 });
+    const c2h = Buffer.concat(encodeC2HData({ cccid: 9, datao: 0, last: true, success: true }, payload, { hdgst: false, ddgst: false, dataAlignment: 0 }));
+    f.placeData = (h) => Buffer.alloc(h.dataLength);
+    f.push(c2h.subarray(0, 100), () => {});
+    expect(() => f.pushDirect(payload.length, () => {})).toThrow(RangeError);
+    expect(() => new PduFramer('host').pushDirect(1, () => {})).toThrow(RangeError);
+  });
+});
+
 describe('framer: header checks', () => {
   const plain = () => new PduFramer('target', { maxInCapsuleData: 8192, maxH2CData: 4096, maxC2HData: 0 });
 
