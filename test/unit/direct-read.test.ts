@@ -93,6 +93,13 @@ describe('DeferredReadSink', () => {
 });
 
 describe('adoptWithDirectRead (127.0.0.1)', () => {
+  it('declines (null) a socket whose handle Node does not expose, leaving it as it was', () => {
+    const bare = new net.Socket();
+    expect(adoptWithDirectRead(bare, directReadOption({ directTarget: () => null, directData: () => {}, chunk: () => {} }))).toBeNull();
+    expect(bare.destroyed).toBe(false);
+    bare.destroy();
+  });
+
   let server: net.Server | null = null;
   afterEach(async () => {
     const s = server;
