@@ -123,6 +123,13 @@ export class PduFramer {
     return this.buffered > 0 || this.placing !== null;
   }
 
+  /** True while a PDU's data is being placed into memory that `buf` shares (the receiver must not reuse it yet). */
+  placingInto(buf: Buffer): boolean {
+    const dest = this.placing?.dest;
+    if (!dest || dest.buffer !== buf.buffer) return false;
+    return dest.byteOffset < buf.byteOffset + buf.length && buf.byteOffset < dest.byteOffset + dest.length;
+  }
+
   setDigests(hdgst: boolean, ddgst: boolean): void {
     this.hdgst = hdgst;
     this.ddgst = ddgst;

@@ -14,7 +14,7 @@ import { Status, withDnr } from '../shared/status.ts';
 import type { Controller } from './controller.ts';
 import type { Namespace } from './namespace.ts';
 import { SqeField, type Completion, type Request } from './request.ts';
-import { StoreError } from './store/index.ts';
+import { StoreError, type StagedWrite } from './store/index.ts';
 import type { Subsystem } from './subsystem.ts';
 
 const NSID_ALL = 0xffffffff;
@@ -134,7 +134,8 @@ function write(req: Request, ctrl: Controller, ns: Namespace): Completion | Prom
   if (store.writeSync && (!durable || store.flushSync)) {
     // As in read: over before this returns, nothing for fencing to wait for.
     try {
-      store.writeSync(r.slba, data);
+      const staged = req.staged;
+      if (!(staged && staged.data === data && store.commitStagedWrite?.(staged, r.slba))) store.writeSync(r.slba, data);
       if (durable) store.flushSync!();
       return done();
     } catch (err) {
@@ -147,6 +148,24 @@ function write(req: Request, ctrl: Controller, ns: Namespace): Completion | Prom
       if (durable) await store.flush();
     })
     .then(done, error);
+}
+
+/**
+ * Redirect-on-write: memory of the namespace's store for a Write's data to be
+ * received into (the transport asks once the data's PDU header is in), or
+ * null when the command is not such a write or the store does not offer it.
+ * Nothing is checked here that the write handler relies on: it checks the
+ * command again when it executes, and a staged write it never commits is
+ * discarded.
+ */
+export function stageWriteData(req: Request, ctrl: Controller | null): StagedWrite | null {
+  const { sqe } = req;
+  if (sqe.opcode !== IoOpcode.Write || !ctrl || ctrl.isGone) return null;
+  const ns = ctrl.subsystem?.namespaces.get(sqe.nsid);
+  if (!ns || !ns.enabled || !ns.store.stageWrite) return null;
+  const rw = decodeRw(sqe);
+  if (rw.nlb * ns.blockSize !== req.transferLength) return null;
+  return ns.store.stageWrite(rw.slba, rw.nlb);
 }
 
 function compare(req: Request, ctrl: Controller, ns: Namespace): Completion | Promise<Completion> {

@@ -6,6 +6,7 @@
 import type { Sqe } from '../shared/sqe.ts';
 import type { Controller } from './controller.ts';
 import type { Port } from './port.ts';
+import type { StagedWrite } from './store/index.ts';
 
 export interface Completion {
   readonly status: number;
@@ -41,6 +42,13 @@ export class Request {
    * transport lends a buffer; handlers that produce data otherwise ignore it.
    */
   readInto: Buffer | null = null;
+  /**
+   * A Write whose data the transport received into memory the store set
+   * aside (redirect-on-write, BlockStore.stageWrite): `data` is its memory.
+   * The write handler commits it; whoever finishes the command discards it
+   * (a no-op once committed).
+   */
+  staged: StagedWrite | null = null;
 
   constructor(queue: QueueContext, sqe: Sqe) {
     this.queue = queue;

@@ -38,6 +38,8 @@ import { AdminOpcode, IoOpcode } from '../shared/opcodes.ts';
 import { Status, describeStatus, withDnr } from '../shared/status.ts';
 import { commandDirection, executeRequest, type TargetCore } from './core.ts';
 import { dataBuffers } from './buffer-pool.ts';
+import { stageWriteData } from './io-cmd.ts';
+import type { StagedWrite } from './store/index.ts';
 import type { Controller, ControllerQueue } from './controller.ts';
 import type { Logger } from './logger.ts';
 import type { Port } from './port.ts';
@@ -65,6 +67,8 @@ export const STALL_TIMEOUT_MS = 30_000;
 export const R2T_BUFFER_BUDGET = 8 * 1024 * 1024;
 /** Payload bytes the socket read straight into their place, on every target connection of this process (tests, diagnostics). */
 export const directReads = { bytes: 0 };
+/** Writes whose data this process's target connections received straight into store memory (redirect-on-write; tests, diagnostics). */
+export const stagedWrites = { count: 0 };
 
 type QueueState = 'await-ic' | 'await-connect' | 'live' | 'closed';
 
@@ -112,6 +116,10 @@ export class TcpQueue implements QueueContext, ControllerQueue {
   /** Bytes of R2T buffers held, and the commands waiting for budget to get their R2T. */
   private r2tBytes = 0;
   private r2tWaiting: CommandSlot[] = [];
+  /** Redirect-on-write for R2T data (see placeData); `NVMETS_STAGED_WRITES=0` turns it off, to compare. */
+  private readonly stagedWrites = process.env['NVMETS_STAGED_WRITES'] !== '0';
+  /** Staged writes finished while a PDU was being placed into them (see finish). */
+  private lateDiscards: StagedWrite[] = [];
 
   /** `accepted` comes paused (the listener's pauseOnConnect): reads start here. */
   constructor(accepted: net.Socket, port: Port, core: TargetCore, onClosed: (q: TcpQueue) => void) {
@@ -186,7 +194,17 @@ export class TcpQueue implements QueueContext, ControllerQueue {
         this.fatal(new ProtocolError(Fes.InvalidHeaderField, 0, `internal error: ${(err as Error).message}`));
       }
     }
+    if (this.lateDiscards.length > 0) this.discardPlaced();
     this.watchPartialPdu();
+  }
+
+  /** Staged writes that ended while their data was being placed: discarded once that placement is over. */
+  private discardPlaced(): void {
+    this.lateDiscards = this.lateDiscards.filter((staged) => {
+      if (this.framer.placingInto(staged.data)) return true;
+      staged.discard();
+      return false;
+    });
   }
 
   /** A PDU begun and not finished must finish within the stall timeout: start (or keep) its timer. */
@@ -253,9 +271,16 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     const datao = h.header.readUInt32LE(12);
     if (!slot || slot.req.sqe.cid !== h.header.readUInt16LE(8) || datao !== slot.received || datao + h.dataLength > slot.req.transferLength) return null;
     if (slot.buffer === null) {
-      const total = slot.req.transferLength;
-      slot.buffer = dataBuffers.acquire(total);
-      if (dataBuffers.owns(slot.buffer)) slot.pooledIn = slot.buffer;
+      // A write's data straight into the store's memory where it can (redirect-on-write), else into a pooled buffer.
+      const staged = this.qid > 0 && this.stagedWrites ? stageWriteData(slot.req, this.controller) : null;
+      if (staged) {
+        slot.req.staged = staged;
+        slot.buffer = staged.data;
+        stagedWrites.count += 1;
+      } else {
+        slot.buffer = dataBuffers.acquire(slot.req.transferLength);
+        if (dataBuffers.owns(slot.buffer)) slot.pooledIn = slot.buffer;
+      }
     }
     return slot.buffer.subarray(datao, datao + h.dataLength);
   }
@@ -460,6 +485,13 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     // open could have its data being placed into the buffer: that one is left to the collector.
     if (slot.pooledIn && slot.ttag < 0) dataBuffers.release(slot.pooledIn);
     slot.pooledIn = null;
+    const staged = slot.req.staged;
+    if (staged) {
+      // Committed by now if the write executed; otherwise its memory goes back to the store, once no PDU is being placed into it.
+      slot.req.staged = null;
+      if (slot.ttag >= 0 && this.framer.placingInto(staged.data)) this.lateDiscards.push(staged);
+      else staged.discard();
+    }
     if (slot.ttag >= 0) {
       this.ttags.delete(slot.ttag);
       slot.ttag = -1;
@@ -657,7 +689,13 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     this.state = 'closed';
     if (this.setupTimer) clearTimeout(this.setupTimer);
     if (this.stallTimer) clearTimeout(this.stallTimer);
-    for (const slot of this.slots.values()) if (slot.r2tTimer) clearTimeout(slot.r2tTimer);
+    for (const slot of this.slots.values()) {
+      if (slot.r2tTimer) clearTimeout(slot.r2tTimer);
+      // Nothing is placed once the queue is closed: staged memory of writes that will not execute goes back to the store.
+      if (slot.req.staged && !slot.executing) slot.req.staged.discard();
+    }
+    for (const staged of this.lateDiscards) staged.discard();
+    this.lateDiscards = [];
     this.r2tWaiting = [];
     this.slots.clear();
     this.ttags.clear();

@@ -13,7 +13,7 @@ import { NullStore } from './null-store.ts';
 import { checkBlockSize, checkSizeBytes, type BlockStore, type StoreSpec } from './store.ts';
 
 export { StoreError, BLOCK_SIZES, isBlockSize } from './store.ts';
-export type { BlockSize, BlockStore, StoreErrorCode, StoreKind, StoreSpec } from './store.ts';
+export type { BlockSize, BlockStore, StagedWrite, StoreErrorCode, StoreKind, StoreSpec } from './store.ts';
 export { MemoryStore, CHUNK_SIZE, SMALL_CHUNK_SIZE } from './memory-store.ts';
 export { FileStore, type FileStoreOptions } from './file-store.ts';
 export { NullStore } from './null-store.ts';

@@ -2,13 +2,21 @@
  * Sparse in-memory store.
  *
  * The namespace is split into fixed chunks (64 KiB by default, 4 KiB in the
- * target: SMALL_CHUNK_SIZE); a Map keyed by
- * chunk index gives each written chunk's slot in a 1 MiB slab (zero-filled
+ * target: SMALL_CHUNK_SIZE); a chunk table (chunk-table.ts) gives each
+ * written chunk's slot in a 1 MiB slab (zero-filled
  * Buffer.alloc, never the shared allocUnsafe pool; chunks are handed out
  * densely, so memory use follows what was written). A chunk is allocated on
  * the first write that touches it; reads of absent chunks return zeros. writeZeroes/deallocate drop every chunk they
  * cover entirely and zero the covered part of partially covered ones; a slab
  * whose chunks are all free is released, so memory use goes down again. A 1 TiB namespace costs only what was written.
+ *
+ * Redirect-on-write (stageWrite / commitStagedWrite): a write of whole
+ * chunks can have its data received straight into a run of fresh chunk slots
+ * (next to each other in one slab), which replace the range's chunks when the
+ * write executes; the run they replace is kept as a spare for the next staged
+ * write of that length. The transport's socket reads then put a write's data
+ * where it stays: no copy out of a transfer buffer, and nothing of the
+ * namespace changes before the write executes.
  *
  * All work is synchronous inside the async methods, so each operation is
  * atomic with respect to the others.
@@ -22,7 +30,9 @@ import {
   closedError,
   type BlockSize,
   type BlockStore,
+  type StagedWrite,
 } from './store.ts';
+import { ChunkTable } from './chunk-table.ts';
 
 /** Default unit of allocation: 64 KiB, a multiple of both block sizes; a 4 KiB I/O touches at most two chunks. */
 export const CHUNK_SIZE = 64 * 1024;
@@ -34,6 +44,41 @@ export const CHUNK_SIZE = 64 * 1024;
 export const SMALL_CHUNK_SIZE = 4096;
 /** Chunks live densely in slabs of this size (one allocation per slab, not per chunk). */
 const SLAB_BYTES = 1024 * 1024;
+
+/**
+ * Chunk slots set aside for staged writes, spare runs included, beyond which
+ * stageWrite declines: bounds what redirect-on-write holds on top of the data
+ * (8 connections' worth of R2T buffers; half the namespace for small ones).
+ */
+export const STAGING_LIMIT_BYTES = 64 * 1024 * 1024;
+/**
+ * Free chunk slots scattered through slabs (holes left by chunks replaced one
+ * by one, or freed by trim) beyond which stageWrite stops taking new memory
+ * for runs: writes then fill the holes in place, and memory stays close to
+ * what was written. An eighth of the namespace, 1-16 MiB.
+ */
+export const STAGING_HOLES_LIMIT_BYTES = 16 * 1024 * 1024;
+/** Spare runs kept for the next staged writes (a queue's worth at any length); a run beyond it is freed. */
+export const SPARE_RUNS_LIMIT_BYTES = 8 * 1024 * 1024;
+
+/** A run of chunk slots holding one staged write's data until it is committed or discarded. */
+class StagedRun implements StagedWrite {
+  state: 'staged' | 'committed' | 'discarded' = 'staged';
+  constructor(
+    readonly store: MemoryStore,
+    readonly slba: number,
+    readonly firstSlot: number,
+    readonly count: number,
+    readonly data: Buffer,
+    private readonly release: (run: StagedRun) => void,
+  ) {}
+
+  discard(): void {
+    if (this.state !== 'staged') return;
+    this.state = 'discarded';
+    this.release(this);
+  }
+}
 
 interface Slab {
   readonly buf: Buffer;
@@ -49,16 +94,31 @@ export class MemoryStore implements BlockStore {
   readonly nblocks: number;
   private readonly sizeBytes: number;
   /** Chunk index -> slot (slab * this.slabChunks + chunk in slab). */
-  private chunks = new Map<number, number>();
+  private readonly chunks = new ChunkTable();
   private slabs: (Slab | null)[] = [];
   /** Slabs with room (free list or never used chunks). */
   private withRoom = new Set<number>();
   private freeSlabIds: number[] = [];
   private allocated = 0;
   private closed = false;
+  /** Free slots in slab free lists. */
+  private holes = 0;
+  /** Runs of slots (first slot) set aside for staged writes, by length in chunks; counted as used in their slab. */
+  private spareRuns = new Map<number, number[]>();
+  /** Slots set aside: staged and not yet committed or discarded, plus spare runs. */
+  private stagingSlots = 0;
+  /** Slots in spare runs. */
+  private spareSlots = 0;
+  /** The slab whose never-used tail new runs are taken from. */
+  private runSlab = -1;
+  /** Scratch for commitStagedWrite. */
+  private readonly replaced: number[] = [];
 
   private readonly chunkSize: number;
   private readonly slabChunks: number;
+  /** Redirect-on-write bounds for this namespace (see STAGING_LIMIT_BYTES, STAGING_HOLES_LIMIT_BYTES). */
+  readonly stagingLimitBytes: number;
+  readonly holesLimitBytes: number;
 
   /**
    * Throws RangeError if blockSize or sizeBytes (positive multiple of blockSize) is invalid,
@@ -77,6 +137,8 @@ export class MemoryStore implements BlockStore {
     }
     this.chunkSize = chunkSize;
     this.slabChunks = SLAB_BYTES / chunkSize;
+    this.stagingLimitBytes = Math.min(STAGING_LIMIT_BYTES, Math.max(4 * SLAB_BYTES, sizeBytes / 2));
+    this.holesLimitBytes = Math.min(STAGING_HOLES_LIMIT_BYTES, Math.max(SLAB_BYTES, sizeBytes / 8));
   }
 
   async read(slba: number, nlb: number, into?: Buffer): Promise<Buffer> {
@@ -100,7 +162,7 @@ export class MemoryStore implements BlockStore {
       const inChunk = pos - ci * this.chunkSize;
       let n = Math.min(this.chunkSize - inChunk, end - pos);
       const slot = this.chunks.get(ci);
-      if (slot !== undefined) {
+      if (slot >= 0) {
         // Chunks written in order sit next to each other in their slab: copy such a run at once.
         const slabIndex = Math.floor(slot / this.slabChunks);
         let next = slot + 1;
@@ -116,6 +178,49 @@ export class MemoryStore implements BlockStore {
       outOff += n;
     }
     return out;
+  }
+
+  stageWrite(slba: number, nlb: number): StagedWrite | null {
+    if (this.closed || !Number.isSafeInteger(slba) || !Number.isSafeInteger(nlb) || slba < 0 || nlb <= 0 || slba + nlb > this.nblocks) return null;
+    const start = slba * this.blockSize;
+    const len = nlb * this.blockSize;
+    // Whole, full-length chunks only: a partly covered chunk keeps bytes the write does not bring.
+    if (start % this.chunkSize !== 0 || len % this.chunkSize !== 0 || start + len > this.sizeBytes - (this.sizeBytes % this.chunkSize)) return null;
+    const count = len / this.chunkSize;
+    if (count > this.slabChunks) return null;
+    const first = this.takeRun(count);
+    if (first < 0) return null;
+    const base = (first % this.slabChunks) * this.chunkSize;
+    const data = this.slabs[Math.floor(first / this.slabChunks)]!.buf.subarray(base, base + len);
+    return new StagedRun(this, slba, first, count, data, (run) => this.dropRun(run.firstSlot, run.count));
+  }
+
+  commitStagedWrite(staged: StagedWrite, slba: number): boolean {
+    if (!(staged instanceof StagedRun) || staged.store !== this || staged.state !== 'staged' || staged.slba !== slba) return false;
+    if (this.closed) throw closedError(this.kind);
+    staged.state = 'committed';
+    this.stagingSlots -= staged.count;
+    const firstChunk = (slba * this.blockSize) / this.chunkSize;
+    // The slots the range had: kept as a spare run when they were one (as after an earlier staged write), else freed.
+    const old = this.replaced;
+    old.length = 0;
+    let oldIsRun = true;
+    for (let i = 0; i < staged.count; i++) {
+      const ci = firstChunk + i;
+      const slot = this.chunks.set(ci, staged.firstSlot + i);
+      if (slot < 0) {
+        this.allocated += this.chunkSize;
+        oldIsRun = false;
+        continue;
+      }
+      if (i > 0 && (slot !== old[0]! + i || slot % this.slabChunks === 0)) oldIsRun = false;
+      old.push(slot);
+    }
+    if (oldIsRun) {
+      this.stagingSlots += staged.count;
+      this.dropRun(old[0]!, staged.count);
+    } else for (const slot of old) this.freeChunk(slot);
+    return true;
   }
 
   async write(slba: number, data: Buffer): Promise<void> {
@@ -142,7 +247,7 @@ export class MemoryStore implements BlockStore {
       const inChunk = pos - ci * this.chunkSize;
       const n = Math.min(this.chunkSize - inChunk, end - pos);
       let slot = this.chunks.get(ci);
-      if (slot === undefined) {
+      if (slot < 0) {
         slot = this.allocChunk();
         this.chunks.set(ci, slot);
         // The last chunk of a namespace that is not a multiple of the chunk size is shorter.
@@ -165,6 +270,15 @@ export class MemoryStore implements BlockStore {
     return Math.min(this.chunkSize, this.sizeBytes - ci * this.chunkSize);
   }
 
+  private newSlab(): number {
+    const id = this.freeSlabIds.pop() ?? this.slabs.length;
+    // A slab no larger than the namespace needs (small test namespaces).
+    const chunks = Math.min(this.slabChunks, Math.ceil(this.sizeBytes / this.chunkSize));
+    this.slabs[id] = { buf: Buffer.alloc(chunks * this.chunkSize), used: 0, free: [], next: 0 };
+    this.withRoom.add(id);
+    return id;
+  }
+
   /** A zeroed chunk slot. */
   private allocChunk(): number {
     let id: number | undefined;
@@ -172,17 +286,14 @@ export class MemoryStore implements BlockStore {
       id = s;
       break;
     }
-    if (id === undefined) {
-      id = this.freeSlabIds.pop() ?? this.slabs.length;
-      // A slab no larger than the namespace needs (small test namespaces).
-      const chunks = Math.min(this.slabChunks, Math.ceil(this.sizeBytes / this.chunkSize));
-      this.slabs[id] = { buf: Buffer.alloc(chunks * this.chunkSize), used: 0, free: [], next: 0 };
-      this.withRoom.add(id);
-    }
+    id ??= this.newSlab();
     const slab = this.slabs[id]!;
     let k = slab.free.pop();
     if (k === undefined) k = slab.next++;
-    else slab.buf.fill(0, k * this.chunkSize, (k + 1) * this.chunkSize);
+    else {
+      this.holes--;
+      slab.buf.fill(0, k * this.chunkSize, (k + 1) * this.chunkSize);
+    }
     slab.used++;
     if (slab.free.length === 0 && slab.next * this.chunkSize >= slab.buf.length) this.withRoom.delete(id);
     return id * this.slabChunks + k;
@@ -194,13 +305,56 @@ export class MemoryStore implements BlockStore {
     slab.used--;
     if (slab.used === 0) {
       // The whole slab is free: give its memory back.
+      this.holes -= slab.free.length;
       this.slabs[id] = null;
       this.withRoom.delete(id);
       this.freeSlabIds.push(id);
+      if (this.runSlab === id) this.runSlab = -1;
       return;
     }
     slab.free.push(slot % this.slabChunks);
+    this.holes++;
     this.withRoom.add(id);
+  }
+
+  /**
+   * `count` slots next to each other in one slab for a staged write: a spare
+   * run of that length, or the never-used tail of a slab. -1 when what is set
+   * aside, or the holes, have reached their limits.
+   */
+  private takeRun(count: number): number {
+    const spare = this.spareRuns.get(count);
+    if (spare !== undefined && spare.length > 0) {
+      this.spareSlots -= count;
+      return spare.pop()!;
+    }
+    if ((this.stagingSlots + count) * this.chunkSize > this.stagingLimitBytes || this.holes * this.chunkSize > this.holesLimitBytes) return -1;
+    let slab = this.runSlab >= 0 ? this.slabs[this.runSlab]! : null;
+    if (slab === null || (slab.next + count) * this.chunkSize > slab.buf.length) {
+      this.runSlab = this.newSlab();
+      slab = this.slabs[this.runSlab]!;
+      if (count * this.chunkSize > slab.buf.length) return -1;
+    }
+    const k = slab.next;
+    slab.next += count;
+    slab.used += count;
+    if (slab.free.length === 0 && slab.next * this.chunkSize >= slab.buf.length) this.withRoom.delete(this.runSlab);
+    this.stagingSlots += count;
+    return this.runSlab * this.slabChunks + k;
+  }
+
+  /** A run counted in stagingSlots is no longer needed: kept as a spare, or its slots freed. */
+  private dropRun(first: number, count: number): void {
+    if (this.closed) return;
+    if ((this.spareSlots + count) * this.chunkSize <= SPARE_RUNS_LIMIT_BYTES) {
+      let list = this.spareRuns.get(count);
+      if (list === undefined) this.spareRuns.set(count, (list = []));
+      list.push(first);
+      this.spareSlots += count;
+      return;
+    }
+    this.stagingSlots -= count;
+    for (let i = 0; i < count; i++) this.freeChunk(first + i);
   }
 
   async writeZeroes(slba: number, nlb: number): Promise<void> {
@@ -230,10 +384,22 @@ export class MemoryStore implements BlockStore {
     this.withRoom.clear();
     this.freeSlabIds = [];
     this.allocated = 0;
+    this.holes = 0;
+    this.spareRuns.clear();
+    this.stagingSlots = 0;
+    this.spareSlots = 0;
+    this.runSlab = -1;
   }
 
   allocatedBytes(): number {
     return this.allocated;
+  }
+
+  /** Memory behind the namespace, for tests and diagnostics: slabs in bytes, and of it what is set aside for staged writes (spare runs included), spare, and holes. */
+  get memoryUse(): { slabBytes: number; stagingBytes: number; spareBytes: number; holeBytes: number } {
+    let slabBytes = 0;
+    for (const slab of this.slabs) slabBytes += slab?.buf.length ?? 0;
+    return { slabBytes, stagingBytes: this.stagingSlots * this.chunkSize, spareBytes: this.spareSlots * this.chunkSize, holeBytes: this.holes * this.chunkSize };
   }
 
   /** Number of chunks currently allocated (for tests / diagnostics). */
@@ -247,15 +413,12 @@ export class MemoryStore implements BlockStore {
     const last = Math.floor((end - 1) / this.chunkSize);
     if (last - first + 1 > this.chunks.size) {
       // Huge range (e.g. trim of a whole 1 TiB namespace): walk the allocated
-      // chunks instead of every chunk index in the range. Deleting the current
-      // entry while iterating a Map is safe.
-      for (const [ci, slot] of this.chunks) {
-        if (ci >= first && ci <= last) this.zeroChunk(ci, slot, start, end);
-      }
+      // chunks instead of every chunk index in the range.
+      this.chunks.forEachIn(first, last, (ci, slot) => this.zeroChunk(ci, slot, start, end));
     } else {
       for (let ci = first; ci <= last; ci++) {
         const slot = this.chunks.get(ci);
-        if (slot !== undefined) this.zeroChunk(ci, slot, start, end);
+        if (slot >= 0) this.zeroChunk(ci, slot, start, end);
       }
     }
   }

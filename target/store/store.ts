@@ -44,6 +44,24 @@ export interface BlockStore {
   readSync?(slba: number, nlb: number, into?: Buffer): Buffer;
   writeSync?(slba: number, data: Buffer): void;
   flushSync?(): void;
+  /**
+   * Redirect-on-write, offered by the memory store: fresh memory of the
+   * store's own, set aside for a write of nlb blocks at slba, for the
+   * transport to receive the write's data straight into. Nothing the
+   * namespace holds changes until commitStagedWrite; a write that never
+   * executes (digest error, abort, fencing, a refused command, a dropped
+   * connection) discards it. Null when the store cannot (range not made of
+   * whole chunks, too long, closed, too much memory set aside already):
+   * the data then goes through a buffer of the transport's.
+   */
+  stageWrite?(slba: number, nlb: number): StagedWrite | null;
+  /**
+   * Make a staged write the namespace's data for its range, as writeSync
+   * would with the same data (throws as it does). False, with nothing done,
+   * when `staged` is not this store's or was staged for another slba: the
+   * caller then writes its data the ordinary way.
+   */
+  commitStagedWrite?(staged: StagedWrite, slba: number): boolean;
   writeZeroes(slba: number, nlb: number): Promise<void>;
   /** Deallocate (trim): afterwards reads of the range return zeros (we advertise DLFEAT "read returns zeros"). */
   deallocate(slba: number, nlb: number): Promise<void>;
@@ -52,6 +70,14 @@ export interface BlockStore {
   close(): Promise<void>;
   /** Bytes of memory or disk actually holding data (for the SMART log / benchmarks). */
   allocatedBytes(): number;
+}
+
+/** Memory set aside for one write's data by BlockStore.stageWrite. */
+export interface StagedWrite {
+  /** Where the write's data is to be received: exactly its length. */
+  readonly data: Buffer;
+  /** Give the memory back unless the write was committed (no-op after the first call or a commit). */
+  discard(): void;
 }
 
 export interface StoreSpec {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CHUNK_SIZE, MemoryStore, StoreError, openStore, type BlockSize, type BlockStore } from '../../target/store/index.ts';
+import { STAGING_HOLES_LIMIT_BYTES, STAGING_LIMIT_BYTES } from '../../target/store/memory-store.ts';
 
 const TiB = 2 ** 40;
 
@@ -328,5 +329,206 @@ describe('openStore spec validation', () => {
     // the last chunk of this namespace is short: 2^53 - 4096 is not chunk-aligned
     expect(s.allocatedBytes()).toBe(CHUNK_SIZE - 4096);
     await s.close();
+  });
+});
+
+describe('MemoryStore redirect-on-write (staged writes)', () => {
+  const chunk = 4096;
+  const run = 32 * chunk; // a 128 KiB write
+
+  it('changes nothing until the write is committed; then the staged memory is the data', async () => {
+    const s = new MemoryStore(512, 4 * 1024 * 1024, chunk);
+    const old = pattern(run, 1);
+    await s.write(0, old);
+    const staged = s.stageWrite(0, run / 512)!;
+    expect(staged).not.toBeNull();
+    expect(staged.data.length).toBe(run);
+    const fresh = pattern(run, 2);
+    fresh.copy(staged.data);
+    expect((await s.read(0, run / 512)).equals(old), 'staged data is not visible before commit').toBe(true);
+    expect(s.commitStagedWrite(staged, 0)).toBe(true);
+    expect((await s.read(0, run / 512)).equals(fresh)).toBe(true);
+    // The data stays where it was received: no copy on commit.
+    staged.data[0] = fresh[0]! ^ 0xff;
+    expect((await s.read(0, 1))[0]).toBe(fresh[0]! ^ 0xff);
+    expect(s.allocatedBytes()).toBe(run);
+    expect(s.chunkCount).toBe(32);
+    staged.discard(); // after commit: nothing happens
+    expect((await s.read(0, 1))[0]).toBe(fresh[0]! ^ 0xff);
+  });
+
+  it('a staged write into a hole allocates the range; one discarded leaves the namespace as it was', async () => {
+    const s = new MemoryStore(4096, 4 * 1024 * 1024, chunk);
+    const a = s.stageWrite(64, run / 4096)!;
+    pattern(run, 3).copy(a.data);
+    a.discard();
+    expect(s.chunkCount).toBe(0);
+    expect(s.allocatedBytes()).toBe(0);
+    expect(isZero(await s.read(64, run / 4096))).toBe(true);
+    // Its memory is kept for the next staged write of that length.
+    const b = s.stageWrite(128, run / 4096)!;
+    expect(b.data.buffer).toBe(a.data.buffer);
+    expect(b.data.byteOffset).toBe(a.data.byteOffset);
+    expect(s.commitStagedWrite(a, 64), 'a discarded write cannot be committed').toBe(false);
+    pattern(run, 4).copy(b.data);
+    expect(s.commitStagedWrite(b, 128)).toBe(true);
+    expect(s.allocatedBytes()).toBe(run);
+    expect((await s.read(128, run / 4096)).equals(pattern(run, 4))).toBe(true);
+    expect(isZero(await s.read(64, run / 4096))).toBe(true);
+  });
+
+  it('declines what it cannot stage: part chunks, out of range, the short last chunk, longer than a slab, after close', async () => {
+    const size = 2 * 1024 * 1024 + 2048; // a short last chunk
+    const s = new MemoryStore(512, size, chunk);
+    expect(s.stageWrite(1, 8), 'not chunk-aligned').toBeNull();
+    expect(s.stageWrite(0, 4), 'part of a chunk').toBeNull();
+    expect(s.stageWrite(0, 12), 'a chunk and a half').toBeNull();
+    expect(s.stageWrite(s.nblocks - 4, 4), 'the short last chunk').toBeNull();
+    expect(s.stageWrite(s.nblocks - 4, 8), 'beyond the end').toBeNull();
+    expect(s.stageWrite(-8, 8)).toBeNull();
+    expect(s.stageWrite(0, 0)).toBeNull();
+    expect(s.stageWrite(Number.NaN, 8)).toBeNull();
+    expect(s.stageWrite(2 ** 53, 8)).toBeNull();
+    expect(s.stageWrite(0, (2 * 1024 * 1024) / 512), 'two slabs long').toBeNull();
+    expect(s.stageWrite(0, (1024 * 1024) / 512), 'one slab long').not.toBeNull();
+    const pending = s.stageWrite(2048, 8)!;
+    await s.close();
+    expect(s.stageWrite(0, 8)).toBeNull();
+    expect(() => s.commitStagedWrite(pending, 2048)).toThrow(StoreError);
+    pending.discard(); // after close: nothing to give back, no error
+  });
+
+  it('commits only its own staged writes, for the slba they were staged for', async () => {
+    const s = new MemoryStore(512, 1024 * 1024, chunk);
+    const other = new MemoryStore(512, 1024 * 1024, chunk);
+    const mine = s.stageWrite(0, 8)!;
+    const theirs = other.stageWrite(0, 8)!;
+    expect(s.commitStagedWrite(theirs, 0)).toBe(false);
+    expect(s.commitStagedWrite(mine, 8)).toBe(false);
+    expect(s.commitStagedWrite({ data: Buffer.alloc(4096), discard: () => {} }, 0)).toBe(false);
+    expect(s.chunkCount).toBe(0);
+    expect(s.commitStagedWrite(mine, 0)).toBe(true);
+    expect(s.commitStagedWrite(mine, 0), 'twice').toBe(false);
+    expect(s.chunkCount).toBe(1);
+  });
+
+  it('matches a flat reference with staged writes pending, committed in any order or discarded, among plain writes and trims', async () => {
+    for (const bs of [512, 4096] as const) {
+      const size = 3 * 1024 * 1024;
+      const s = new MemoryStore(bs, size, chunk);
+      const ref = Buffer.alloc(size);
+      const rand = rng(bs + 11);
+      const nb = s.nblocks;
+      const perChunk = chunk / bs;
+      const pending: { slba: number; staged: NonNullable<ReturnType<MemoryStore['stageWrite']>>; data: Buffer }[] = [];
+      let committed = 0;
+      let declined = 0;
+      for (let i = 0; i < 1500; i++) {
+        const r = rand();
+        if (r < 0.35) {
+          const chunks = 1 + Math.floor(rand() * 40);
+          const slba = Math.floor(rand() * (nb / perChunk - chunks)) * perChunk;
+          const data = pattern(chunks * chunk, i);
+          const staged = s.stageWrite(slba, chunks * perChunk);
+          if (staged) {
+            data.copy(staged.data);
+            pending.push({ slba, staged, data });
+          } else {
+            // Declined (too many holes or too much set aside): the data goes the ordinary way.
+            declined++;
+            await s.write(slba, data);
+            data.copy(ref, slba * bs);
+          }
+        } else if (r < 0.6 && pending.length > 0) {
+          const [p] = pending.splice(Math.floor(rand() * pending.length), 1);
+          if (rand() < 0.8) {
+            expect(s.commitStagedWrite(p!.staged, p!.slba)).toBe(true);
+            p!.data.copy(ref, p!.slba * bs);
+            committed++;
+          } else p!.staged.discard();
+        } else if (r < 0.72) {
+          const slba = Math.floor(rand() * nb);
+          const nlb = 1 + Math.floor(rand() * Math.min(nb - slba, (48 * chunk) / bs));
+          const data = pattern(nlb * bs, 5000 + i);
+          await s.write(slba, data);
+          data.copy(ref, slba * bs);
+        } else if (r < 0.78) {
+          const slba = Math.floor(rand() * nb);
+          const nlb = 1 + Math.floor(rand() * Math.min(nb - slba, (48 * chunk) / bs));
+          await s.deallocate(slba, nlb);
+          ref.fill(0, slba * bs, (slba + nlb) * bs);
+        } else {
+          const slba = Math.floor(rand() * nb);
+          const nlb = 1 + Math.floor(rand() * Math.min(nb - slba, (64 * chunk) / bs));
+          const got = await s.read(slba, nlb, rand() < 0.5 ? Buffer.alloc(nlb * bs, 0xaa) : undefined);
+          expect(got.equals(ref.subarray(slba * bs, (slba + nlb) * bs)), `op ${i}: read ${nlb} blocks at ${slba}`).toBe(true);
+        }
+        expect(s.allocatedBytes()).toBe(s.chunkCount * chunk);
+        // Memory stays bounded: data, what is set aside, holes (up to what one commit frees past the limit), part-used slabs.
+        const use = s.memoryUse;
+        expect(use.stagingBytes).toBeLessThanOrEqual(s.stagingLimitBytes);
+        expect(use.slabBytes, `op ${i}: ${JSON.stringify(use)}`).toBeLessThanOrEqual(size + s.stagingLimitBytes + s.holesLimitBytes + 4 * 1024 * 1024);
+      }
+      for (const p of pending) p.staged.discard();
+      expect(committed).toBeGreaterThan(50);
+      expect(declined).toBeGreaterThan(0);
+      expect((await s.read(0, nb)).equals(ref)).toBe(true);
+      // What is left set aside is spare runs only.
+      const use = s.memoryUse;
+      expect(use.stagingBytes).toBe(use.spareBytes);
+    }
+  });
+
+  it('keeps memory flat under staged overwrites, eight at a time, as a sequential 128 KiB write load makes', async () => {
+    const size = 16 * 1024 * 1024;
+    const s = new MemoryStore(512, size, chunk);
+    const nlb = run / 512;
+    const slots = size / run;
+    let next = 0;
+    const inFlight: { slba: number; staged: NonNullable<ReturnType<MemoryStore['stageWrite']>> }[] = [];
+    let after1 = 0;
+    for (let i = 0; i < 8 * slots; i++) {
+      const slba = (next++ % slots) * nlb;
+      const staged = s.stageWrite(slba, nlb)!;
+      staged.data.writeUInt32LE(i, 0);
+      inFlight.push({ slba, staged });
+      if (inFlight.length === 8) {
+        const p = inFlight.shift()!;
+        expect(s.commitStagedWrite(p.staged, p.slba)).toBe(true);
+      }
+      if (i === 2 * slots) after1 = s.memoryUse.slabBytes;
+    }
+    const use = s.memoryUse;
+    expect(use.slabBytes, 'no growth after the first passes').toBe(after1);
+    expect(use.slabBytes).toBeLessThanOrEqual(size + 2 * 1024 * 1024);
+    expect(use.holeBytes).toBe(0);
+    expect(s.allocatedBytes()).toBe(size);
+  });
+
+  it('stops taking new memory for runs once the holes pass their limit, and what is set aside passes its own', async () => {
+    const s = new MemoryStore(4096, 256 * 1024 * 1024, chunk);
+    // 40 MiB written chunk by chunk, then every other chunk trimmed: 20 MiB of holes.
+    const blocks = (40 * 1024 * 1024) / 4096;
+    for (let b = 0; b < blocks; b += 64) await s.write(b, Buffer.alloc(64 * 4096, 1));
+    for (let b = 0; b < blocks; b += 2) await s.deallocate(b, 1);
+    expect(s.holesLimitBytes).toBe(STAGING_HOLES_LIMIT_BYTES);
+    expect(s.memoryUse.holeBytes).toBeGreaterThan(STAGING_HOLES_LIMIT_BYTES);
+    expect(s.stageWrite(blocks, 32)).toBeNull();
+    // Plain writes fill the holes; then staging works again.
+    for (let b = 0; b < blocks; b += 2) await s.write(b, Buffer.alloc(4096, 2));
+    expect(s.memoryUse.holeBytes).toBe(0);
+    expect(s.stageWrite(blocks, 32)).not.toBeNull();
+
+    const big = new MemoryStore(4096, 2 * STAGING_LIMIT_BYTES, chunk);
+    expect(big.stagingLimitBytes).toBe(STAGING_LIMIT_BYTES);
+    const held = [];
+    for (;;) {
+      const st = big.stageWrite(held.length * 32, 32);
+      if (!st) break;
+      held.push(st);
+    }
+    expect(held.length * run).toBe(STAGING_LIMIT_BYTES);
+    held.pop()!.discard();
+    expect(big.stageWrite(0, 32), 'a spare run serves again').not.toBeNull();
   });
 });
