@@ -710,6 +710,7 @@ function printTable(): void {
   const tunables = process.env.GLIBC_TUNABLES ?? '';
   out.push(`glibc malloc: target and raw server ${MALLOC_TUNABLES}; this process ${tunables.includes('glibc.malloc.trim_threshold') ? tunables : 'adaptive (run it with npm run bench to get the same)'}`);
   out.push(`socket reads (target and host): ${directReadsEnabled() ? 'payloads straight into place (onread)' : "Node's own reads and 'data' events (NVMETS_DIRECT_READS=0)"}; the raw baseline: Node's own`);
+  out.push(`R2T write data on the target: ${process.env['NVMETS_STAGED_WRITES'] === '0' ? 'into pooled buffers, copied into the memory store (NVMETS_STAGED_WRITES=0)' : 'straight into memory store memory (redirect-on-write)'}`);
   out.push('');
   out.push('Goals');
   out.push('| figure | value | baseline | ratio | goal | met |');
