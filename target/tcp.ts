@@ -117,7 +117,7 @@ export class TcpQueue implements QueueContext, ControllerQueue {
   private r2tBytes = 0;
   private r2tWaiting: CommandSlot[] = [];
   /** Redirect-on-write for R2T data (see placeData); `NVMETS_STAGED_WRITES=0` turns it off, to compare. */
-  private readonly stagedWrites = process.env['NVMETS_STAGED_WRITES'] !== '0';
+  private readonly stagingEnabled = process.env['NVMETS_STAGED_WRITES'] !== '0';
   /** Staged writes finished while a PDU was being placed into them (see finish). */
   private lateDiscards: StagedWrite[] = [];
 
@@ -272,7 +272,7 @@ export class TcpQueue implements QueueContext, ControllerQueue {
     if (!slot || slot.req.sqe.cid !== h.header.readUInt16LE(8) || datao !== slot.received || datao + h.dataLength > slot.req.transferLength) return null;
     if (slot.buffer === null) {
       // A write's data straight into the store's memory where it can (redirect-on-write), else into a pooled buffer.
-      const staged = this.qid > 0 && this.stagedWrites ? stageWriteData(slot.req, this.controller) : null;
+      const staged = this.qid > 0 && this.stagingEnabled ? stageWriteData(slot.req, this.controller) : null;
       if (staged) {
         slot.req.staged = staged;
         slot.buffer = staged.data;

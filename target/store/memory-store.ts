@@ -295,8 +295,13 @@ export class MemoryStore implements BlockStore {
       slab.buf.fill(0, k * this.chunkSize, (k + 1) * this.chunkSize);
     }
     slab.used++;
-    if (slab.free.length === 0 && slab.next * this.chunkSize >= slab.buf.length) this.withRoom.delete(id);
+    this.dropIfFull(id, slab);
     return id * this.slabChunks + k;
+  }
+
+  /** A slab with no free slot and no never-used tail left is no longer one with room. */
+  private dropIfFull(id: number, slab: Slab): void {
+    if (slab.free.length === 0 && slab.next * this.chunkSize >= slab.buf.length) this.withRoom.delete(id);
   }
 
   private freeChunk(slot: number): void {
@@ -338,7 +343,7 @@ export class MemoryStore implements BlockStore {
     const k = slab.next;
     slab.next += count;
     slab.used += count;
-    if (slab.free.length === 0 && slab.next * this.chunkSize >= slab.buf.length) this.withRoom.delete(this.runSlab);
+    this.dropIfFull(this.runSlab, slab);
     this.stagingSlots += count;
     return this.runSlab * this.slabChunks + k;
   }
