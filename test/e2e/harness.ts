@@ -104,16 +104,6 @@ export async function activePort(t: TargetProcess): Promise<number | null> {
   return s.subsystems[0]!.paths.find((p) => p.grpid === 1 && p.active)?.portid ?? null;
 }
 
-/** Poll a condition every 50 ms, at most timeoutMs. */
-export async function until(what: string, timeoutMs: number, cond: () => Promise<boolean> | boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
 /** The I/O count of the latest progress sample. */
 export function iosNow(w: E2eWorker): number {
   for (let i = w.events.length - 1; i >= 0; i--) {

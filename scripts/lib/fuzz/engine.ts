@@ -13,11 +13,11 @@
  */
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { decodeCqe } from '../../shared/cqe.ts';
-import { PduType, fesName, type Pdu } from '../../shared/pdu.ts';
-import { AERL } from '../../target/controller.ts';
-import type { Target } from '../../target/target.ts';
-import { startTarget, testConfig, SUBNQN } from '../helpers/target-fixture.ts';
+import { decodeCqe } from '../../../shared/cqe.ts';
+import { PduType, fesName, type Pdu } from '../../../shared/pdu.ts';
+import { AERL } from '../../../target/controller.ts';
+import { DEFAULT_SUBSYSTEM_NQN as SUBNQN, defaultConfigDocument, parseConfig } from '../../../target/config.ts';
+import { Target } from '../../../target/target.ts';
 import { LANES, generate, sqeOf, type CmdInput, type ConnInput, type ConnectRuntime, type Driver, type Input, type LaneSpec, type Setup } from './generators.ts';
 import {
   SC,
@@ -638,7 +638,9 @@ class Engine {
   // ---------------------------------------------------------------- target
 
   async start(): Promise<void> {
-    const config = testConfig((doc) => {
+    // The built-in default config (ports on 0: the OS picks), made to hold every case the generators aim at.
+    const doc = defaultConfigDocument({ ports: [0, 0], sizeBytes: 64 * 1024 * 1024 }) as Record<string, any>;
+    {
       const sub = doc['subsystems'][0];
       sub.ext = { mode: 'ana' };
       sub.namespaces[0].ext.size = 16 * 1024 * 1024;
@@ -649,7 +651,8 @@ class Engine {
       doc['hosts'] = [{ nqn: ALLOWED_HOSTNQN }];
       doc['subsystems'].push({ nqn: RESTRICTED_NQN, attr: { allow_any_host: '0' }, allowed_hosts: [ALLOWED_HOSTNQN], namespaces: [], ext: { mode: 'ana' } });
       doc['ports'][0].subsystems.push(RESTRICTED_NQN);
-    });
+    }
+    const config = parseConfig(doc);
     const sink = new Writable({
       write: (chunk: Buffer, _enc, cb) => {
         for (const line of chunk.toString('utf8').split('\n')) {
@@ -669,7 +672,9 @@ class Engine {
       },
     });
     const log = pino({ level: 'warn', base: undefined }, sink);
-    const { target, ports } = await startTarget(config, { log, limits: { setupTimeoutMs: this.o.setupTimeoutMs, stallTimeoutMs: this.o.stallTimeoutMs } });
+    const target = await Target.create(config, { log, limits: { setupTimeoutMs: this.o.setupTimeoutMs, stallTimeoutMs: this.o.stallTimeoutMs } });
+    await target.start();
+    const ports = config.ports.map((p) => target.boundPort(p.portid));
     this.target = target;
     const mqes = (pc: (typeof config.ports)[number]) => (pc.maxQueueSize ? Math.min(target.limits.mqes, pc.maxQueueSize - 1) : target.limits.mqes);
     this.P = {

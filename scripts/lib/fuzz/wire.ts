@@ -8,9 +8,9 @@
  * as `malformed` and the fuzzer reports a failure.
  */
 import net from 'node:net';
-import { crc32cOf } from '../../shared/digest.ts';
-import { PduFramer } from '../../shared/framer.ts';
-import { PduType, type IcRespPdu, type Pdu, type WireOptions } from '../../shared/pdu.ts';
+import { crc32cOf } from '../../../shared/digest.ts';
+import { PduFramer } from '../../../shared/framer.ts';
+import { PduType, type IcRespPdu, type Pdu, type WireOptions } from '../../../shared/pdu.ts';
 
 export const CONNECT_TIMEOUT_MS = 5000;
 
