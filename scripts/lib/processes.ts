@@ -152,7 +152,7 @@ export interface HostWorker {
 }
 
 export function startHostWorker(o: HostWorkerOptions, place: SpawnPlace = {}): HostWorker {
-  const args = nodeArgs('scripts/lib/host-worker.ts', [JSON.stringify(o)]);
+  const args = nodeArgs('scripts/lib/verified-io-worker.ts', [JSON.stringify(o)]);
   const [cmd, ...pre] = place.prefix?.length ? [...place.prefix, process.execPath] : [process.execPath];
   const child = spawn(cmd!, [...pre, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: dataProcessEnv() });
   const events: WorkerEvent[] = [];
