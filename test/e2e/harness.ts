@@ -60,7 +60,7 @@ interface Snapshot {
 export class Rig {
   readonly targets: TargetProcess[] = [];
   readonly workers: E2eWorker[] = [];
-  private readonly cleanups: (() => Promise<void>)[] = [];
+  readonly #cleanups: (() => Promise<void>)[] = [];
   readonly t0 = Date.now();
 
   async target(doc: unknown, opts: SpawnPlace & { dir?: string; name?: string; stateDir?: string } = {}): Promise<TargetProcess> {
@@ -77,7 +77,7 @@ export class Rig {
   }
 
   onStop(fn: () => Promise<void>): void {
-    this.cleanups.push(fn);
+    this.#cleanups.push(fn);
   }
 
   /** Kill and stop everything; the workers' events go to <run dir>/<name>.events.jsonl (for diagnosis). */
@@ -90,7 +90,7 @@ export class Rig {
     if (dir) writeFileSync(path.join(dir, `${file}.targets`), this.targets.map((t) => t.logFile).join('\n'));
     for (const w of this.workers) w.kill();
     await Promise.allSettled(this.targets.map((t) => t.stop()));
-    for (const fn of this.cleanups.reverse()) await fn().catch(() => undefined);
+    for (const fn of this.#cleanups.reverse()) await fn().catch(() => undefined);
   }
 }
 
