@@ -341,6 +341,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  // The scenarios want the stack, and their worker must end now: stdin (the
+  // control lines) would keep it alive.
   if (o.scenario) {
     emit({ type: 'error', message: (err as Error).stack ?? (err as Error).message });
     process.exit(1);
