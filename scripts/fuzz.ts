@@ -1,6 +1,6 @@
 #!/usr/bin/env -S npx tsx
 /**
- * The long form of the target fuzzer (the CI short form is test/fuzz/fuzz.test.ts).
+ * The long form of the target fuzzer (the CI short form is test/fuzz/fuzz.test.ts; the engine is scripts/lib/fuzz/).
  *
  *   npx tsx scripts/fuzz.ts --inputs 1000000 --seconds 900 --seed 42
  *   npx tsx scripts/fuzz.ts --seed 42 --replay 123456        # one input again, alone
@@ -14,7 +14,7 @@
  * bad arguments.
  */
 import { randomBytes } from 'node:crypto';
-import { formatReport, runFuzz } from '../test/fuzz/engine.ts';
+import { formatReport, runFuzz } from './lib/fuzz/engine.ts';
 
 function usage(problem?: string): never {
   if (problem) process.stderr.write(`fuzz: ${problem}\n`);

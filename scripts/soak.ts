@@ -13,8 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { defaultConfigDocument } from '../target/config.ts';
 import type { TargetSnapshot } from '../target/target.ts';
-import { prng } from '../host/workload.ts';
 import { freePort, startHostWorker, startTargetProcess, type TargetProcess, type WorkerEvent } from './lib/processes.ts';
+import { Rng } from './lib/rng.ts';
 
 export interface SoakReport {
   seconds: number;
@@ -44,7 +44,8 @@ function procStat(pid: number): { rssMb: number; fds: number } {
 export async function soak(opts: { seconds: number; seed?: number; log?: (line: string) => void }): Promise<SoakReport> {
   const log = opts.log ?? (() => undefined);
   const seed = opts.seed ?? 1;
-  const rand = prng(seed);
+  const rng = new Rng(seed);
+  const rand = () => rng.float();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nvmets-soak-'));
   const ports = [await freePort(), await freePort()];
   const doc = defaultConfigDocument({ ports, sizeBytes: 128 * 2 ** 20 }) as Record<string, any>;

@@ -13,9 +13,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { setNamespaceActiveCommand } from '../../shared/sqe.ts';
 import type { TargetSnapshot } from '../../target/target.ts';
-import { RawClient } from '../../test/helpers/raw-client.ts';
+import { connectController } from '../../host/index.ts';
 import { startEtcd } from '../lib/etcd.ts';
 import { freePort, startHostWorker, startTargetProcess, type TargetProcess } from '../lib/processes.ts';
+import { waitFor } from '../lib/wait.ts';
 
 const NQN = 'nqn.2026-11.io.nvmets:array0';
 const TTL_MS = 2000;
@@ -78,7 +79,7 @@ async function main(): Promise<void> {
     const killed = performance.now();
     a.child.kill('SIGKILL');
     await a.exited;
-    for (let i = 0; i < 100 && (await activeOn(b)) !== 2; i++) await sleep(20);
+    await waitFor(async () => (await activeOn(b)) === 2, 'node b active on port 2', 10_000, 20);
     say(`node b active on port 2 ${(performance.now() - killed).toFixed(0)} ms after the kill (lease TTL ${TTL_MS} ms)`);
     await sleep(3000);
 
@@ -89,11 +90,12 @@ async function main(): Promise<void> {
     await sleep(2000);
 
     say('0xFE through node a');
-    const admin = await RawClient.admin(tcp.a, { subnqn: NQN });
+    const ctrl = await connectController({ traddr: '127.0.0.1', trsvcid: tcp.a, subnqn: NQN });
     const fe0 = performance.now();
-    const fe = await admin.command(setNamespaceActiveCommand(1));
-    say(`0xFE status 0x${fe.cqe.status.toString(16)} in ${(performance.now() - fe0).toFixed(0)} ms: active path port ${await activeOn(a2)}`);
-    admin.close();
+    const fe = await ctrl.submitAdmin(setNamespaceActiveCommand(1), { timeoutMs: 30_000 });
+    const feStatus = fe.kind === 'completed' ? `status 0x${fe.status.toString(16)}` : `path error (${fe.reason})`;
+    say(`0xFE ${feStatus} in ${(performance.now() - fe0).toFixed(0)} ms: active path port ${await activeOn(a2)}`);
+    await ctrl.disconnect();
 
     const done = await worker.done;
     const r = done.result;

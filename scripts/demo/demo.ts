@@ -14,6 +14,7 @@ import { defaultConfigDocument } from '../../target/config.ts';
 import type { TargetSnapshot } from '../../target/target.ts';
 import { ROOT, freePort, startHostWorker, startTargetProcess, type TargetProcess, type WorkerEvent } from '../lib/processes.ts';
 import { renderChart, type ChartMark, type ChartSample } from './chart.ts';
+import { waitFor } from '../lib/wait.ts';
 
 const NQN = 'nqn.2026-11.io.nvmets:array0';
 const tty = process.stdout.isTTY === true;
@@ -173,7 +174,7 @@ async function main(): Promise<void> {
 
   // The fault timeline, relative to the host's start.
   const timeline = (async () => {
-    while (t0 === 0) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => t0 !== 0, 'the host worker\'s first event', 60_000, 20);
     for (const step of sc.steps) {
       const wait = t0 + step.atMs - performance.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));

@@ -59,7 +59,7 @@ function lines(dir: string, file: string): string[] {
 function ours(pid: number): boolean {
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes('target/cli.ts') || cmdline.includes('host-worker.ts') || cmdline.includes('nvmets-etcd-');
+    return cmdline.includes('target/cli.ts') || cmdline.includes('verified-io-worker.ts') || cmdline.includes('nvmets-etcd-');
   } catch {
     return false;
   }

@@ -1,6 +1,7 @@
 /**
- * Orchestrator side of scripts/e2e/host-worker.ts: spawn it (optionally inside
- * a network namespace), collect its JSON events, send it control lines.
+ * Orchestrator side of the verified-I/O worker in its scenario form
+ * (scripts/lib/verified-io-worker.ts): spawn it (optionally inside a network
+ * namespace), collect its JSON events, send it control lines.
  * The event shapes are those of scripts/lib/processes.ts plus 'control' and
  * the extra fields of 'result'.
  */
@@ -11,15 +12,11 @@ import { ROOT, dataProcessEnv, type HostWorkerOptions, type SpawnPlace, type Wor
 import type { HeadCounters } from '../../host/multipath/index.ts';
 import type { WorkloadResult } from '../../host/workload.ts';
 import { registerPid } from './registry.ts';
+import type { WorkerArgs } from '../lib/verified-io-worker.ts';
 
 export interface E2eWorkerOptions extends HostWorkerOptions {
   /** Delay before a failed I/O is reported to the workload, ms (default 20). */
   readonly errorBackoffMs?: number;
-}
-
-/** An error message with its numbers replaced: one class per kind of error. */
-export function errorClass(message: string): string {
-  return message.replace(/\d+/g, 'N');
 }
 
 export interface E2eResult {
@@ -67,7 +64,7 @@ export interface E2eWorker {
 }
 
 export function startE2eWorker(o: E2eWorkerOptions, place: SpawnPlace = {}): E2eWorker {
-  const args = ['--import', 'tsx', path.join(ROOT, 'scripts/e2e/host-worker.ts'), JSON.stringify(o)];
+  const args = ['--import', 'tsx', path.join(ROOT, 'scripts/lib/verified-io-worker.ts'), JSON.stringify({ ...o, scenario: true } satisfies WorkerArgs)];
   const [cmd, ...pre] = place.prefix?.length ? [...place.prefix, process.execPath] : [process.execPath];
   const child = spawn(cmd!, [...pre, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: dataProcessEnv() });
   if (child.pid) registerPid(child.pid, 'host-worker');

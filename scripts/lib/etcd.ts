@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './processes.ts';
+import { waitFor } from './wait.ts';
 
 export const ETCD_BIN = process.env['ETCD_BIN'] ?? '/usr/bin/etcd';
 
@@ -77,8 +78,7 @@ export async function startEtcd(): Promise<EtcdProcess> {
     rmSync(dir, { recursive: true, force: true });
   };
   // Ready when a range request answers (bounded).
-  const deadline = Date.now() + 20_000;
-  for (;;) {
+  const answers = async (): Promise<boolean> => {
     if (child.exitCode !== null || child.signalCode !== null) {
       const log = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
       rmSync(dir, { recursive: true, force: true });
@@ -86,15 +86,16 @@ export async function startEtcd(): Promise<EtcdProcess> {
     }
     try {
       const r = await fetch(`${endpoint}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('health').toString('base64') }), signal: AbortSignal.timeout(1000) });
-      if (r.ok) break;
+      return r.ok;
     } catch {
-      // not yet
+      return false; // not yet
     }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`etcd did not answer on ${endpoint} within 20 s`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  };
+  try {
+    await waitFor(answers, `etcd to answer on ${endpoint}`, 20_000, 100);
+  } catch (err) {
+    await stop();
+    throw err;
   }
   return {
     endpoint,

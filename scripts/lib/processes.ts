@@ -12,6 +12,8 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import { controlRequest } from '../../target/control.ts';
+import { waitFor } from './wait.ts';
+import { MALLOC_TUNABLES, NODE_HEAP_FLAGS, dataProcessEnv as launchEnv } from '../../bin/lib/launch.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -28,34 +30,15 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * V8 heap settings for processes that move data (target, host workers, the
- * bench and its raw baseline server alike). With V8's default starting limit
- * for the old generation (a few MB above a ~10 MB live heap) every socket read
- * (a fresh 64 KiB ArrayBuffer from Node) kept incremental marking going: a
- * mark-compact every ~12 ms at 1 GB/s, 25-40 % of the target's time. A 64 MiB
- * starting limit ends that (trace-gc: 238 -> 8 mark-compacts per 4 s of 128 KiB
- * writes); it is a limit, not an allocation. The npm scripts pass the same flag.
+ * The V8 heap and glibc malloc settings of data-moving processes (target, host
+ * workers, the bench and its raw baseline server) come from the one place the
+ * bin/ wrappers and npm scripts take them from: bin/lib/launch.js says why.
  */
-export const NODE_HEAP_FLAGS: readonly string[] = ['--initial-old-space-size=64'];
-
-/**
- * glibc malloc settings for the same processes. Node mallocs a fresh 64 KiB
- * buffer for every socket read and frees it in batches after each scavenge;
- * with glibc's adaptive thresholds the heap was trimmed and grown again under
- * those buffers, and the kernel then took 3-8 page faults per 128 KiB write
- * filling fresh pages (the target's slow runs: 2 000-2 400 MB/s against
- * 2 700-3 300 without faults, in a long-running target). Fixed thresholds
- * (trim only above 256 MiB free at the top of the heap; mmap for 1 MiB and
- * more, which the memory store's slabs are, so they still go back to the
- * system when freed) end the faults (0.02-0.03 per write). Ignored by a libc
- * other than glibc. The npm scripts and bin/ launchers set the same.
- */
-export const MALLOC_TUNABLES = 'glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=1048576';
+export { MALLOC_TUNABLES, NODE_HEAP_FLAGS };
 
 /** The environment for a data-moving child process: ours plus MALLOC_TUNABLES (after any the caller set). */
 export function dataProcessEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const own = process.env.GLIBC_TUNABLES;
-  return { ...process.env, GLIBC_TUNABLES: own && !own.includes('glibc.malloc.trim_threshold') ? `${own}:${MALLOC_TUNABLES}` : (own ?? MALLOC_TUNABLES), ...extra };
+  return launchEnv(process.env, extra);
 }
 
 function nodeArgs(script: string, args: string[]): string[] {
@@ -96,21 +79,19 @@ export async function startTargetProcess(doc: unknown, opts: SpawnPlace & { dir?
   child.stderr!.pipe(log, { end: false });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   // Ready when the control endpoint answers (whatever the log level).
-  const ready = (async () => {
-    const deadline = Date.now() + 30_000;
-    let gone: { code: number | null; signal: NodeJS.Signals | null } | null = null;
-    void exited.then((e) => (gone = e));
-    for (;;) {
-      if (gone) throw new Error(`target ${name} exited during start (${(gone as { code: number | null }).code ?? (gone as { signal: string }).signal}); log: ${logFile}`);
-      if (Date.now() > deadline) throw new Error(`target ${name} did not start in 30 s (log: ${logFile})`);
-      try {
-        await controlRequest({ kind: 'unix', path: control }, 'show', {}, 2000);
-        return;
-      } catch {
-        await new Promise((r) => setTimeout(r, 100));
-      }
+  let gone: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  void exited.then((e) => (gone = e));
+  const answers = async (): Promise<boolean> => {
+    const g = gone as { code: number | null; signal: NodeJS.Signals | null } | null;
+    if (g) throw new Error(`target ${name} exited during start (${g.code ?? g.signal}); log: ${logFile}`);
+    try {
+      await controlRequest({ kind: 'unix', path: control }, 'show', {}, 2000);
+      return true;
+    } catch {
+      return false;
     }
-  })();
+  };
+  const ready = waitFor(answers, `target ${name} to start (log: ${logFile})`, 30_000, 100);
   try {
     await ready;
   } catch (err) {
@@ -171,7 +152,7 @@ export interface HostWorker {
 }
 
 export function startHostWorker(o: HostWorkerOptions, place: SpawnPlace = {}): HostWorker {
-  const args = nodeArgs('scripts/lib/host-worker.ts', [JSON.stringify(o)]);
+  const args = nodeArgs('scripts/lib/verified-io-worker.ts', [JSON.stringify(o)]);
   const [cmd, ...pre] = place.prefix?.length ? [...place.prefix, process.execPath] : [process.execPath];
   const child = spawn(cmd!, [...pre, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: dataProcessEnv() });
   const events: WorkerEvent[] = [];

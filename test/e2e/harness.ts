@@ -60,7 +60,7 @@ interface Snapshot {
 export class Rig {
   readonly targets: TargetProcess[] = [];
   readonly workers: E2eWorker[] = [];
-  private readonly cleanups: (() => Promise<void>)[] = [];
+  readonly #cleanups: (() => Promise<void>)[] = [];
   readonly t0 = Date.now();
 
   async target(doc: unknown, opts: SpawnPlace & { dir?: string; name?: string; stateDir?: string } = {}): Promise<TargetProcess> {
@@ -77,7 +77,7 @@ export class Rig {
   }
 
   onStop(fn: () => Promise<void>): void {
-    this.cleanups.push(fn);
+    this.#cleanups.push(fn);
   }
 
   /** Kill and stop everything; the workers' events go to <run dir>/<name>.events.jsonl (for diagnosis). */
@@ -90,7 +90,7 @@ export class Rig {
     if (dir) writeFileSync(path.join(dir, `${file}.targets`), this.targets.map((t) => t.logFile).join('\n'));
     for (const w of this.workers) w.kill();
     await Promise.allSettled(this.targets.map((t) => t.stop()));
-    for (const fn of this.cleanups.reverse()) await fn().catch(() => undefined);
+    for (const fn of this.#cleanups.reverse()) await fn().catch(() => undefined);
   }
 }
 
@@ -102,16 +102,6 @@ export async function show(t: TargetProcess): Promise<Snapshot> {
 export async function activePort(t: TargetProcess): Promise<number | null> {
   const s = await show(t);
   return s.subsystems[0]!.paths.find((p) => p.grpid === 1 && p.active)?.portid ?? null;
-}
-
-/** Poll a condition every 50 ms, at most timeoutMs. */
-export async function until(what: string, timeoutMs: number, cond: () => Promise<boolean> | boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 /** The I/O count of the latest progress sample. */

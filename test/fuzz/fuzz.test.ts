@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { formatReport, runFuzz } from './engine.ts';
+import { formatReport, runFuzz } from '../../scripts/lib/fuzz/engine.ts';
 
 const INPUTS = Number(process.env['FUZZ_INPUTS'] ?? 30_000);
 const SECONDS = Number(process.env['FUZZ_SECONDS'] ?? 35);

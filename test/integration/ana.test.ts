@@ -26,9 +26,9 @@ import {
   identifyData,
   roundTrip,
   sc,
-  waitFor,
   type Pair,
 } from '../helpers/nvme-ops.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const res = new Resources();
 afterEach(() => res.cleanup());

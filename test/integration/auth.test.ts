@@ -27,6 +27,7 @@ import { connectController, HostError, type Controller, type ConnectOptions, typ
 import type { Target } from '../../target/target.ts';
 import { RawClient, patternBlocks } from '../helpers/raw-client.ts';
 import { SUBNQN, testConfig, startTarget } from '../helpers/target-fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const HASHES = ['hmac(sha256)', 'hmac(sha384)', 'hmac(sha512)'] as const;
 const GROUPS = ['null', 'ffdhe2048', 'ffdhe3072'] as const;
@@ -92,18 +93,6 @@ async function writeRead(c: Controller, slba: number): Promise<void> {
   const r = completed(await p.submit({ kind: 'read', slba, nlb: 8 }));
   expect(r.status).toBe(0);
   expect(r.data!.equals(data)).toBe(true);
-}
-
-function until(cond: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const tick = () => {
-      if (cond()) resolve();
-      else if (Date.now() - t0 > timeoutMs) reject(new Error(`timed out waiting for ${what}`));
-      else setTimeout(tick, 10);
-    };
-    tick();
-  });
 }
 
 async function expectAuthFailure(p: Promise<unknown>, re: RegExp): Promise<HostError> {
@@ -198,8 +187,8 @@ describe('DH-HMAC-CHAP: our host and our target', () => {
     const { port, logs } = await start([{ nqn: hostnqn(0), key, dhgroup: 'ffdhe2048' }]);
     const ctrl = await connect(port, 0, { dhchapKey: key, reconnectDelayMs: 50 });
     for (const c of target!.subsystem(SUBNQN).controllers.values()) c.destroy('test: drop the association');
-    await until(() => ctrl.state === 'connecting', 5000, 'reconnecting');
-    await until(() => ctrl.state === 'live', 5000, 'live again');
+    await waitFor(() => ctrl.state === 'connecting', 'reconnecting', 5000);
+    await waitFor(() => ctrl.state === 'live', 'live again', 5000);
     await writeRead(ctrl, 0);
     expect(logs().filter((l) => l['msg'] === 'DH-HMAC-CHAP: host authenticated')).toHaveLength(2);
   });
@@ -210,21 +199,21 @@ describe('DH-HMAC-CHAP: our host and our target', () => {
     const failed = logs().find((l) => String(l['msg']).startsWith('DH-HMAC-CHAP authentication failed'));
     expect(failed).toMatchObject({ hostnqn: hostnqn(0), qid: 0, explanation: 'authentication failed' });
     expect(String(failed!['msg'])).toContain('wrong key');
-    await until(() => target!.subsystem(SUBNQN).controllers.size === 0, 2000, 'controller torn down');
+    await waitFor(() => target!.subsystem(SUBNQN).controllers.size === 0, 'controller torn down', 2000);
   });
 
   it('a host without a key is refused by a subsystem that requires one', async () => {
     const { port } = await start([{ nqn: hostnqn(0), key: generateDhchapKey() }]);
     await expectAuthFailure(connect(port, 0), /requires DH-HMAC-CHAP authentication .*no dhchapKey/);
-    await until(() => target!.subsystem(SUBNQN).controllers.size === 0, 2000, 'controller torn down');
+    await waitFor(() => target!.subsystem(SUBNQN).controllers.size === 0, 'controller torn down', 2000);
   });
 
   it('bidirectional: a host that holds the wrong controller key rejects the controller (AUTH_Failure2)', async () => {
     const key = generateDhchapKey();
     const { port, logs } = await start([{ nqn: hostnqn(0), key, ctrlKey: generateDhchapKey(), dhgroup: 'ffdhe2048' }]);
     await expectAuthFailure(connect(port, 0, { dhchapKey: key, dhchapCtrlKey: generateDhchapKey() }), /controller authentication failed/);
-    await until(() => logs().some((l) => String(l['msg']).includes('rejected the controller (AUTH_Failure2)')), 2000, 'target log');
-    await until(() => target!.subsystem(SUBNQN).controllers.size === 0, 2000, 'controller torn down');
+    await waitFor(() => logs().some((l) => String(l['msg']).includes('rejected the controller (AUTH_Failure2)')), 'target log', 2000);
+    await waitFor(() => target!.subsystem(SUBNQN).controllers.size === 0, 'controller torn down', 2000);
   });
 
   it('bidirectional requested by the host but no controller key on the target: refused', async () => {

@@ -31,12 +31,12 @@ import {
   connectPair,
   dnr,
   enableAec,
-  gate,
   identifyData,
   roundTrip,
-  waitFor,
   type Pair,
 } from '../helpers/nvme-ops.ts';
+import { holdNextWrite } from '../helpers/slow-store.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const SUBNQN = 'nqn.2026-11.io.nvmets:cluster0';
 const TTL_MS = 2000;
@@ -226,22 +226,7 @@ describe('cluster: two nodes, one subsystem, one file store, etcd', () => {
     const aerA = await withAer(pa);
     const aerB = await withAer(pb);
     const nsA = a.subsystems.get(SUBNQN)!.namespaces.get(1)!;
-    const store = nsA.store;
-    const origWrite = store.write.bind(store);
-    const hold = gate();
-    let held = true;
-    let heldLanded = false;
-    store.writeSync = undefined; // a store that takes its time offers no synchronous write
-    store.write = async (slba, data) => {
-      if (held) {
-        held = false;
-        await hold.promise;
-        await origWrite(slba, data);
-        heldLanded = true;
-        return;
-      }
-      return origWrite(slba, data);
-    };
+    const hold = holdNextWrite(nsA.store);
 
     const LBA = 100;
     const gen1 = patternBlocks(LBA, 8, BS, 1);
@@ -253,7 +238,7 @@ describe('cluster: two nodes, one subsystem, one file store, etcd', () => {
     const t0 = performance.now();
     const fe = pb.admin.command(setNamespaceActiveCommand(1)).then((r) => {
       feDone = true;
-      landedWhenFeDone = heldLanded;
+      landedWhenFeDone = hold.landed;
       return r;
     });
     // Node a sees the request in etcd and demotes its port at once.
@@ -295,18 +280,7 @@ describe('cluster: two nodes, one subsystem, one file store, etcd', () => {
     const pa = await connectPair(res, portA, SUBNQN);
     const pb = await connectPair(res, portB, SUBNQN);
     const nsA = a.subsystems.get(SUBNQN)!.namespaces.get(1)!;
-    const store = nsA.store;
-    const origWrite = store.write.bind(store);
-    const hold = gate();
-    let held = true;
-    store.writeSync = undefined; // a store that takes its time offers no synchronous write
-    store.write = async (slba, data) => {
-      if (held) {
-        held = false;
-        await hold.promise;
-      }
-      return origWrite(slba, data);
-    };
+    const hold = holdNextWrite(nsA.store);
     const w1 = writeBlocks(pa, 200, 1, 1);
     await waitFor(() => nsA.executingOn(1) === 1, 'the node-a write to be executing');
     const t0 = performance.now();

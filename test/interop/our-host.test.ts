@@ -15,6 +15,7 @@ import { HostSession } from '../../host/session.ts';
 import { runWorkload, type WorkloadResult } from '../../host/workload.ts';
 import { AnaState } from '../../shared/log-pages.ts';
 import { relevantConsole, requireRig } from './support.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const NQN = 'nqn.2026-11.io.nvmets:linux-nvmet';
 const cleanup: (() => Promise<unknown>)[] = [];
@@ -27,14 +28,6 @@ function clean(what: string, r: WorkloadResult): void {
   expect(r.errors, `${what}: application errors ${JSON.stringify(r.errors.slice(0, 3))}`).toEqual([]);
   expect(r.mismatches, `${what}: data mismatches ${JSON.stringify(r.mismatches.slice(0, 3))}`).toEqual([]);
   expect(r.writes, `${what}: writes`).toBeGreaterThan(0);
-}
-
-async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe('our host against Linux nvmet', () => {
@@ -100,13 +93,13 @@ done
     await new Promise((r) => setTimeout(r, 1000));
     guest.send('ana-port1-inaccessible');
     await step('ana');
-    await until(() => p1.anaState === AnaState.Inaccessible, 20_000, 'the host to see port 1 inaccessible');
+    await waitFor(() => p1.anaState === AnaState.Inaccessible, 'the host to see port 1 inaccessible', 20_000, 100);
     const iosOnP1 = head.state().paths.find((p) => p.name === p1.name)!.ios;
     clean('ANA change', await anaRun);
     expect(head.state().paths.find((p) => p.name === p1.name)!.ios, 'no I/O on the inaccessible path after the change').toBeLessThanOrEqual(iosOnP1 + 4);
     guest.send('ana-port1-optimized');
     await step('ana-back');
-    await until(() => p1.anaState === AnaState.Optimized, 20_000, 'port 1 optimized again');
+    await waitFor(() => p1.anaState === AnaState.Optimized, 'port 1 optimized again', 20_000, 100);
 
     // A guest port removed during I/O: failover to the other port, no error.
     const removeRun = io(8000);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { freePort, rigAvailable } from '../../scripts/interop/boot.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const execFileP = promisify(execFile);
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -48,12 +49,13 @@ export async function startTargetProcess(makeDoc: (ports: [number, number]) => u
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const deadline = Date.now() + 30_000;
-  while (!output.includes('target ready')) {
+  const ready = () => {
     if (child.exitCode !== null) throw new Error(`target exited during start:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`target did not start in 30 s:\n${output}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+    return output.includes('target ready');
+  };
+  await waitFor(ready, 'the target to start', 30_000, 100).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}:\n${output}`);
+  });
   const ctl = async (...args: string[]): Promise<string> => {
     const { stdout } = await execFileP(TSX, [path.join(ROOT, 'target/ctl-cli.ts'), '--control', control, ...args], { cwd: ROOT });
     return stdout;

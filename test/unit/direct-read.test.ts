@@ -7,6 +7,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DeferredReadSink, adoptWithDirectRead, directReadOption, type DirectReadSink } from '../../shared/direct-read.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /**
  * Calls the option as Node does: buffer() before each read, callback(n, buf)
@@ -124,7 +125,7 @@ describe('adoptWithDirectRead (127.0.0.1)', () => {
     expect(adopted).not.toBeNull();
     const payload = Buffer.alloc(300_000, 0x3d);
     client.write(payload);
-    for (let i = 0; i < 200 && Buffer.concat(received).length < payload.length; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => received.reduce((n, b) => n + b.length, 0) >= payload.length, 'the whole payload', 2000, 10);
     expect(Buffer.concat(received).equals(payload)).toBe(true);
     const count = () => new Promise<number>((r) => server!.getConnections((_e, n) => r(n)));
     expect(await count()).toBe(1);

@@ -35,6 +35,7 @@ import {
   type IdentifyControllerInput,
   type IdentifyNamespaceInput,
 } from '../../shared/identify.ts';
+import { Rng } from '../helpers/rng.ts';
 
 const SUBNQN = 'nqn.2014-08.org.example:subsys-1';
 const FGUID = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
@@ -152,20 +153,8 @@ function ctrlFixture(): Buffer {
   return b;
 }
 
-/** Deterministic byte pattern (xorshift), for all-fields round trips. */
-function pattern(size: number, seed: number): Buffer {
-  const b = Buffer.alloc(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
+/** Deterministic random bytes, for all-fields round trips. */
+const pattern = (size: number, seed: number): Buffer => new Rng(seed).bytes(size);
 
 describe('constants', () => {
   it('has the CNS values and the data size', () => {

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { crc32cOf, digestBytes } from '../../shared/digest.ts';
 import { PduFramer } from '../../shared/framer.ts';
+import { Rng } from '../helpers/rng.ts';
 import {
   Fes,
   PduType,
@@ -302,11 +303,8 @@ describe('framer: socket reads straight into a placed payload', () => {
    * random size. Returns the PDUs and the bytes that went straight into place.
    */
   function play(f: PduFramer, stream: Buffer, seed: number): { pdus: Pdu[]; direct: number } {
-    let x = seed;
-    const rand = (n: number) => {
-      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-      return 1 + (x % n);
-    };
+    const rng = new Rng(seed);
+    const rand = (n: number) => rng.int(1, n);
     const pdus: Pdu[] = [];
     let direct = 0;
     let pos = 0;

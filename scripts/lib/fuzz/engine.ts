@@ -13,11 +13,11 @@
  */
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { decodeCqe } from '../../shared/cqe.ts';
-import { PduType, fesName, type Pdu } from '../../shared/pdu.ts';
-import { AERL } from '../../target/controller.ts';
-import type { Target } from '../../target/target.ts';
-import { startTarget, testConfig, SUBNQN } from '../helpers/target-fixture.ts';
+import { decodeCqe } from '../../../shared/cqe.ts';
+import { PduType, fesName, type Pdu } from '../../../shared/pdu.ts';
+import { AERL } from '../../../target/controller.ts';
+import { DEFAULT_SUBSYSTEM_NQN as SUBNQN, defaultConfigDocument, parseConfig } from '../../../target/config.ts';
+import { Target } from '../../../target/target.ts';
 import { LANES, generate, sqeOf, type CmdInput, type ConnInput, type ConnectRuntime, type Driver, type Input, type LaneSpec, type Setup } from './generators.ts';
 import {
   SC,
@@ -174,18 +174,18 @@ class Lane {
   readonly spec: LaneSpec;
   conn: FuzzConn | null = null;
   cntlid = 0;
-  private readonly pending = new Map<number, Pending>();
-  private readonly waiters: (() => void)[] = [];
+  readonly #pending = new Map<number, Pending>();
+  readonly #waiters: (() => void)[] = [];
   /** Preconnect lanes: the queue got connected, open a fresh one before the next input. */
-  private spent = false;
-  private openedAt = 0;
+  #spent = false;
+  #openedAt = 0;
   readonly depth: number;
-  private readonly engine: Engine;
+  readonly #engine: Engine;
   discoveryLogLength = 0;
 
   constructor(spec: LaneSpec, engine: Engine) {
     this.spec = spec;
-    this.engine = engine;
+    this.#engine = engine;
     this.depth = spec.kind === 'preconnect' ? 1 : spec.kind === 'io' ? 32 : 16;
   }
 
@@ -194,19 +194,19 @@ class Lane {
   }
 
   get port(): PortProfile {
-    return this.engine.P.ports[this.spec.port]!;
+    return this.#engine.P.ports[this.spec.port]!;
   }
 
   /** Open (or re-open) the connection: IC, Connect, enable, parked AERs, as the lane kind needs. */
   async open(): Promise<void> {
     this.conn?.destroy();
     this.conn = null;
-    this.spent = false;
+    this.#spent = false;
     const s = this.spec;
     const conn = await FuzzConn.open(this.port.tcp);
     try {
       await conn.ic({ hdgst: s.hdgst, ddgst: s.ddgst });
-      const E = this.engine;
+      const E = this.#engine;
       if (s.kind === 'io') {
         const admin = (s.name as string) === 'health-io' ? E.health.admin : E.adminLane(s.port);
         await connectQueue(conn, { qid: s.qid!, subnqn: SUBNQN, hostnqn: s.name.startsWith('health') ? HEALTH_HOSTNQN : FUZZ_HOSTNQN, cntlid: admin.cntlid, sqsize: 127, cattr: s.cattr });
@@ -231,105 +231,105 @@ class Lane {
       conn.destroy();
       throw err;
     }
-    conn.onPdu = (p) => this.onPdu(p);
-    conn.onClose = () => this.onClose();
+    conn.onPdu = (p) => this.#onPdu(p);
+    conn.onClose = () => this.#onClose();
     this.conn = conn;
-    this.openedAt = Date.now();
+    this.#openedAt = Date.now();
   }
 
   /** Preconnect lanes re-open before the target's setup timeout could close them, and after a Connect succeeded. */
-  private async ensure(): Promise<boolean> {
-    const fresh = this.spec.kind === 'preconnect' && (this.spent || Date.now() - this.openedAt > this.engine.setupTimeoutMs / 2);
+  async #ensure(): Promise<boolean> {
+    const fresh = this.spec.kind === 'preconnect' && (this.#spent || Date.now() - this.#openedAt > this.#engine.setupTimeoutMs / 2);
     if (this.alive && !fresh) return true;
     if (!this.alive && this.spec.kind !== 'preconnect') return false; // a dead long-lived lane is re-opened between batches
     try {
       await this.open();
       return true;
     } catch (err) {
-      this.engine.fail(null, `lane:${this.spec.name}`, 're-open', `cannot re-open the lane: ${(err as Error).message}`);
+      this.#engine.fail(null, `lane:${this.spec.name}`, 're-open', `cannot re-open the lane: ${(err as Error).message}`);
       return false;
     }
   }
 
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
   }
 
   /** Wait until the cid is free and the pipeline has room; the caller registers it without awaiting in between. */
-  private async slot(cid: number): Promise<void> {
-    for (let i = 0; i < 100_000 && (this.pending.size >= this.depth || this.pending.has(cid)); i++) {
-      await new Promise<void>((r) => this.waiters.push(r));
+  async #slot(cid: number): Promise<void> {
+    for (let i = 0; i < 100_000 && (this.#pending.size >= this.depth || this.#pending.has(cid)); i++) {
+      await new Promise<void>((r) => this.#waiters.push(r));
     }
   }
 
-  private free(cid: number): boolean {
-    return this.pending.size < this.depth && !this.pending.has(cid);
+  #free(cid: number): boolean {
+    return this.#pending.size < this.depth && !this.#pending.has(cid);
   }
 
   /** Send one command and wait for its outcome. */
   async command(sqe: Buffer, cmd: { capsule: Buffer | null; h2c: Buffer | null; badCapsuleDdgst?: boolean; badH2cDdgst?: boolean }, o: { keep?: boolean; timeoutMs?: number } = {}): Promise<{ outcome: CmdOutcome; kept: Buffer | null }> {
     const cid = sqe.readUInt16LE(2);
     // Re-check after every await: another input with the same cid may have taken it meanwhile.
-    for (let i = 0; i < 100_000 && !this.free(cid); i++) await this.slot(cid);
-    if (!this.alive || !this.free(cid)) return { outcome: { kind: 'close' }, kept: null };
+    for (let i = 0; i < 100_000 && !this.#free(cid); i++) await this.#slot(cid);
+    if (!this.alive || !this.#free(cid)) return { outcome: { kind: 'close' }, kept: null };
     const keep = o.keep ? ([] as Buffer[]) : null;
     const outcome = await new Promise<CmdOutcome>((resolve) => {
       const timer = setTimeout(() => {
-        this.pending.delete(cid);
+        this.#pending.delete(cid);
         resolve({ kind: 'timeout' });
-        this.wake();
+        this.#wake();
       }, o.timeoutMs ?? 15_000);
-      this.pending.set(cid, { sgl: sqe.readUInt32LE(32), h2c: cmd.h2c, badH2cDdgst: !!cmd.badH2cDdgst, data: 0, keep, resolve, timer });
+      this.#pending.set(cid, { sgl: sqe.readUInt32LE(32), h2c: cmd.h2c, badH2cDdgst: !!cmd.badH2cDdgst, data: 0, keep, resolve, timer });
       this.conn!.write(capsulePdu(sqe, cmd.capsule, this.conn!.wire, { badDdgst: !!cmd.badCapsuleDdgst }));
     });
     return { outcome, kept: keep ? Buffer.concat(keep) : null };
   }
 
-  private finish(cid: number, o: CmdOutcome): void {
-    const p = this.pending.get(cid);
+  #finish(cid: number, o: CmdOutcome): void {
+    const p = this.#pending.get(cid);
     if (!p) return;
     clearTimeout(p.timer);
-    this.pending.delete(cid);
+    this.#pending.delete(cid);
     p.resolve(o);
-    this.wake();
+    this.#wake();
   }
 
-  private anomaly(problem: string): void {
-    this.engine.fail(null, `lane:${this.spec.name}`, `lane ${this.spec.name}`, problem);
+  #anomaly(problem: string): void {
+    this.#engine.fail(null, `lane:${this.spec.name}`, `lane ${this.spec.name}`, problem);
     this.conn?.destroy();
   }
 
-  private onPdu(p: Pdu): void {
+  #onPdu(p: Pdu): void {
     switch (p.type) {
       case PduType.CapsuleResp: {
         const cqe = decodeCqe(p.cqe);
-        const pend = this.pending.get(cqe.cid);
+        const pend = this.#pending.get(cqe.cid);
         if (!pend) {
-          if (PARKED_AER_CIDS.includes(cqe.cid) && this.spec.kind !== 'io') return this.anomaly(`a parked AER (cid 0x${cqe.cid.toString(16)}) completed: status ${scName(cqe.status & 0x7ff)}`);
-          return this.anomaly(`CapsuleResp for cid ${cqe.cid}, which is not outstanding (status ${scName(cqe.status & 0x7ff)})`);
+          if (PARKED_AER_CIDS.includes(cqe.cid) && this.spec.kind !== 'io') return this.#anomaly(`a parked AER (cid 0x${cqe.cid.toString(16)}) completed: status ${scName(cqe.status & 0x7ff)}`);
+          return this.#anomaly(`CapsuleResp for cid ${cqe.cid}, which is not outstanding (status ${scName(cqe.status & 0x7ff)})`);
         }
         // A Connect's completion carries the queue id it connected (preconnect lanes: any).
         const qid = this.spec.kind === 'io' ? this.spec.qid! : 0;
-        if (cqe.sqid !== qid && this.spec.kind !== 'preconnect') return this.anomaly(`CapsuleResp SQID ${cqe.sqid} on queue ${qid}`);
-        this.finish(cqe.cid, { kind: 'resp', obs: { sc: cqe.status & 0x7ff, dnr: (cqe.status & 0x4000) !== 0, dw0: cqe.result >>> 0, data: pend.data } });
+        if (cqe.sqid !== qid && this.spec.kind !== 'preconnect') return this.#anomaly(`CapsuleResp SQID ${cqe.sqid} on queue ${qid}`);
+        this.#finish(cqe.cid, { kind: 'resp', obs: { sc: cqe.status & 0x7ff, dnr: (cqe.status & 0x4000) !== 0, dw0: cqe.result >>> 0, data: pend.data } });
         return;
       }
       case PduType.C2HData: {
-        const pend = this.pending.get(p.cccid);
-        if (!pend) return this.anomaly(`C2HData for cid ${p.cccid}, which is not outstanding`);
-        if (p.datao !== pend.data) return this.anomaly(`C2HData offset ${p.datao}, expected ${pend.data}`);
-        if (p.dataDigestError) return this.anomaly('C2HData with a bad data digest');
+        const pend = this.#pending.get(p.cccid);
+        if (!pend) return this.#anomaly(`C2HData for cid ${p.cccid}, which is not outstanding`);
+        if (p.datao !== pend.data) return this.#anomaly(`C2HData offset ${p.datao}, expected ${pend.data}`);
+        if (p.dataDigestError) return this.#anomaly('C2HData with a bad data digest');
         pend.data += p.data.length;
         pend.keep?.push(Buffer.from(p.data));
-        if (pend.data > pend.sgl) return this.anomaly(`C2HData beyond the SGL length ${pend.sgl}`);
-        if (p.success) this.finish(p.cccid, { kind: 'resp', obs: { sc: 0, dnr: false, dw0: 0, data: pend.data } });
+        if (pend.data > pend.sgl) return this.#anomaly(`C2HData beyond the SGL length ${pend.sgl}`);
+        if (p.success) this.#finish(p.cccid, { kind: 'resp', obs: { sc: 0, dnr: false, dw0: 0, data: pend.data } });
         return;
       }
       case PduType.R2T: {
-        const pend = this.pending.get(p.cccid);
-        if (!pend) return this.anomaly(`R2T for cid ${p.cccid}, which is not outstanding`);
-        if (p.r2tl === 0 || p.r2to + p.r2tl > pend.sgl) return this.anomaly(`R2T ${p.r2to}+${p.r2tl} outside the SGL length ${pend.sgl}`);
-        if (p.r2tl > this.engine.P.mdtsBytes) return this.anomaly(`R2T for ${p.r2tl} bytes, more than MDTS (${this.engine.P.mdtsBytes})`);
+        const pend = this.#pending.get(p.cccid);
+        if (!pend) return this.#anomaly(`R2T for cid ${p.cccid}, which is not outstanding`);
+        if (p.r2tl === 0 || p.r2to + p.r2tl > pend.sgl) return this.#anomaly(`R2T ${p.r2to}+${p.r2tl} outside the SGL length ${pend.sgl}`);
+        if (p.r2tl > this.#engine.P.mdtsBytes) return this.#anomaly(`R2T for ${p.r2tl} bytes, more than MDTS (${this.#engine.P.mdtsBytes})`);
         const data = Buffer.alloc(p.r2tl);
         pend.h2c?.copy(data, 0, p.r2to, p.r2to + p.r2tl);
         const conn = this.conn!;
@@ -344,22 +344,22 @@ class Lane {
       }
       case PduType.C2HTermReq:
         this.conn?.destroy(); // dead from now on, whether or not the close has arrived yet
-        for (const cid of [...this.pending.keys()]) this.finish(cid, { kind: 'term', fes: p.fes, fei: p.fei });
+        for (const cid of [...this.#pending.keys()]) this.#finish(cid, { kind: 'term', fes: p.fes, fei: p.fei });
         return;
       default:
-        return this.anomaly(`unexpected PDU type ${p.type}`);
+        return this.#anomaly(`unexpected PDU type ${p.type}`);
     }
   }
 
-  private onClose(): void {
-    if (this.conn?.malformed) this.engine.fail(null, `lane:${this.spec.name}`, `lane ${this.spec.name}`, `the target sent a malformed PDU: ${this.conn.malformed}`);
-    for (const cid of [...this.pending.keys()]) this.finish(cid, { kind: 'close' });
+  #onClose(): void {
+    if (this.conn?.malformed) this.#engine.fail(null, `lane:${this.spec.name}`, `lane ${this.spec.name}`, `the target sent a malformed PDU: ${this.conn.malformed}`);
+    for (const cid of [...this.#pending.keys()]) this.#finish(cid, { kind: 'close' });
   }
 
   /** A command input: build, judge with the oracle, send, compare. */
   async run(inp: CmdInput): Promise<void> {
-    const E = this.engine;
-    if (!(await this.ensure())) {
+    const E = this.#engine;
+    if (!(await this.#ensure())) {
       E.skip(inp);
       return;
     }
@@ -373,7 +373,7 @@ class Lane {
       const isConnect = sqe[0] === 0x7f && sqe[4] === 0x01 && this.spec.kind === 'preconnect';
       const { outcome } = await this.command(sqe, { ...built.cmd, badCapsuleDdgst: built.cmd.badCapsuleDdgst && this.spec.ddgst, badH2cDdgst: built.cmd.badH2cDdgst && this.spec.ddgst });
       if (outcome.kind === 'resp' && isConnect && outcome.obs.sc === 0) {
-        this.spent = true; // the queue is connected now: not a preconnect lane any more
+        this.#spent = true; // the queue is connected now: not a preconnect lane any more
         this.conn?.destroy();
       }
       E.judgeCmd(inp, exp.accept, exp.why, outcome);
@@ -421,7 +421,7 @@ class ConnDriver implements Driver {
     this.conn.fin();
   }
 
-  private describe(p: Pdu | 'closed' | 'timeout'): string {
+  #describe(p: Pdu | 'closed' | 'timeout'): string {
     if (p === 'closed') return this.conn.malformed ? `malformed PDU from the target (${this.conn.malformed})` : 'connection closed';
     if (p === 'timeout') return 'nothing';
     switch (p.type) {
@@ -442,21 +442,21 @@ class ConnDriver implements Driver {
     }
   }
 
-  private async next(timeoutMs: number): Promise<Pdu | 'closed' | 'timeout'> {
+  async #next(timeoutMs: number): Promise<Pdu | 'closed' | 'timeout'> {
     await this.conn.until(() => this.conn.inbox.length > 0 || this.conn.closed, timeoutMs);
     const p = this.conn.inbox.shift();
     const r = p ?? (this.conn.closed ? 'closed' : 'timeout');
-    this.trace.push(`< ${this.describe(r)}`);
+    this.trace.push(`< ${this.#describe(r)}`);
     return r;
   }
 
-  private miss(expected: string, got: Pdu | 'closed' | 'timeout'): never {
-    throw new Mismatch(`expected ${expected}, got ${this.describe(got)}`);
+  #miss(expected: string, got: Pdu | 'closed' | 'timeout'): never {
+    throw new Mismatch(`expected ${expected}, got ${this.#describe(got)}`);
   }
 
   async expectR2T(cid: number): Promise<{ ttag: number; r2to: number; r2tl: number }> {
-    const p = await this.next(5000);
-    if (p === 'closed' || p === 'timeout' || p.type !== PduType.R2T || p.cccid !== cid) this.miss(`R2T for cid ${cid}`, p);
+    const p = await this.#next(5000);
+    if (p === 'closed' || p === 'timeout' || p.type !== PduType.R2T || p.cccid !== cid) this.#miss(`R2T for cid ${cid}`, p);
     return { ttag: p.ttag, r2to: p.r2to, r2tl: p.r2tl };
   }
 
@@ -464,55 +464,55 @@ class ConnDriver implements Driver {
     let data = 0;
     const want = `completion of cid ${cid}: ${accept.map(describePattern).join(' | ')}`;
     for (let i = 0; i < 10_000; i++) {
-      const p = await this.next(5000);
-      if (p === 'closed' || p === 'timeout') this.miss(want, p);
+      const p = await this.#next(5000);
+      if (p === 'closed' || p === 'timeout') this.#miss(want, p);
       if (p.type === PduType.C2HData && p.cccid === cid) {
-        if (p.datao !== data) this.miss(`C2HData at offset ${data}`, p);
+        if (p.datao !== data) this.#miss(`C2HData at offset ${data}`, p);
         data += p.data.length;
         if (!p.success) continue;
         const obs = { sc: 0, dnr: false, dw0: 0, data };
-        if (!accept.some((a) => matches(a, obs))) this.miss(want, p);
+        if (!accept.some((a) => matches(a, obs))) this.#miss(want, p);
         this.outcome = 'resp:ok';
         return { sc: 0, dw0: 0 };
       }
-      if (p.type !== PduType.CapsuleResp) this.miss(want, p);
+      if (p.type !== PduType.CapsuleResp) this.#miss(want, p);
       const c = decodeCqe(p.cqe);
       const obs: Observed = { sc: c.status & 0x7ff, dnr: (c.status & 0x4000) !== 0, dw0: c.result >>> 0, data };
-      if (c.cid !== cid || !accept.some((a) => matches(a, obs))) this.miss(want, p);
+      if (c.cid !== cid || !accept.some((a) => matches(a, obs))) this.#miss(want, p);
       this.outcome = `resp:${scName(obs.sc)}`;
       return { sc: obs.sc, dw0: obs.dw0 };
     }
-    this.miss(want, 'timeout');
+    this.#miss(want, 'timeout');
   }
 
-  private termMatches(p: Pdu, accept: TermPattern[]): boolean {
+  #termMatches(p: Pdu, accept: TermPattern[]): boolean {
     return p.type === PduType.C2HTermReq && accept.some((a) => a.fes === p.fes && (a.fei === undefined || a.fei >>> 0 === p.fei >>> 0));
   }
 
-  private async termThenClose(p: Pdu): Promise<void> {
+  async #termThenClose(p: Pdu): Promise<void> {
     if (p.type !== PduType.C2HTermReq) return;
     this.outcome = `term:FES${p.fes}`;
-    const after = await this.next(3000);
-    if (after !== 'closed') this.miss('the connection to close after the C2HTermReq', after);
+    const after = await this.#next(3000);
+    if (after !== 'closed') this.#miss('the connection to close after the C2HTermReq', after);
   }
 
   async expectTerm(accept: TermPattern[], o: { withinMs?: number; allowR2T?: boolean } = {}): Promise<void> {
     const want = `C2HTermReq ${accept.map((a) => `FES ${a.fes}${a.fei === undefined ? '' : ` FEI ${a.fei >>> 0}`}`).join(' | ')}`;
     const deadline = Date.now() + (o.withinMs ?? 3000);
     for (let i = 0; i < 10_000; i++) {
-      const p = await this.next(Math.max(1, deadline - Date.now()));
+      const p = await this.#next(Math.max(1, deadline - Date.now()));
       if (p !== 'closed' && p !== 'timeout' && p.type === PduType.R2T && o.allowR2T) continue;
-      if (p === 'closed' || p === 'timeout' || !this.termMatches(p, accept)) this.miss(want, p);
-      return this.termThenClose(p);
+      if (p === 'closed' || p === 'timeout' || !this.#termMatches(p, accept)) this.#miss(want, p);
+      return this.#termThenClose(p);
     }
   }
 
   async expectClose(o: { withinMs?: number; minMs?: number; allowTerm?: TermPattern[] } = {}): Promise<void> {
     const t0 = Date.now();
-    const p = await this.next(o.withinMs ?? 3000);
-    if (p !== 'closed' && p !== 'timeout' && o.allowTerm?.length && this.termMatches(p, o.allowTerm)) return this.termThenClose(p);
-    if (p !== 'closed') this.miss('the connection to close, with no PDU', p);
-    if (this.conn.malformed) this.miss('the connection to close, with no PDU', p);
+    const p = await this.#next(o.withinMs ?? 3000);
+    if (p !== 'closed' && p !== 'timeout' && o.allowTerm?.length && this.#termMatches(p, o.allowTerm)) return this.#termThenClose(p);
+    if (p !== 'closed') this.#miss('the connection to close, with no PDU', p);
+    if (this.conn.malformed) this.#miss('the connection to close, with no PDU', p);
     if (o.minMs !== undefined && Date.now() - t0 < o.minMs) throw new Mismatch(`closed after ${Date.now() - t0} ms, before the stall timeout (expected >= ${Math.round(o.minMs)} ms)`);
     this.outcome = 'close';
   }
@@ -521,17 +521,17 @@ class ConnDriver implements Driver {
     const p = this.conn.inbox[0] ?? (await this.conn.until(() => this.conn.inbox.length > 0 || this.conn.closed, 5000), this.conn.inbox[0]);
     const want = [o.terms.length ? `C2HTermReq ${o.terms.map((a) => `FES ${a.fes}`).join('/')}` : '', o.resp ? `completion of cid ${o.resp.cid}: ${o.resp.accept.map(describePattern).join(' | ')}` : '', o.close ? 'close' : '', o.icresp ? 'ICResp' : ''].filter(Boolean).join(' or ');
     if (!p) {
-      const got = await this.next(1);
+      const got = await this.#next(1);
       if (got === 'closed' && o.close && !this.conn.malformed) {
         this.outcome = 'close';
         return 'close';
       }
-      this.miss(want, got);
+      this.#miss(want, got);
     }
     if (p.type === PduType.C2HTermReq) {
-      const got = await this.next(1);
-      if (got === 'closed' || got === 'timeout' || !this.termMatches(got, o.terms)) this.miss(want, got);
-      await this.termThenClose(got);
+      const got = await this.#next(1);
+      if (got === 'closed' || got === 'timeout' || !this.#termMatches(got, o.terms)) this.#miss(want, got);
+      await this.#termThenClose(got);
       return 'term';
     }
     if (o.resp && (p.type === PduType.CapsuleResp || p.type === PduType.C2HData)) {
@@ -542,12 +542,12 @@ class ConnDriver implements Driver {
       await this.expectIcResp({ hdgst: p.hdgst, ddgst: p.ddgst });
       return 'icresp';
     }
-    this.miss(want, await this.next(1));
+    this.#miss(want, await this.#next(1));
   }
 
   async expectIcResp(o: { hdgst: boolean; ddgst: boolean }): Promise<void> {
-    const p = await this.next(5000);
-    if (p === 'closed' || p === 'timeout' || p.type !== PduType.ICResp) this.miss('ICResp', p);
+    const p = await this.#next(5000);
+    if (p === 'closed' || p === 'timeout' || p.type !== PduType.ICResp) this.#miss('ICResp', p);
     const bad: string[] = [];
     if (p.pfv !== 0) bad.push(`PFV ${p.pfv}`);
     if (p.cpda !== 0) bad.push(`CPDA ${p.cpda}`);
@@ -559,20 +559,20 @@ class ConnDriver implements Driver {
   }
 
   async expectQuiet(ms: number): Promise<void> {
-    const p = await this.next(ms);
-    if (p !== 'timeout') this.miss(`nothing for ${ms} ms`, p);
+    const p = await this.#next(ms);
+    if (p !== 'timeout') this.#miss(`nothing for ${ms} ms`, p);
   }
 
   async r2tsOrTerm(n: number, accept: TermPattern[]): Promise<'all' | 'term'> {
     let got = 0;
     for (let i = 0; i < 100_000 && got < n; i++) {
-      const p = await this.next(5000);
+      const p = await this.#next(5000);
       if (p !== 'closed' && p !== 'timeout' && p.type === PduType.R2T) {
         got++;
         continue;
       }
-      if (p === 'closed' || p === 'timeout' || !this.termMatches(p, accept)) this.miss(`${n} R2Ts or C2HTermReq ${accept.map((a) => `FES ${a.fes}`).join('/')}`, p);
-      await this.termThenClose(p);
+      if (p === 'closed' || p === 'timeout' || !this.#termMatches(p, accept)) this.#miss(`${n} R2Ts or C2HTermReq ${accept.map((a) => `FES ${a.fes}`).join('/')}`, p);
+      await this.#termThenClose(p);
       return 'term';
     }
     return 'all';
@@ -611,11 +611,11 @@ class Engine {
   scenarios = 0;
   readonly targetErrors: string[] = [];
   readonly targetWarnings: Record<string, number> = {};
-  private newTargetErrors: string[] = [];
+  #newTargetErrors: string[] = [];
   peakRss = 0;
   healthChecks = 0;
-  private readonly reservedQids = [new Set<number>(), new Set<number>()];
-  private healthGen = 0;
+  readonly #reservedQids = [new Set<number>(), new Set<number>()];
+  #healthGen = 0;
 
   constructor(o: FuzzOptions) {
     this.o = {
@@ -638,7 +638,9 @@ class Engine {
   // ---------------------------------------------------------------- target
 
   async start(): Promise<void> {
-    const config = testConfig((doc) => {
+    // The built-in default config (ports on 0: the OS picks), made to hold every case the generators aim at.
+    const doc = defaultConfigDocument({ ports: [0, 0], sizeBytes: 64 * 1024 * 1024 }) as Record<string, any>;
+    {
       const sub = doc['subsystems'][0];
       sub.ext = { mode: 'ana' };
       sub.namespaces[0].ext.size = 16 * 1024 * 1024;
@@ -649,27 +651,30 @@ class Engine {
       doc['hosts'] = [{ nqn: ALLOWED_HOSTNQN }];
       doc['subsystems'].push({ nqn: RESTRICTED_NQN, attr: { allow_any_host: '0' }, allowed_hosts: [ALLOWED_HOSTNQN], namespaces: [], ext: { mode: 'ana' } });
       doc['ports'][0].subsystems.push(RESTRICTED_NQN);
-    });
+    }
+    const config = parseConfig(doc);
     const sink = new Writable({
       write: (chunk: Buffer, _enc, cb) => {
         for (const line of chunk.toString('utf8').split('\n')) {
           if (!line) continue;
           try {
             const j = JSON.parse(line) as { level: number; msg: string; err?: unknown };
-            if (j.level >= 50) this.newTargetErrors.push(`${j.msg}${j.err ? `: ${JSON.stringify(j.err).slice(0, 300)}` : ''}`);
+            if (j.level >= 50) this.#newTargetErrors.push(`${j.msg}${j.err ? `: ${JSON.stringify(j.err).slice(0, 300)}` : ''}`);
             else {
               const key = j.msg.replace(/0x[0-9a-f]+/gi, 'X').replace(/\d+/g, 'N').slice(0, 100);
               this.targetWarnings[key] = (this.targetWarnings[key] ?? 0) + 1;
             }
           } catch {
-            this.newTargetErrors.push(line.slice(0, 300));
+            this.#newTargetErrors.push(line.slice(0, 300));
           }
         }
         cb();
       },
     });
     const log = pino({ level: 'warn', base: undefined }, sink);
-    const { target, ports } = await startTarget(config, { log, limits: { setupTimeoutMs: this.o.setupTimeoutMs, stallTimeoutMs: this.o.stallTimeoutMs } });
+    const target = await Target.create(config, { log, limits: { setupTimeoutMs: this.o.setupTimeoutMs, stallTimeoutMs: this.o.stallTimeoutMs } });
+    await target.start();
+    const ports = config.ports.map((p) => target.boundPort(p.portid));
     this.target = target;
     const mqes = (pc: (typeof config.ports)[number]) => (pc.maxQueueSize ? Math.min(target.limits.mqes, pc.maxQueueSize - 1) : target.limits.mqes);
     this.P = {
@@ -713,7 +718,7 @@ class Engine {
       if (lane.alive) lane.conn!.destroy();
       reopened.add(lane);
       try {
-        if (!initial && lane.spec.kind === 'io') await this.waitQueueFree(lane);
+        if (!initial && lane.spec.kind === 'io') await this.#waitQueueFree(lane);
         await lane.open();
       } catch (err) {
         if (initial) throw err;
@@ -723,7 +728,7 @@ class Engine {
   }
 
   /** Wait until the target no longer has the lane's queue id connected (after its connection died). */
-  private async waitQueueFree(lane: Lane): Promise<void> {
+  async #waitQueueFree(lane: Lane): Promise<void> {
     for (let i = 0; i < 200; i++) {
       const admin = lane === this.health.io ? this.health.admin : this.adminLane(lane.spec.port);
       const ctrl = this.target.subsystems.get(SUBNQN)?.controllers.get(admin.cntlid);
@@ -736,15 +741,15 @@ class Engine {
     fuzzCntlid: (port) => this.adminLane(port).cntlid,
     disabledCntlid: () => this.lanes.get('disabled')!.cntlid,
     reserveQid: (port) => this.reserveQid(port),
-    releaseQid: (port, qid) => this.reservedQids[port]!.delete(qid),
+    releaseQid: (port, qid) => this.#reservedQids[port]!.delete(qid),
     busyQid: () => 1,
   };
 
   reserveQid(port: number): number {
     const ctrl = this.target.subsystems.get(SUBNQN)?.controllers.get(this.adminLane(port).cntlid);
     for (let q = 3; q <= this.P.maxQid; q++) {
-      if (this.reservedQids[port]!.has(q) || ctrl?.queues.has(q)) continue;
-      this.reservedQids[port]!.add(q);
+      if (this.#reservedQids[port]!.has(q) || ctrl?.queues.has(q)) continue;
+      this.#reservedQids[port]!.add(q);
       return q;
     }
     return 1; // all in use: the Connect is expected to fail (QID in use)
@@ -769,13 +774,13 @@ class Engine {
 
   // ---------------------------------------------------------------- bookkeeping
 
-  private count(cls: string, failed: boolean): void {
+  #count(cls: string, failed: boolean): void {
     const c = (this.byClass[cls] ??= { n: 0, failed: 0 });
     c.n++;
     if (failed) c.failed++;
   }
 
-  private outcome(name: string): void {
+  #outcome(name: string): void {
     this.outcomes[name] = (this.outcomes[name] ?? 0) + 1;
   }
 
@@ -788,8 +793,8 @@ class Engine {
 
   skip(inp: Input): void {
     this.skipped++;
-    this.count(inp.cls, false);
-    this.outcome('skipped (lane down)');
+    this.#count(inp.cls, false);
+    this.#outcome('skipped (lane down)');
   }
 
   judgeCmd(inp: CmdInput, accept: RespPattern[], why: string[], o: CmdOutcome): void {
@@ -798,12 +803,12 @@ class Engine {
     if (o.kind === 'resp') {
       ok = accept.some((a) => matches(a, o.obs));
       got = `${scName(o.obs.sc)}${o.obs.dnr ? '+DNR' : ''} dw0 0x${o.obs.dw0.toString(16)} data ${o.obs.data}`;
-      this.outcome(o.obs.sc === 0 ? 'resp:ok' : `resp:${scName(o.obs.sc)}`);
+      this.#outcome(o.obs.sc === 0 ? 'resp:ok' : `resp:${scName(o.obs.sc)}`);
     } else if (o.kind === 'term') {
       got = `C2HTermReq FES ${o.fes} FEI ${o.fei} (the lane was terminated)`;
-      this.outcome('lane-terminated');
+      this.#outcome('lane-terminated');
     } else got = o.kind === 'error' ? o.msg : o.kind === 'timeout' ? 'no completion within 15 s' : 'the connection closed';
-    this.count(inp.cls, !ok);
+    this.#count(inp.cls, !ok);
     if (!ok) this.fail(inp.index, inp.cls, inp.desc, `expected ${accept.map(describePattern).join(' | ')}; got ${got}${why.length ? `\n     rules: ${why.join('; ')}` : ''}`);
   }
 
@@ -817,29 +822,29 @@ class Engine {
     try {
       conn = await FuzzConn.open(port.tcp);
     } catch (err) {
-      this.count(inp.cls, true);
+      this.#count(inp.cls, true);
       this.fail(inp.index, inp.cls, inp.desc, `cannot connect: ${(err as Error).message}`);
       return;
     }
     const d = new ConnDriver(this.P, port, conn);
     try {
-      await this.setupConn(conn, s, d, (q) => (qid = q));
+      await this.#setupConn(conn, s, d, (q) => (qid = q));
       if (conn.inbox.length) throw new Error(`setup left PDU type ${conn.inbox[0]!.type}`);
       await withDeadline(inp.run(d), 30_000, 'scenario did not finish within 30 s');
       if (conn.malformed) throw new Mismatch(`the target sent a malformed PDU: ${conn.malformed}`);
-      this.count(inp.cls, false);
-      this.outcome(d.outcome);
+      this.#count(inp.cls, false);
+      this.#outcome(d.outcome);
     } catch (err) {
-      this.count(inp.cls, true);
+      this.#count(inp.cls, true);
       const kind = err instanceof Mismatch ? '' : 'error: ';
       this.fail(inp.index, inp.cls, inp.desc, `${kind}${(err as Error).message}`, d.trace);
     } finally {
       conn.destroy();
-      if (qid > 0) this.reservedQids[s.port]!.delete(qid);
+      if (qid > 0) this.#reservedQids[s.port]!.delete(qid);
     }
   }
 
-  private async setupConn(conn: FuzzConn, s: Setup, d: ConnDriver, onQid: (q: number) => void): Promise<void> {
+  async #setupConn(conn: FuzzConn, s: Setup, d: ConnDriver, onQid: (q: number) => void): Promise<void> {
     if (s.stage === 'tcp') return;
     await conn.ic({ hdgst: s.hdgst, ddgst: s.ddgst });
     if (s.stage === 'ic') return;
@@ -870,7 +875,7 @@ class Engine {
       this.fail(null, 'invariant:health', 'healthy pair', 'the healthy admin or I/O connection was closed');
       return;
     }
-    const gen = ++this.healthGen;
+    const gen = ++this.#healthGen;
     const nlb = 8 + (gen % 120);
     const slba = this.P.namespaces[0]!.nblocks - 256 + (gen % 64);
     const data = Buffer.alloc(nlb * 512);
@@ -892,7 +897,7 @@ class Engine {
     }
   }
 
-  private liveConnections(): number {
+  #liveConnections(): number {
     return this.target.snapshot().ports.reduce((n, p) => n + p.connections, 0);
   }
 
@@ -907,7 +912,7 @@ class Engine {
     let disc = -1;
     let restricted = -1;
     for (let i = 0; i < 300; i++) {
-      conns = this.liveConnections();
+      conns = this.#liveConnections();
       ctrls = this.target.subsystems.get(SUBNQN)!.controllers.size;
       restricted = this.target.subsystems.get(RESTRICTED_NQN)!.controllers.size;
       disc = this.target.discovery.controllers.size;
@@ -924,7 +929,7 @@ class Engine {
   }
 
   checkTargetLog(): void {
-    for (const e of this.newTargetErrors.splice(0)) {
+    for (const e of this.#newTargetErrors.splice(0)) {
       this.targetErrors.push(e);
       this.fail(null, 'invariant:target-log', 'target error log', `the target logged an internal error: ${e}`);
     }
@@ -980,7 +985,7 @@ class Engine {
       if (Date.now() - lastProgress >= this.o.progressEveryMs) {
         lastProgress = Date.now();
         const s = (Date.now() - t0) / 1000;
-        log?.(`fuzz: ${done}/${total} inputs, ${(done / s).toFixed(0)}/s, ${this.failureCount} failures, rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB, ${this.liveConnections()} connections`);
+        log?.(`fuzz: ${done}/${total} inputs, ${(done / s).toFixed(0)}/s, ${this.failureCount} failures, rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB, ${this.#liveConnections()} connections`);
       }
     }
     const report: FuzzReport = {
@@ -1000,7 +1005,7 @@ class Engine {
       rssLimitMb: this.o.rssLimitMb,
       targetErrors: this.targetErrors,
       targetWarnings: this.targetWarnings,
-      connections: this.liveConnections(),
+      connections: this.#liveConnections(),
     };
     return report;
   }

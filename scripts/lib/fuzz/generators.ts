@@ -15,11 +15,11 @@
  *    the specification gives stated in the generator (expectTerm, expectResp,
  *    expectClose ... in engine.ts).
  */
-import { Rng } from './rng.ts';
+import { Rng } from '../rng.ts';
 import { SC, capsuleLimit, checkHeader, expectCommand, type CmdBytes, type ConnState, type LaneKind, type PortProfile, type Profile, type RespPattern, type TermPattern } from './oracle.ts';
 import { buildPdu, capsulePdu, h2cPdu, h2cTermReq, icReq } from './wire.ts';
-import { crc32cOf as crc } from '../../shared/digest.ts';
-import type { WireOptions } from '../../shared/pdu.ts';
+import { crc32cOf as crc } from '../../../shared/digest.ts';
+import type { WireOptions } from '../../../shared/pdu.ts';
 
 // ---------------------------------------------------------------- lanes
 

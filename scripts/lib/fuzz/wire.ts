@@ -8,16 +8,16 @@
  * as `malformed` and the fuzzer reports a failure.
  */
 import net from 'node:net';
-import { crc32cOf } from '../../shared/digest.ts';
-import { PduFramer } from '../../shared/framer.ts';
-import { PduType, type IcRespPdu, type Pdu, type WireOptions } from '../../shared/pdu.ts';
+import { crc32cOf } from '../../../shared/digest.ts';
+import { PduFramer } from '../../../shared/framer.ts';
+import { PduType, type IcRespPdu, type Pdu, type WireOptions } from '../../../shared/pdu.ts';
 
 export const CONNECT_TIMEOUT_MS = 5000;
 
 /** One TCP connection to the target, with every PDU it receives. */
 export class FuzzConn {
   readonly socket: net.Socket;
-  private readonly framer = new PduFramer('host', { maxInCapsuleData: 0, maxH2CData: 0, maxC2HData: 64 * 1024 * 1024 });
+  readonly #framer = new PduFramer('host', { maxInCapsuleData: 0, maxH2CData: 0, maxC2HData: 64 * 1024 * 1024 });
   wire: WireOptions = { hdgst: false, ddgst: false };
   maxh2cdata = 0;
   closed = false;
@@ -27,7 +27,7 @@ export class FuzzConn {
   onPdu: ((p: Pdu) => void) | null = null;
   onClose: (() => void) | null = null;
   readonly inbox: Pdu[] = [];
-  private readonly watchers = new Set<() => void>();
+  readonly #watchers = new Set<() => void>();
   readonly openedAt = Date.now();
 
   private constructor(socket: net.Socket) {
@@ -36,21 +36,21 @@ export class FuzzConn {
     socket.on('data', (chunk: Buffer) => {
       if (this.malformed) return;
       try {
-        this.framer.push(chunk, (pdu) => {
+        this.#framer.push(chunk, (pdu) => {
           if (this.onPdu) this.onPdu(pdu);
           else this.inbox.push(pdu);
-          this.wake();
+          this.#wake();
         });
       } catch (err) {
         this.malformed = (err as Error).message;
-        this.wake();
+        this.#wake();
         socket.destroy();
       }
     });
     socket.on('close', () => {
       this.closed = true;
       this.onClose?.();
-      this.wake();
+      this.#wake();
     });
     socket.on('error', () => undefined);
   }
@@ -75,8 +75,8 @@ export class FuzzConn {
     });
   }
 
-  private wake(): void {
-    for (const w of [...this.watchers]) w();
+  #wake(): void {
+    for (const w of [...this.#watchers]) w();
   }
 
   /** Resolve true once check() holds (re-checked on every PDU and on close), false after timeoutMs. */
@@ -85,14 +85,14 @@ export class FuzzConn {
     return new Promise((resolve) => {
       const done = (v: boolean) => {
         clearTimeout(timer);
-        this.watchers.delete(w);
+        this.#watchers.delete(w);
         resolve(v);
       };
       const w = () => {
         if (check()) done(true);
       };
       const timer = setTimeout(() => done(false), timeoutMs);
-      this.watchers.add(w);
+      this.#watchers.add(w);
     });
   }
 
@@ -115,7 +115,7 @@ export class FuzzConn {
     const ok = await this.until(() => this.inbox.length > 0 || this.closed || this.malformed !== null, timeoutMs);
     const pdu = this.inbox.shift();
     if (!ok || !pdu || pdu.type !== PduType.ICResp) throw new Error(`ICReq: expected ICResp, got ${pdu ? `type ${pdu.type}` : this.closed ? 'close' : 'nothing'}`);
-    this.framer.setDigests(pdu.hdgst, pdu.ddgst);
+    this.#framer.setDigests(pdu.hdgst, pdu.ddgst);
     this.wire = { hdgst: pdu.hdgst, ddgst: pdu.ddgst };
     this.maxh2cdata = pdu.maxh2cdata;
     return pdu;

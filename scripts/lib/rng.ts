@@ -1,7 +1,11 @@
 /**
- * Deterministic PRNG for the fuzzer: sfc32 seeded from (seed, input index), so
- * that every input is reproducible from the seed and its index alone, whatever
- * ran before it.
+ * The one seeded PRNG of the tests, the fuzzer and the scripts: sfc32 (small,
+ * fast, passes PractRand far beyond what a test draws) seeded from a
+ * (seed, stream) pair, so that a sequence is reproducible from the pair alone,
+ * whatever ran before it. The fuzzer uses (run seed, input index): one input
+ * replays without the ones before it. Not for anything secret.
+ * Tests import it as test/helpers/rng.ts; it lives here because scripts/
+ * import no test code.
  */
 
 /** 32-bit FNV-1a of a string, then a murmur3 finalizer. */
@@ -20,28 +24,29 @@ function hash32(text: string, salt: number): number {
 }
 
 export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
+  #a: number;
+  #b: number;
+  #c: number;
+  #d: number;
 
-  constructor(seed: string, index: number) {
-    const key = `${seed}/${index}`;
-    this.a = hash32(key, 1);
-    this.b = hash32(key, 2);
-    this.c = hash32(key, 3);
-    this.d = hash32(key, 4) | 1;
+  /** The same (seed, stream) always gives the same sequence; the key is `${seed}/${stream}` (the fuzzer's replays rely on it). */
+  constructor(seed: string | number, stream = 0) {
+    const key = `${seed}/${stream}`;
+    this.#a = hash32(key, 1);
+    this.#b = hash32(key, 2);
+    this.#c = hash32(key, 3);
+    this.#d = hash32(key, 4) | 1;
     for (let i = 0; i < 12; i++) this.u32();
   }
 
   /** A uniformly random 32-bit unsigned integer. */
   u32(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
+    const t = (((this.#a + this.#b) | 0) + this.#d) | 0;
+    this.#d = (this.#d + 1) | 0;
+    this.#a = this.#b ^ (this.#b >>> 9);
+    this.#b = (this.#c + (this.#c << 3)) | 0;
+    this.#c = (this.#c << 21) | (this.#c >>> 11);
+    this.#c = (this.#c + t) | 0;
     return t >>> 0;
   }
 
@@ -58,10 +63,12 @@ export class Rng {
     return lo + Math.floor((this.u32() * 0x100000000 + this.u32()) % span);
   }
 
+  /** True with probability p. */
   chance(p: number): boolean {
     return this.float() < p;
   }
 
+  /** One of items, uniformly (items must not be empty). */
   pick<T>(items: readonly T[]): T {
     return items[this.int(0, items.length - 1)]!;
   }
@@ -78,6 +85,7 @@ export class Rng {
     return entries[entries.length - 1]![0];
   }
 
+  /** n random bytes. */
   bytes(n: number): Buffer {
     const b = Buffer.allocUnsafe(n);
     let i = 0;
