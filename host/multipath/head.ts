@@ -57,6 +57,20 @@ const silentLogger: Logger = pino({ level: 'silent' });
 
 const WRITE_LIKE: ReadonlySet<IoKind> = new Set<IoKind>(['write', 'write-zeroes', 'deallocate']);
 
+/**
+ * The head reads time in whole milliseconds: its durations and ages (events,
+ * snapshots, errors) have always been integers, and a monotonic clock keeps
+ * them from going backwards. Made once per head.
+ */
+function wholeMilliseconds(base: Clock): Clock {
+  return {
+    setTimeout: (fn, ms) => base.setTimeout(fn, ms),
+    clearTimeout: (handle) => base.clearTimeout(handle),
+    now: () => Math.floor(base.now()),
+    wallNow: () => base.wallNow(),
+  };
+}
+
 export class MultipathHead extends EventEmitter<HeadEvents> {
   readonly name: string;
   readonly subnqn: string;
@@ -102,7 +116,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     this.blockSize = identity.blockSize;
     this.#nblocks = identity.nblocks;
     const settings = (this.#settings = resolveSettings(options, this.blockSize));
-    const clock = (this.#clock = options.clock ?? realClock);
+    const clock = (this.#clock = wholeMilliseconds(options.clock ?? realClock));
     const log = (this.#log = (options.logger ?? silentLogger).child({ head: this.name }));
     // The units' hooks into the head, made once (nothing per I/O).
     const kick = (): void => this.#kick();
