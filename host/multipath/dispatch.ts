@@ -21,11 +21,11 @@ import type { IoRequest, PathOutcome } from '../path.ts';
 import type { ActiveStandby } from './activation.ts';
 import { decideDisposition, mayHaveExecuted } from './disposition.ts';
 import { MultipathError, NoPathError, NvmeStatusError } from './errors.ts';
-import type { NoPathReason } from './no-path.ts';
+import type { NoPathReason, NoPathTimer } from './no-path.ts';
 import type { PathSet } from './paths.ts';
 import type { PathSelector } from './selector.ts';
 import type { HeadSettings } from './settings.ts';
-import type { HeadCounters, PathEntry, Req, WriteRec } from './types.ts';
+import type { HeadCounters, HeadPhase, PathEntry, Req, WriteRec } from './types.ts';
 import type { WriteOrder } from './write-order.ts';
 
 /** What the dispatcher needs from its head. */
@@ -40,11 +40,8 @@ export interface DispatchHost {
   readonly selector: PathSelector;
   readonly order: WriteOrder;
   readonly activation: ActiveStandby;
-  readonly closed: boolean;
-  /** No failover or no-path episode open, not inside a kick, not closed: direct dispatch allowed. */
-  quiet(): boolean;
-  /** A failover episode is open. */
-  failingOver(): boolean;
+  readonly noPath: NoPathTimer;
+  readonly phase: Readonly<HeadPhase>;
   startFailover(from: string, reason: string): void;
   endFailover(to: string): void;
   kick(): void;
@@ -56,6 +53,17 @@ function errText(e: unknown): string {
 
 export class Dispatcher {
   readonly #h: DispatchHost;
+  // The units the fast path touches on every I/O, held directly (not looked up through the host each time).
+  readonly #clock: Clock;
+  readonly #settings: HeadSettings;
+  readonly #counters: HeadCounters;
+  readonly #paths: PathSet;
+  readonly #selector: PathSelector;
+  readonly #order: WriteOrder;
+  readonly #activation: ActiveStandby;
+  readonly #noPath: NoPathTimer;
+  readonly #phase: Readonly<HeadPhase>;
+  readonly #blockSize: number;
   #seq = 0;
   /** The requeue list: queued I/O in submission order. */
   #pending: Req[] = [];
@@ -66,6 +74,16 @@ export class Dispatcher {
 
   constructor(host: DispatchHost) {
     this.#h = host;
+    this.#clock = host.clock;
+    this.#settings = host.settings;
+    this.#counters = host.counters;
+    this.#paths = host.paths;
+    this.#selector = host.selector;
+    this.#order = host.order;
+    this.#activation = host.activation;
+    this.#noPath = host.noPath;
+    this.#phase = host.phase;
+    this.#blockSize = host.blockSize;
   }
 
   get queued(): number {
@@ -108,7 +126,7 @@ export class Dispatcher {
   }
 
   #checkRead(io: IoRequest, data: Buffer | undefined): Buffer {
-    if (data === undefined || data.length !== io.nlb * this.#h.blockSize) {
+    if (data === undefined || data.length !== io.nlb * this.#blockSize) {
       throw new MultipathError('EIO', `read of ${io.nlb} blocks at ${io.slba} on ${this.#h.name}: the path returned ${data?.length ?? 'no'} bytes`);
     }
     return data;
@@ -126,19 +144,22 @@ export class Dispatcher {
 
   /** Direct dispatch (see the file's comment); null when the slow path must take the I/O. */
   #fastSubmit(io: IoRequest, writeLike: boolean): Promise<Buffer | undefined> | null {
-    const h = this.#h;
-    if (this.#pending.length !== 0 || !h.quiet()) return null;
+    // Only while nothing is going on: no failover or no-path episode, not inside a kick, not closed.
+    const phase = this.#phase;
+    if (this.#pending.length !== 0 || phase.kicking || phase.failingOver || phase.closed || this.#noPath.open) return null;
+    const order = this.#order;
     // A write that overlaps an unfinished write must wait for it: slow path.
-    if (writeLike && h.order.overlapsUnfinished(io)) return null;
-    const entry = h.selector.fast(h.paths.entries, h.activation.active);
+    if (writeLike && order.overlapsUnfinished(io)) return null;
+    const entry = this.#selector.fast(this.#paths.entries, this.#activation.active);
     if (entry === null) return null;
     const seq = this.#seq++;
-    const submittedAt = h.clock.now();
-    const dispatchEpoch = h.order.epoch;
-    const activeAtDispatch = h.settings.policy === 'active-standby';
+    const submittedAt = this.#clock.now();
+    const dispatchEpoch = order.epoch;
+    const activeAtDispatch = this.#settings.policy === 'active-standby';
     const rec: WriteRec | null = writeLike ? { seq, io } : null;
-    if (rec !== null) h.order.begin(rec);
-    h.counters.ios++;
+    if (rec !== null) order.begin(rec);
+    const counters = this.#counters;
+    counters.ios++;
     entry.inflight++;
     entry.ios++;
     this.#fastInflight++;
@@ -151,10 +172,10 @@ export class Dispatcher {
     const slow = (outcome: PathOutcome): Promise<Buffer | undefined> => {
       entry.inflight--;
       this.#fastInflight--;
-      if (rec !== null) h.order.end(rec);
+      if (rec !== null) order.end(rec);
       const done = new Promise<Buffer | undefined>((resolve, reject) => {
         const req = newReq(io, writeLike, seq, submittedAt, 'inflight', dispatchEpoch, activeAtDispatch, resolve, reject);
-        if (writeLike) h.order.begin(req);
+        if (writeLike) order.begin(req);
         this.#handleOutcome(req, entry, outcome);
       });
       return io.kind === 'read' ? done.then((data) => this.#checkRead(io, data)) : done;
@@ -164,15 +185,15 @@ export class Dispatcher {
         if (outcome.kind !== 'completed' || outcome.status !== 0) return slow(outcome);
         entry.inflight--;
         this.#fastInflight--;
-        if (rec !== null) h.order.end(rec);
+        if (rec !== null) order.end(rec);
         if (io.kind === 'read') {
-          h.counters.bytesRead += io.nlb * h.blockSize;
+          counters.bytesRead += io.nlb * this.#blockSize;
         } else if (io.kind === 'write') {
-          h.counters.bytesWritten += io.nlb * h.blockSize;
+          counters.bytesWritten += io.nlb * this.#blockSize;
         }
         // Something may wait for this I/O (an overlapping write) or for a path.
-        if (this.#pending.length !== 0) h.kick();
-        if (h.closed) this.#maybeClosed();
+        if (this.#pending.length !== 0) this.#h.kick();
+        if (phase.closed) this.#maybeClosed();
         return io.kind === 'read' ? this.#checkRead(io, outcome.data) : undefined;
       },
       (e: unknown) => slow({ kind: 'path-error', reason: `submit rejected: ${errText(e)}`, mayHaveExecuted: true }),
@@ -240,7 +261,7 @@ export class Dispatcher {
     const h = this.#h;
     const ok = outcome.kind === 'completed' && outcome.status === 0;
     if (!ok) entry.errors++;
-    if (h.closed) {
+    if (this.#phase.closed) {
       if (ok) this.#succeed(req, entry, outcome);
       else this.#fail(req, new MultipathError('ECLOSED', `${h.name} is closed`));
       this.#maybeClosed();
@@ -297,7 +318,7 @@ export class Dispatcher {
     const bytes = req.io.nlb * h.blockSize;
     if (req.io.kind === 'read') h.counters.bytesRead += bytes;
     else if (req.io.kind === 'write') h.counters.bytesWritten += bytes;
-    if (h.failingOver() && req.requeues > 0 && h.settings.policy !== 'active-standby') h.endFailover(entry.name);
+    if (this.#phase.failingOver && req.requeues > 0 && h.settings.policy !== 'active-standby') h.endFailover(entry.name);
     this.#finish(req);
     req.resolve(req.io.kind === 'read' ? outcome.data : undefined);
   }
@@ -319,7 +340,7 @@ export class Dispatcher {
   }
 
   #maybeClosed(): void {
-    if (this.#h.closed && this.inflight === 0) {
+    if (this.#phase.closed && this.inflight === 0) {
       const waiters = this.#closeWaiters;
       this.#closeWaiters = [];
       for (const w of waiters) w();

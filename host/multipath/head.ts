@@ -35,7 +35,7 @@ import { NoPathTimer } from './no-path.ts';
 import { PathSet, anaName } from './paths.ts';
 import { PathSelector, isUsableForIo, type IoPolicy } from './selector.ts';
 import { applyRuntimeOptions, checkPolicy, resolveSettings, type HeadSettings, type RuntimeOptions } from './settings.ts';
-import type { HeadCounters, HeadEvents, HeadIdentity, HeadOptions, HeadSnapshot, PathEntry } from './types.ts';
+import type { HeadCounters, HeadEvents, HeadIdentity, HeadOptions, HeadPhase, HeadSnapshot, PathEntry } from './types.ts';
 import { WriteOrder } from './write-order.ts';
 
 export { DEFAULT_SUSPECT_TIMEOUT_MS } from './types.ts';
@@ -90,9 +90,9 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
   readonly #dispatch: Dispatcher;
 
   #failover: { from: string; startedAt: number } | null = null;
-  #kicking = false;
   #kickAgain = false;
-  #closed = false;
+  /** kicking, failingOver, closed: read by the dispatcher's fast path. */
+  readonly #phase: HeadPhase = { kicking: false, failingOver: false, closed: false };
 
   readonly #counters: HeadCounters = {
     ios: 0,
@@ -144,7 +144,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       paths: this.#paths,
       writeOrder: this.#order,
       get closed() {
-        return head.#closed;
+        return head.#phase.closed;
       },
       selectContext: () => this.#selector.context(),
       sent: () => {
@@ -176,11 +176,8 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       selector: this.#selector,
       order: this.#order,
       activation: this.#activation,
-      get closed() {
-        return head.#closed;
-      },
-      quiet: () => this.#failover === null && !this.#noPath.open && !this.#kicking && !this.#closed,
-      failingOver: () => this.#failover !== null,
+      noPath: this.#noPath,
+      phase: this.#phase,
       startFailover: (from, reason) => this.#startFailover(from, reason),
       endFailover: (to) => this.#endFailover(to),
       kick,
@@ -199,7 +196,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     return this.#paths.entries.map((e) => e.path);
   }
   get closed(): boolean {
-    return this.#closed;
+    return this.#phase.closed;
   }
   /** Active-standby: the active path, if any. */
   get activePath(): Path | null {
@@ -340,8 +337,8 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
    * the I/O in flight has ended (its callers get success or ECLOSED).
    */
   close(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
+    if (!this.#phase.closed) {
+      this.#phase.closed = true;
       this.#noPath.close();
       for (const e of this.#paths.entries) {
         this.#paths.clearSuspect(e);
@@ -364,7 +361,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       blockSize: this.blockSize,
       nblocks: this.#nblocks,
       policy: s.policy,
-      closed: this.#closed,
+      closed: this.#phase.closed,
       activePath: active?.name ?? null,
       activating: this.#activation.activating?.name ?? null,
       usable: this.#serving(),
@@ -389,7 +386,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
   // ---------------------------------------------------------------- helpers of the I/O API
 
   #checkOpen(): void {
-    if (this.#closed) throw this.#closedError();
+    if (this.#phase.closed) throw this.#closedError();
   }
 
   #closedError(): MultipathError {
@@ -430,12 +427,12 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
    * events emitted while draining, or from callbacks) fold into one more pass.
    */
   #kick(): void {
-    if (this.#closed) return;
-    if (this.#kicking) {
+    if (this.#phase.closed) return;
+    if (this.#phase.kicking) {
       this.#kickAgain = true;
       return;
     }
-    this.#kicking = true;
+    this.#phase.kicking = true;
     this.#selector.invalidate();
     try {
       let passes = 0;
@@ -449,9 +446,9 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
         if (fail !== null) this.#dispatch.failWaiting(fail);
         // Events emitted above may ask for another pass; bounded, since every
         // pass without new input is a no-op.
-      } while (this.#kickAgain && !this.#closed && ++passes < 100);
+      } while (this.#kickAgain && !this.#phase.closed && ++passes < 100);
     } finally {
-      this.#kicking = false;
+      this.#phase.kicking = false;
     }
   }
 
@@ -468,6 +465,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
   #startFailover(from: string, reason: string): void {
     if (this.#failover !== null) return;
     this.#failover = { from, startedAt: this.#clock.now() };
+    this.#phase.failingOver = true;
     this.#counters.failovers++;
     this.#log.warn({ event: 'failover-start', from, reason }, 'failover start');
     this.emit('failover-start', { from, reason });
@@ -477,6 +475,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     const f = this.#failover;
     if (f === null) return;
     this.#failover = null;
+    this.#phase.failingOver = false;
     const durationMs = this.#clock.now() - f.startedAt;
     this.#log.info({ event: 'failover-end', from: f.from, to, durationMs }, 'failover end');
     this.emit('failover-end', { from: f.from, to, durationMs });
@@ -484,7 +483,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
 
   /** Some path can take I/O now, or one is being made active. */
   #serving(): boolean {
-    if (this.#closed) return false;
+    if (this.#phase.closed) return false;
     if (this.#settings.policy === 'active-standby') return this.#activation.serving;
     return this.#paths.entries.some(isUsableForIo);
   }

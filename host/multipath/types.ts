@@ -171,6 +171,15 @@ export interface HeadSnapshot {
 
 // ---------------------------------------------------------------- shared by the head's units
 
+/** What the head is in the middle of: plain fields the fast path reads on every I/O (no call). */
+export interface HeadPhase {
+  /** Inside #kick(). */
+  kicking: boolean;
+  /** A failover episode is open. */
+  failingOver: boolean;
+  closed: boolean;
+}
+
 export interface PathEntry extends Candidate {
   readonly path: Path;
   readonly order: number;
