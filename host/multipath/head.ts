@@ -225,11 +225,12 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       const parts: Promise<Buffer>[] = [];
       for (let off = 0; off < nlb; off += maxBlocks) {
         const n = Math.min(maxBlocks, nlb - off);
-        parts.push(this.#submitRead(slba + off, n, dest?.subarray(off * this.blockSize, (off + n) * this.blockSize)));
+        const part = dest?.subarray(off * this.blockSize, (off + n) * this.blockSize);
+        parts.push(this.#dispatch.submitRead(part ? { kind: 'read', slba: slba + off, nlb: n, into: part } : { kind: 'read', slba: slba + off, nlb: n }));
       }
       return Promise.all(parts).then((bufs) => dest ?? Buffer.concat(bufs));
     }
-    return this.#submitRead(slba, nlb, dest);
+    return this.#dispatch.submitRead(dest ? { kind: 'read', slba, nlb, into: dest } : { kind: 'read', slba, nlb });
   }
 
   /** Write data (a whole number of blocks) at slba. */
@@ -244,7 +245,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     const maxBlocks = this.#maxBlocks();
     if (maxBlocks === 0 || nlb <= maxBlocks) {
       // Resolves with undefined for writes (fast and slow path alike).
-      return this.#submit(opts.fua === true ? { kind: 'write', slba, nlb, data, fua: true } : { kind: 'write', slba, nlb, data }) as Promise<unknown> as Promise<void>;
+      return this.#dispatch.submit(opts.fua === true ? { kind: 'write', slba, nlb, data, fua: true } : { kind: 'write', slba, nlb, data }, true) as Promise<unknown> as Promise<void>;
     }
     return this.#splitData('write', slba, nlb, data, opts.fua === true);
   }
@@ -410,10 +411,6 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       parts.push(this.#submit(fua ? { kind, slba: slba + off, nlb: n, data: chunk, fua } : { kind, slba: slba + off, nlb: n, data: chunk }));
     }
     await Promise.all(parts);
-  }
-
-  #submitRead(slba: number, nlb: number, into: Buffer | undefined): Promise<Buffer> {
-    return this.#dispatch.submitRead(into ? { kind: 'read', slba, nlb, into } : { kind: 'read', slba, nlb });
   }
 
   #submit(io: IoRequest): Promise<Buffer | undefined> {
