@@ -20,7 +20,7 @@ import { adminOpcodeName } from '../shared/opcodes.ts';
 import { getLogPageCommand, identifyCommand, propertyGetCommand, propertySetCommand, type Sqe } from '../shared/sqe.ts';
 import { HostError } from './errors.ts';
 import type { QueueOutcome, SubmitOptions, TcpQueue } from './tcp-queue.ts';
-import { sleep, timers } from './timers.ts';
+import { sleepOn } from '../shared/clock.ts';
 
 export type Completed = Extract<QueueOutcome, { kind: 'completed' }>;
 
@@ -68,13 +68,14 @@ export async function shutdownController(q: TcpQueue, timeoutMs: number, shutdow
 }
 
 async function pollCsts(q: TcpQueue, timeoutMs: number, withinMs: number, done: (c: ReturnType<typeof decodeCsts>) => boolean, failure: string): Promise<void> {
-  const deadline = timers.now() + withinMs;
+  const clock = q.clock;
+  const deadline = clock.now() + withinMs;
   let wait = 1;
   for (;;) {
     const csts = decodeCsts(Number(await propertyGet(q, Property.CSTS, 4, timeoutMs)));
     if (done(csts)) return;
-    if (timers.now() >= deadline) throw new HostError('CONTROLLER_NOT_READY', failure);
-    await sleep(wait);
+    if (clock.now() >= deadline) throw new HostError('CONTROLLER_NOT_READY', failure);
+    await sleepOn(clock, wait);
     wait = Math.min(wait * 2, 100);
   }
 }

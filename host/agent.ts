@@ -47,11 +47,12 @@ import {
   type TopologySubsystem,
 } from './agent-protocol.ts';
 import type { Controller } from './controller.ts';
-import { discover } from './discovery.ts';
 import { HostError } from './errors.ts';
 import { IO_POLICIES, isIoPolicy, type HeadCounters, type HeadOptions, type MultipathHead } from './multipath/index.ts';
 import type { ConnectOptions } from './options.ts';
 import { HostSession } from './session.ts';
+import type { Clock, TimerHandle } from '../shared/clock.ts';
+import { featureSwitchesFromEnv, type FeatureSwitches } from '../shared/feature-switches.ts';
 import type { QueueOutcome } from './tcp-queue.ts';
 import { runWorkload, type BlockDevice, type Pattern } from './workload.ts';
 
@@ -79,6 +80,10 @@ export interface HostAgentOptions {
   /** Reported by status / show. */
   readonly socket?: string;
   readonly logFile?: string;
+  /** Every timer and time read of the agent and its session; default real time. */
+  readonly clock?: Clock;
+  /** Feature switches, read from the environment by whoever starts the agent (main(), the CLI); default all on. */
+  readonly switches?: Partial<Pick<FeatureSwitches, 'directReads'>>;
 }
 
 // ---------------------------------------------------------------- parameter checks
@@ -145,7 +150,7 @@ const SUMMARY_LIST_MAX = 50;
 export class HostAgent {
   readonly session: HostSession;
   readonly #log: Logger;
-  readonly #startedAt = Date.now();
+  readonly #startedAt: number;
   readonly #socket: string;
   readonly #logFile: string;
   /** Controller instances being connected (not yet in the session). */
@@ -160,7 +165,13 @@ export class HostAgent {
     this.#log = opts.logger ?? pino({ level: 'silent' });
     this.#socket = opts.socket ?? '';
     this.#logFile = opts.logFile ?? '';
-    this.session = new HostSession({ ...(opts.head ? { head: opts.head } : {}), logger: this.#log });
+    this.session = new HostSession({
+      ...(opts.head ? { head: opts.head } : {}),
+      logger: this.#log,
+      ...(opts.clock ? { clock: opts.clock } : {}),
+      ...(opts.switches ? { switches: opts.switches } : {}),
+    });
+    this.#startedAt = this.session.clock.wallNow();
     this.session.on('controller-removed', (c) => this.#log.info({ event: 'controller-removed', ctrl: c.name, subnqn: c.subnqn }, 'controller removed'));
   }
 
@@ -210,7 +221,7 @@ export class HostAgent {
       pid: process.pid,
       socket: this.#socket,
       log: this.#logFile,
-      uptimeMs: Date.now() - this.#startedAt,
+      uptimeMs: this.session.clock.wallNow() - this.#startedAt,
       controllers: this.session.controllers.size,
       heads: this.session.heads().length,
     };
@@ -352,7 +363,7 @@ export class HostAgent {
   async connectAll(p: Params): Promise<ConnectAllResult> {
     const traddr = str(p, 'traddr');
     const extra = this.#connectOptions(p);
-    const entries = await discover({
+    const entries = await this.session.discover({
       traddr,
       trsvcid: p['trsvcid'] === undefined ? 8009 : (p['trsvcid'] as number | string),
       ...(optStr(p, 'discoveryNqn') ? { subnqn: optStr(p, 'discoveryNqn') } : {}),
@@ -590,9 +601,10 @@ export class HostAgent {
       cdw15: int(p, 'cdw15', 0, 0xffffffff, 0),
     });
     const timeoutMs = int(p, 'timeoutMs', 0, 2 ** 31 - 1, 0) || ctrl.adminTimeoutMs;
-    const t0 = performance.now();
+    const clock = this.session.clock;
+    const t0 = clock.now();
     const r = await ctrl.submitAdmin(cmd, { ...(data ? { data } : {}), ...(read && dataLen > 0 ? { readLength: dataLen } : {}), timeoutMs });
-    const latencyUs = Math.round((performance.now() - t0) * 1000);
+    const latencyUs = Math.round((clock.now() - t0) * 1000);
     if (r.kind === 'path-error') throw new AgentRequestError(`${ctrl.name}: passthru: ${r.reason} (controller ${ctrl.state})`);
     this.#log.info({ event: 'admin-passthru', ctrl: ctrl.name, opcode: hex(opcode, 2), nsid: cmd.nsid, status: r.status, result: r.result }, 'admin passthru');
     if (r.status === 0 && opcode === AdminOpcode.SetNamespaceActive) {
@@ -638,8 +650,9 @@ export class HostAgent {
     ctx.signal?.addEventListener('abort', onAbort);
     if (ctx.signal?.aborted) abort.abort();
 
-    const t0 = performance.now();
-    const at = () => Math.round(performance.now() - t0);
+    const clock = this.session.clock;
+    const t0 = clock.now();
+    const at = () => Math.round(clock.now() - t0);
     const events: IoEvent[] = [];
     const push = (e: IoEvent) => {
       events.push(e);
@@ -692,9 +705,12 @@ export class HostAgent {
       },
     };
     const start = head.state().counters;
-    let last = { at: performance.now(), ios: 0, bytes: 0 };
-    const tick = setInterval(() => {
-      const now = performance.now();
+    let last = { at: clock.now(), ios: 0, bytes: 0 };
+    // Progress every second on the session's clock (a timer re-armed each time: Clock has no intervals).
+    let tick: TimerHandle | null = null;
+    const progress = (): void => {
+      tick = clock.setTimeout(progress, 1000);
+      const now = clock.now();
       const secs = Math.max(0.001, (now - last.at) / 1000);
       const st = head.state();
       ctx.stream?.({
@@ -714,7 +730,8 @@ export class HostAgent {
         },
       });
       last = { at: now, ios, bytes };
-    }, 1000);
+    };
+    tick = clock.setTimeout(progress, 1000);
     this.#log.info({ event: 'io-start', head: head.name, policy: head.policy, ...params }, 'io started');
     try {
       const blocks = params.sizeBytes !== undefined ? Math.floor(params.sizeBytes / head.blockSize) : undefined;
@@ -732,6 +749,7 @@ export class HostAgent {
           ...(params.seed !== undefined ? { seed: params.seed } : {}),
           ...(params.stallThresholdMs !== undefined ? { stallThresholdMs: params.stallThresholdMs } : {}),
           signal: abort.signal,
+          clock,
           onProgress: (pr) => {
             mismatches = pr.mismatches;
           },
@@ -768,7 +786,7 @@ export class HostAgent {
       );
       return summary;
     } finally {
-      clearInterval(tick);
+      clock.clearTimeout(tick);
       for (const [ev, fn] of Object.entries(listeners)) head.off(ev as 'path-up', fn as (e: { path: string; reason: string }) => void);
       ctx.signal?.removeEventListener('abort', onAbort);
       this.#ioAborts.delete(abort);
@@ -794,7 +812,7 @@ export class AgentServer {
   readonly #log: Logger;
   #server: net.Server | null = null;
   readonly #clients = new Set<net.Socket>();
-  #idleTimer: ReturnType<typeof setTimeout> | null = null;
+  #idleTimer: TimerHandle | null = null;
   #busy = 0;
   /** The start-up grace is over: a controller was connected, or a request was answered. */
   #held = false;
@@ -827,14 +845,14 @@ export class AgentServer {
       server.listen(file, () => resolve());
     });
     this.#server = server;
-    this.#idleTimer = setTimeout(() => {
+    this.#idleTimer = this.agent.session.clock.setTimeout(() => {
       this.#idleTimer = null;
       this.#checkIdle();
     }, this.#o.idleExitMs ?? 30_000);
   }
 
   async close(): Promise<void> {
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    if (this.#idleTimer) this.agent.session.clock.clearTimeout(this.#idleTimer);
     this.#idleTimer = null;
     const server = this.#server;
     this.#server = null;
@@ -953,7 +971,8 @@ async function main(): Promise<void> {
     { level, name: 'nvmets-host', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
     pino.destination({ dest: logFile, sync: true, mkdir: true }),
   );
-  const agent = new HostAgent({ logger, socket, logFile });
+  // The agent process is an edge: its feature switches come from its environment (inherited from the CLI).
+  const agent = new HostAgent({ logger, socket, logFile, switches: featureSwitchesFromEnv() });
   let stopping = false;
   const stop = async (why: string, code = 0) => {
     if (stopping) return;

@@ -40,6 +40,7 @@ import {
   type Topology,
 } from './agent-protocol.ts';
 import { HostAgent } from './agent.ts';
+import { featureSwitchesFromEnv } from '../shared/feature-switches.ts';
 import { fetchDiscoveryLog } from './discovery.ts';
 import {
   adminCommandName,
@@ -272,7 +273,7 @@ async function adminCall<T>(a: OneShotArgv, method: AgentMethod, params: Record<
     return call<T>(method, { ...params, device: a.device });
   }
   if (!a.subnqn) throw new UsageError('--subnqn is required with --traddr');
-  const agent = new HostAgent();
+  const agent = new HostAgent({ switches: featureSwitchesFromEnv() });
   try {
     const c = await agent.connect({ traddr: a.traddr, trsvcid: num('trsvcid', a.trsvcid, 1, 65535), subnqn: a.subnqn, ...(a.hostnqn ? { hostnqn: a.hostnqn } : {}) });
     return (await agent.dispatch(method, { ...params, device: a.device ?? c.device })) as T;

@@ -65,7 +65,8 @@ import { ADMIN_QUEUE_DEPTH, resolveConnectOptions, type ConnectOptions, type Res
 import type { ControllerState } from './path.ts';
 import { TcpQueue, type QueueOutcome, type SubmitOptions } from './tcp-queue.ts';
 import { authenticateIfRequired, type HostAuthParams } from './auth.ts';
-import { sleep, timers, type TimerHandle } from './timers.ts';
+import { sleepOn, type Clock, type TimerHandle } from '../shared/clock.ts';
+import { hostContext, type HostContext, type HostTransportStats } from './context.ts';
 
 export interface ControllerEvents {
   /** Every state change. */
@@ -100,6 +101,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
   readonly name: string;
   readonly address: string;
   readonly log: Logger;
+  readonly #ctx: HostContext;
   readonly #sm: ControllerStateMachine;
   #admin: TcpQueue | null = null;
   #io: TcpQueue[] = [];
@@ -124,9 +126,10 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
   #anaWaiters: (() => void)[] = [];
   readonly #onQueueClose = (err: HostError): void => this.#errorRecovery(err);
 
-  private constructor(options: ResolvedConnectOptions) {
+  private constructor(options: ResolvedConnectOptions, ctx: HostContext) {
     super();
     this.options = options;
+    this.#ctx = ctx;
     this.instance = options.instance ?? nextInstance++;
     this.name = `nvme${this.instance}`;
     this.address = `tcp traddr=${options.traddr} trsvcid=${options.trsvcid}`;
@@ -134,9 +137,14 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
     this.#sm = new ControllerStateMachine((to, from) => this.#stateChanged(to, from));
   }
 
-  /** Connect a controller; resolves once it is live with its namespaces scanned, or throws a HostError. */
-  static async connect(options: ConnectOptions): Promise<Controller> {
-    const c = new Controller(resolveConnectOptions(options));
+  /**
+   * Connect a controller; resolves once it is live with its namespaces
+   * scanned, or throws a HostError. `ctx` carries the clock, the feature
+   * switches and the counters (a session passes its own; default: real time,
+   * every switch on, counters of this controller alone).
+   */
+  static async connect(options: ConnectOptions, ctx: HostContext = hostContext()): Promise<Controller> {
+    const c = new Controller(resolveConnectOptions(options), ctx);
     c.#sm.change('connecting');
     try {
       await c.#setup();
@@ -153,6 +161,13 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
 
   get state(): ControllerState {
     return this.#sm.state;
+  }
+  get clock(): Clock {
+    return this.#ctx.clock;
+  }
+  /** Transport counters of the context this controller was connected with (shared with its session). */
+  get transportStats(): Readonly<HostTransportStats> {
+    return this.#ctx.stats;
   }
   get subnqn(): string {
     return this.options.subnqn;
@@ -278,6 +293,9 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
       hostnqn: o.hostnqn,
       hostid: o.hostid,
       cattr: o.disableSqflow ? 0x04 : 0,
+      clock: this.#ctx.clock,
+      directReads: this.#ctx.directReads,
+      stats: this.#ctx.stats,
     };
     const admin = await TcpQueue.open({
       ...common,
@@ -423,8 +441,8 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
 
   #startKeepAlive(): void {
     if (this.options.katoMs <= 0) return;
-    timers.clearTimeout(this.#kaTimer);
-    this.#kaTimer = timers.setTimeout(() => void this.#keepAlive(), this.options.katoMs / 2);
+    this.#ctx.clock.clearTimeout(this.#kaTimer);
+    this.#kaTimer = this.#ctx.clock.setTimeout(() => void this.#keepAlive(), this.options.katoMs / 2);
   }
 
   async #keepAlive(): Promise<void> {
@@ -433,13 +451,13 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
     const kato = this.options.katoMs;
     if (this.state !== 'live' || !admin) return;
     // The Keep Alive must complete within kato (Linux sets the request timeout to kato).
-    this.#kaTimer = timers.setTimeout(() => {
+    this.#kaTimer = this.#ctx.clock.setTimeout(() => {
       this.#kaTimer = null;
       if (admin === this.#admin) this.#errorRecovery(new HostError('KEEP_ALIVE_FAILED', `no Keep Alive completion within kato (${kato} ms)`));
     }, kato);
     const r = await admin.submit(keepAliveCommand(), { timeoutMs: 0 });
     if (this.state !== 'live' || admin !== this.#admin) return;
-    timers.clearTimeout(this.#kaTimer);
+    this.#ctx.clock.clearTimeout(this.#kaTimer);
     this.#kaTimer = null;
     if (r.kind === 'path-error' || r.status !== 0) {
       const why = r.kind === 'path-error' ? r.reason : `status 0x${r.status.toString(16)}`;
@@ -526,17 +544,17 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
 
   /** Start the kato clock after which commands failed by this loss can no longer land. */
   #transportLost(): void {
-    timers.clearTimeout(this.#fenceTimer);
+    this.#ctx.clock.clearTimeout(this.#fenceTimer);
     this.#fenceTimer = null;
     if (this.options.katoMs <= 0) return;
-    this.#fenceTimer = timers.setTimeout(() => {
+    this.#fenceTimer = this.#ctx.clock.setTimeout(() => {
       this.#fenceTimer = null;
       for (const p of this.#paths.values()) p.fenced();
     }, this.options.katoMs);
   }
 
   #teardown(reason: string): void {
-    timers.clearTimeout(this.#kaTimer);
+    this.#ctx.clock.clearTimeout(this.#kaTimer);
     this.#kaTimer = null;
     const queues = [...this.#io, ...(this.#admin ? [this.#admin] : [])];
     this.#io = [];
@@ -555,7 +573,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
       this.#delete(new HostError('CONTROLLER_DELETED', `ctrl_loss_tmo expired after ${this.#nrReconnects} reconnect attempts`));
       return;
     }
-    this.#reconnectTimer = timers.setTimeout(() => void this.#reconnect(), this.options.reconnectDelayMs);
+    this.#reconnectTimer = this.#ctx.clock.setTimeout(() => void this.#reconnect(), this.options.reconnectDelayMs);
   }
 
   async #reconnect(): Promise<void> {
@@ -581,7 +599,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
   #startFailfast(): void {
     this.#failfastExpired = false;
     if (this.options.fastIoFailTmoMs < 0) return;
-    this.#failfastTimer = timers.setTimeout(() => {
+    this.#failfastTimer = this.#ctx.clock.setTimeout(() => {
       this.#failfastTimer = null;
       if (this.state !== 'connecting') return;
       this.#failfastExpired = true;
@@ -591,7 +609,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
   }
 
   #stopFailfast(): void {
-    timers.clearTimeout(this.#failfastTimer);
+    this.#ctx.clock.clearTimeout(this.#failfastTimer);
     this.#failfastTimer = null;
     this.#failfastExpired = false;
   }
@@ -605,9 +623,9 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
   }
 
   #finishDelete(reason: string): void {
-    timers.clearTimeout(this.#reconnectTimer);
-    timers.clearTimeout(this.#failfastTimer);
-    timers.clearTimeout(this.#fenceTimer);
+    this.#ctx.clock.clearTimeout(this.#reconnectTimer);
+    this.#ctx.clock.clearTimeout(this.#failfastTimer);
+    this.#ctx.clock.clearTimeout(this.#fenceTimer);
     this.#reconnectTimer = this.#failfastTimer = this.#fenceTimer = null;
     this.#teardown(reason);
     this.#sm.change('deleted');
@@ -628,12 +646,12 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
   async disconnect(): Promise<void> {
     const wasLive = this.state === 'live';
     if (!this.#sm.change('deleting')) return;
-    timers.clearTimeout(this.#kaTimer);
+    this.#ctx.clock.clearTimeout(this.#kaTimer);
     this.#kaTimer = null;
     const admin = this.#admin;
     if (wasLive && admin) {
-      const deadline = timers.now() + this.options.ioTimeoutMs;
-      while (this.#io.some((q) => q.inflight > 0) && timers.now() < deadline) await sleep(5);
+      const deadline = this.#ctx.clock.now() + this.options.ioTimeoutMs;
+      while (this.#io.some((q) => q.inflight > 0) && this.#ctx.clock.now() < deadline) await sleepOn(this.#ctx.clock, 5);
       try {
         await shutdownController(admin, this.options.adminTimeoutMs, SHUTDOWN_TIMEOUT_MS);
       } catch (err) {

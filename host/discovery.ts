@@ -23,6 +23,7 @@ import {
 import { enableController, getLogPage, identify, shutdownController } from './admin.ts';
 import { Controller } from './controller.ts';
 import { HostError } from './errors.ts';
+import { hostContext, type HostContext } from './context.ts';
 import { ADMIN_QUEUE_DEPTH, resolveConnectOptions, type ConnectOptions } from './options.ts';
 import { TcpQueue } from './tcp-queue.ts';
 
@@ -80,7 +81,7 @@ export async function readDiscoveryLog(q: TcpQueue, timeoutMs: number, maxRetrie
 }
 
 /** Connect to one discovery controller, read its log, shut it down. */
-export async function fetchDiscoveryLog(opts: DiscoverOptions): Promise<DiscoveryLog> {
+export async function fetchDiscoveryLog(opts: DiscoverOptions, ctx: HostContext = hostContext()): Promise<DiscoveryLog> {
   const o = resolveConnectOptions({ ...opts, subnqn: opts.subnqn ?? DISCOVERY_NQN, queueSize: undefined }, 'discovery');
   const q = await TcpQueue.open({
     host: o.traddr,
@@ -98,6 +99,9 @@ export async function fetchDiscoveryLog(opts: DiscoverOptions): Promise<Discover
     katoMs: o.katoMs,
     cattr: 0,
     log: o.logger,
+    clock: ctx.clock,
+    directReads: ctx.directReads,
+    stats: ctx.stats,
   });
   try {
     await enableController(q, o.adminTimeoutMs);
@@ -123,7 +127,7 @@ export async function fetchDiscoveryLog(opts: DiscoverOptions): Promise<Discover
  * once). Referral entries themselves are followed, not returned; duplicates
  * (same subtype, NQN, address) are returned once.
  */
-export async function discover(opts: DiscoverOptions): Promise<DiscoveredEntry[]> {
+export async function discover(opts: DiscoverOptions, ctx: HostContext = hostContext()): Promise<DiscoveredEntry[]> {
   const maxDepth = opts.maxReferralDepth ?? 10;
   const log = opts.logger;
   const visited = new Set<string>();
@@ -133,7 +137,7 @@ export async function discover(opts: DiscoverOptions): Promise<DiscoveredEntry[]
     const key = `${traddr}:${trsvcid ?? 8009}`;
     if (visited.has(key)) return;
     visited.add(key);
-    const page = await fetchDiscoveryLog({ ...opts, traddr, trsvcid });
+    const page = await fetchDiscoveryLog({ ...opts, traddr, trsvcid }, ctx);
     for (const e of page.entries) {
       if (e.subtype === SubType.Referral) {
         if (e.trtype !== TrType.Tcp) continue;
@@ -170,8 +174,8 @@ export interface ConnectAllResult {
 }
 
 /** Discover, then connect to every TCP NVM subsystem entry (failures are collected, not thrown). */
-export async function connectAll(opts: ConnectAllOptions): Promise<ConnectAllResult> {
-  const entries = await discover(opts);
+export async function connectAll(opts: ConnectAllOptions, ctx: HostContext = hostContext()): Promise<ConnectAllResult> {
+  const entries = await discover(opts, ctx);
   const targets = entries.filter((e) => e.subtype === SubType.Nvme && e.trtype === TrType.Tcp);
   const settled = await Promise.allSettled(
     targets.map((e) =>
@@ -185,7 +189,7 @@ export async function connectAll(opts: ConnectAllOptions): Promise<ConnectAllRes
         traddr: e.traddr,
         trsvcid: e.trsvcid,
         subnqn: e.subnqn,
-      }),
+      }, ctx),
     ),
   );
   const controllers: Controller[] = [];

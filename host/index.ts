@@ -21,10 +21,11 @@
  *   const { controllers } = await connectAll({ traddr, trsvcid: 8009 });
  */
 import { Controller } from './controller.ts';
+import type { HostContext } from './context.ts';
 import type { ConnectOptions } from './options.ts';
 
-export function connectController(options: ConnectOptions): Promise<Controller> {
-  return Controller.connect(options);
+export function connectController(options: ConnectOptions, ctx?: HostContext): Promise<Controller> {
+  return Controller.connect(options, ctx);
 }
 
 export { Controller, type ControllerEvents } from './controller.ts';
@@ -33,10 +34,11 @@ export { NsPath, namespaceInfo, type NamespaceInfo, type PathController } from '
 export { connectAll, discover, fetchDiscoveryLog, readDiscoveryLog, type ConnectAllOptions, type ConnectAllResult, type DiscoverOptions, type DiscoveredEntry } from './discovery.ts';
 export { DEFAULTS, defaultHostIdentity, resolveConnectOptions, type ConnectOptions, type IoQueuePolicy, type ResolvedConnectOptions } from './options.ts';
 export { HostError, type HostErrorCode } from './errors.ts';
-export { TcpQueue, icRespProblem, type QueueOutcome, type SubmitOptions, type TcpQueueOptions } from './tcp-queue.ts';
-export { installTimers, realTimers, timers, type Timers } from './timers.ts';
+export { TcpQueue, CmdState, canCmdTransition, icRespProblem, type QueueOutcome, type SubmitOptions, type TcpQueueOptions } from './tcp-queue.ts';
+export { realClock, sleepOn, type Clock, type TimerHandle } from '../shared/clock.ts';
+export { hostContext, type HostContext, type HostContextOptions, type HostTransportStats } from './context.ts';
 export type { ControllerState, IoKind, IoRequest, NamespaceIds, Path, PathEvents, PathOutcome } from './path.ts';
-export { HostSession, type SessionEvents } from './session.ts';
+export { HostSession, type HostSessionOptions, type SessionEvents } from './session.ts';
 export {
   MultipathHead,
   MultipathRegistry,

@@ -27,6 +27,7 @@
  * non-fixed-newstyle client sending anything but EXPORT_NAME) close the
  * connection with a log line; nothing a client sends can throw out of here.
  */
+import { realClock, type Clock, type TimerHandle } from '../shared/clock.ts';
 import * as net from 'node:net';
 import { pino, type Logger } from 'pino';
 import {
@@ -149,6 +150,8 @@ export interface NbdServerOptions {
   readonly closeTimeoutMs?: number;
   /** pino logger; silent by default. */
   readonly logger?: Logger;
+  /** The handshake and close timers; default real time. */
+  readonly clock?: Clock;
 }
 
 export interface NbdServerStats {
@@ -390,6 +393,7 @@ interface ServerContext {
   readonly handshakeTimeoutMs: number;
   readonly log: Logger;
   readonly stats: NbdServerStats;
+  readonly clock: Clock;
 }
 
 export async function startNbdServer(head: NbdBlockDevice, options: NbdServerOptions = {}): Promise<NbdServer> {
@@ -434,6 +438,7 @@ export async function startNbdServer(head: NbdBlockDevice, options: NbdServerOpt
     structuredReplies: options.structuredReplies !== false,
     maxInflight,
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
+    clock: options.clock ?? realClock,
     log,
     stats,
   };
@@ -527,7 +532,7 @@ class NbdConnection {
   #shuttingDown = false;
   #ending = false;
   #pumpScheduled = false;
-  #handshakeTimer: ReturnType<typeof setTimeout> | null = null;
+  #handshakeTimer: TimerHandle | null = null;
   #resolveClosed!: () => void;
 
   constructor(ctx: ServerContext, socket: net.Socket, id: number) {
@@ -555,11 +560,10 @@ class NbdConnection {
     });
     socket.on('error', (err) => this.#log.debug({ err: err.message }, 'socket error'));
     socket.on('close', () => this.#onClose());
-    this.#handshakeTimer = setTimeout(() => {
+    this.#handshakeTimer = ctx.clock.setTimeout(() => {
       this.#handshakeTimer = null;
       this.#abort(`handshake not finished within ${ctx.handshakeTimeoutMs} ms`);
     }, ctx.handshakeTimeoutMs);
-    this.#handshakeTimer.unref?.();
     this.#log.debug('client connected');
     socket.write(encodeGreeting(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES));
   }
@@ -577,13 +581,13 @@ class NbdConnection {
       return;
     }
     this.#shuttingDown = true;
-    const t = setTimeout(() => {
+    const clock = this.#ctx.clock;
+    const t = clock.setTimeout(() => {
       if (this.#phase === 'closed') return;
       this.#log.warn({ inflight: this.#inflight }, 'server closing: requests still in flight, connection cut');
       this.#socket.destroy();
     }, timeoutMs);
-    t.unref?.();
-    this.closed.then(() => clearTimeout(t));
+    this.closed.then(() => clock.clearTimeout(t));
     this.#pump();
     this.#maybeEnd();
   }
@@ -591,7 +595,7 @@ class NbdConnection {
   #onClose(): void {
     if (this.#phase === 'closed') return;
     this.#phase = 'closed';
-    if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
+    if (this.#handshakeTimer !== null) this.#ctx.clock.clearTimeout(this.#handshakeTimer);
     this.#handshakeTimer = null;
     this.#in.clear();
     this.#log.debug({ inflight: this.#inflight }, 'client disconnected');
@@ -817,7 +821,7 @@ class NbdConnection {
     this.#phase = 'transmission';
     this.#size = size;
     this.#flags = flags;
-    if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
+    if (this.#handshakeTimer !== null) this.#ctx.clock.clearTimeout(this.#handshakeTimer);
     this.#handshakeTimer = null;
     this.#log.info({ via, size, flags: `0x${flags.toString(16)}`, structured: this.#structured }, 'NBD client in transmission');
   }
@@ -938,8 +942,7 @@ class NbdConnection {
     }
     this.#socket.end();
     // A client that never closes its side does not keep the socket forever.
-    const t = setTimeout(() => this.#socket.destroy(), 2000);
-    t.unref?.();
+    this.#ctx.clock.setTimeout(() => this.#socket.destroy(), 2000);
   }
 
   // ---------------------------------------------------------------- execution

@@ -29,7 +29,7 @@ import {
 import { DNR, Status, isAnaError } from '../shared/status.ts';
 import type { ControllerState, IoRequest, NamespaceIds, Path, PathEvents, PathOutcome } from './path.ts';
 import type { QueueOutcome, SubmitOptions } from './tcp-queue.ts';
-import { timers } from './timers.ts';
+import type { Clock } from '../shared/clock.ts';
 
 /** What a path needs from its controller. */
 export interface PathController {
@@ -44,6 +44,8 @@ export interface PathController {
   readonly maxTransferBytes: number;
   readonly ioTimeoutMs: number;
   readonly adminTimeoutMs: number;
+  /** The controller's clock (kato fencing of commands lost with a connection). */
+  readonly clock: Clock;
   submitIo(sqe: Sqe, opts: SubmitOptions): Promise<QueueOutcome>;
   submitAdmin(sqe: Sqe, opts: SubmitOptions): Promise<QueueOutcome>;
   /** A command came back with an ANA path status: re-read the ANA log. */
@@ -215,7 +217,7 @@ export class NsPath extends EventEmitter<PathEvents> implements Path {
       // clock, so a path that keeps flapping does not hold old commands forever.
       this.#zombies.push(gen);
       const kato = this.#ctrl.katoMs;
-      if (kato > 0) timers.setTimeout(() => this.#zombieExpired(gen), kato);
+      if (kato > 0) this.#ctrl.clock.setTimeout(() => this.#zombieExpired(gen), kato);
     } else this.#ended(gen);
     if (r.kind === 'completed' && r.status !== 0 && isAnaError(r.status)) this.#ctrl.noteAnaError();
     return r;

@@ -11,6 +11,19 @@ import { connectAll, discover, type ConnectAllOptions, type DiscoverOptions, typ
 import { MultipathRegistry, type HeadOptions, type MultipathHead } from './multipath/index.ts';
 import type { ConnectOptions } from './options.ts';
 import type { NsPath } from './ns-path.ts';
+import type { Clock } from '../shared/clock.ts';
+import type { FeatureSwitches } from '../shared/feature-switches.ts';
+import { hostContext, type HostContext, type HostTransportStats } from './context.ts';
+
+export interface HostSessionOptions {
+  /** Defaults for every multipath head. */
+  readonly head?: HeadOptions;
+  readonly logger?: Logger;
+  /** Every timer and time read of the session's controllers, queues and heads; default real time. */
+  readonly clock?: Clock;
+  /** Feature switches, read from the environment by the caller at the edge; default all on. */
+  readonly switches?: Partial<Pick<FeatureSwitches, 'directReads'>>;
+}
 
 export interface SessionEvents {
   'controller-added': [Controller];
@@ -22,30 +35,41 @@ export interface SessionEvents {
 export class HostSession extends EventEmitter<SessionEvents> {
   readonly registry: MultipathRegistry;
   readonly controllers = new Set<Controller>();
-  private readonly log: Logger | undefined;
+  readonly #log: Logger | undefined;
+  readonly #ctx: HostContext;
 
-  constructor(opts: { head?: HeadOptions; logger?: Logger } = {}) {
+  constructor(opts: HostSessionOptions = {}) {
     super();
-    this.log = opts.logger;
-    this.registry = new MultipathRegistry({ ...opts.head, ...(opts.logger ? { logger: opts.logger } : {}) });
+    this.#log = opts.logger;
+    this.#ctx = hostContext({ ...(opts.clock ? { clock: opts.clock } : {}), ...(opts.switches ? { switches: opts.switches } : {}) });
+    this.registry = new MultipathRegistry({ ...opts.head, ...(opts.logger ? { logger: opts.logger } : {}), clock: this.#ctx.clock });
+  }
+
+  get clock(): Clock {
+    return this.#ctx.clock;
+  }
+
+  /** Counters of every queue this session opened (e.g. directReadBytes: payload bytes read from the socket straight into place). */
+  get transportStats(): Readonly<HostTransportStats> {
+    return this.#ctx.stats;
   }
 
   /** Connect one controller; its namespaces join their heads. */
   async connect(options: ConnectOptions): Promise<Controller> {
-    const ctrl = await Controller.connect({ ...(this.log ? { logger: this.log } : {}), ...options });
+    const ctrl = await Controller.connect({ ...(this.#log ? { logger: this.#log } : {}), ...options }, this.#ctx);
     this.adopt(ctrl);
     return ctrl;
   }
 
   /** Discovery, then a controller per NVM subsystem entry (every port). */
   async connectAll(options: ConnectAllOptions): Promise<{ controllers: Controller[]; entries: DiscoveredEntry[]; failures: { entry: DiscoveredEntry; error: Error }[] }> {
-    const r = await connectAll(options);
+    const r = await connectAll(options, this.#ctx);
     for (const c of r.controllers) this.adopt(c);
     return r;
   }
 
   discover(options: DiscoverOptions): Promise<DiscoveredEntry[]> {
-    return discover(options);
+    return discover(options, this.#ctx);
   }
 
   /** Take over an already connected controller. */
@@ -56,7 +80,7 @@ export class HostSession extends EventEmitter<SessionEvents> {
       try {
         this.registry.addPath(p);
       } catch (err) {
-        this.log?.error({ path: p.name, err: (err as Error).message }, 'path refused');
+        this.#log?.error({ path: p.name, err: (err as Error).message }, 'path refused');
         this.emit('path-refused', p, err as Error);
       }
     };

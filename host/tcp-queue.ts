@@ -22,7 +22,9 @@
  *   find no free tag) in a backlog drained on 'drain' and on completions.
  * - Per-command deadlines are watched by one timer per queue (no timer or
  *   closure per command); an expired command ends the queue, as Linux's
- *   timeout handler starts error recovery.
+ *   timeout handler starts error recovery. Time is the Clock handed in.
+ * - Where a command is lives in one field, its slot's CmdState, changed only
+ *   by #to() (the transition table is checked in development and test runs).
  * - Every way the queue can end (socket error or close, protocol error,
  *   TermReq, timeout, close()) goes through one funnel, #fail(), which fails
  *   every command still in flight with the first error, as a 'path-error'
@@ -34,7 +36,8 @@ import type { Logger } from 'pino';
 import { decodeCqe } from '../shared/cqe.ts';
 import { encodeConnectData } from '../shared/fabrics.ts';
 import { PduFramer, isPlacedAt, type DataPduHeader } from '../shared/framer.ts';
-import { DIRECT_READ_MAX, DIRECT_READ_MIN, DeferredReadSink, directReadOption, directReadsEnabled } from '../shared/direct-read.ts';
+import { DIRECT_READ_MAX, DIRECT_READ_MIN, DeferredReadSink, directReadOption } from '../shared/direct-read.ts';
+import { realClock, type Clock, type TimerHandle } from '../shared/clock.ts';
 import { AdminOpcode } from '../shared/opcodes.ts';
 import {
   Fes,
@@ -55,7 +58,8 @@ import { encodeSgl, inCapsuleSgl, transportSgl } from '../shared/sgl.ts';
 import { connectCommand, encodeSqe, withCid, type Sqe } from '../shared/sqe.ts';
 import { Status, describeStatus } from '../shared/status.ts';
 import { HostError } from './errors.ts';
-import { timers, type TimerHandle } from './timers.ts';
+import type { HostTransportStats } from './context.ts';
+import { CHECK_INVARIANTS, InvariantError } from './invariants.ts';
 
 /** Linux assumes 8 KiB of in-capsule data on the admin queue and for Fabrics commands. */
 export const ADMIN_INCAPSULE_SIZE = 8192;
@@ -105,6 +109,12 @@ export interface TcpQueueOptions {
   /** Connect CATTR (bit 2: disable SQ flow control). */
   readonly cattr: number;
   readonly log: Logger;
+  /** Every timer and time read of the queue; default real time. */
+  readonly clock?: Clock;
+  /** Socket reads straight into place (Node's `onread`); default true. Off: Node's own reads and 'data' events. */
+  readonly directReads?: boolean;
+  /** Counters shared with the session; default a private set. */
+  readonly stats?: HostTransportStats;
 }
 
 export interface TcpQueueEvents {
@@ -112,17 +122,54 @@ export interface TcpQueueEvents {
   close: [error: HostError];
 }
 
+/**
+ * Where a command is on this queue, one field per slot (the host-side
+ * counterpart of SPDK's spdk_nvmf_tcp_req_state). The capsule is written in
+ * the same turn a slot is taken, so every state but Free has been sent (a
+ * command failed by the queue's end may have executed). A response may end
+ * any of the busy states (a target can refuse a command before or during its
+ * data transfer).
+ *
+ *   Free ──► AwaitingResponse ─┐   (no data, or data in-capsule)
+ *     ├────► SendingData ──────┼──► Free   (write data on R2T / H2CData)
+ *     └────► ReceivingData ────┘           (read data as C2HData)
+ */
+export const CmdState = {
+  /** Tag on the free list. */
+  Free: 0,
+  /** Capsule (with any in-capsule data) sent; only the response is missing. */
+  AwaitingResponse: 1,
+  /** Capsule sent; its write data goes out as the target asks for it (R2T), h2cSent bytes so far. */
+  SendingData: 2,
+  /** Capsule sent; its read data arrives as C2HData, `received` bytes placed so far. */
+  ReceivingData: 3,
+} as const;
+export type CmdState = (typeof CmdState)[keyof typeof CmdState];
+
+const CMD_STATE_NAMES = ['free', 'awaiting-response', 'sending-data', 'receiving-data'] as const;
+
+/** For each state, a bit per state it may be entered from. */
+const CMD_ALLOWED_FROM: readonly number[] = [
+  /* Free */ (1 << CmdState.AwaitingResponse) | (1 << CmdState.SendingData) | (1 << CmdState.ReceivingData),
+  /* AwaitingResponse */ 1 << CmdState.Free,
+  /* SendingData */ 1 << CmdState.Free,
+  /* ReceivingData */ 1 << CmdState.Free,
+];
+
+export function canCmdTransition(from: CmdState, to: CmdState): boolean {
+  return (CMD_ALLOWED_FROM[to]! & (1 << from)) !== 0;
+}
+
 class Slot {
   readonly tag: number;
   gen = 0;
-  busy = false;
-  sent = false;
-  /** Write data still to be asked for by R2T (null when none or sent in-capsule). */
+  state: CmdState = CmdState.Free;
+  /** SendingData: the write data the target asks for by R2T. */
   r2tData: Buffer | null = null;
   h2cSent = 0;
-  /** Destination of read data: the caller's, allocated on the first C2HData, or a whole C2HData payload adopted. */
+  /** ReceivingData: destination of read data: the caller's, allocated on the first C2HData, or a whole C2HData payload adopted. */
   readBuf: Buffer | null = null;
-  /** Bytes this command reads (0: none). */
+  /** ReceivingData: bytes this command reads. */
   readLength = 0;
   received = 0;
   /** Status forced by the transport (data digest error), 0 otherwise. */
@@ -150,6 +197,8 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
   readonly qid: number;
   readonly depth: number;
   readonly log: Logger;
+  /** Every timer and time read of this queue (admin.ts polls on it too). */
+  readonly clock: Clock;
   /** The controller id (from the Connect response on the admin queue). */
   cntlid: number;
   /** Connect response DW0 (CNTLID, AUTHREQ bits). */
@@ -179,6 +228,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
 
   private constructor(socket: net.Socket, o: TcpQueueOptions, reads: DeferredReadSink | null) {
     super();
+    this.clock = o.clock ?? realClock;
     if (!Number.isInteger(o.depth) || o.depth < 1 || o.depth > MAX_QUEUE_DEPTH) throw new RangeError(`queue depth ${o.depth} not in 1..${MAX_QUEUE_DEPTH}`);
     this.#socket = socket;
     this.qid = o.qid;
@@ -191,10 +241,11 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
     for (let i = o.depth - 1; i >= 0; i--) this.#free.push(i);
     this.#framer.placeData = (h) => this.#placeData(h);
     if (reads) {
+      const stats = o.stats ?? { directReadBytes: 0 };
       reads.bind({
         directTarget: () => (this.#state === 'closed' ? null : this.#framer.directReadTarget(DIRECT_READ_MIN, DIRECT_READ_MAX)),
         directData: (n) => {
-          directReads.bytes += n;
+          stats.directReadBytes += n;
           this.#receive((deliver) => this.#framer.pushDirect(n, deliver));
         },
         chunk: (c) => this.#onData(c),
@@ -211,16 +262,17 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
 
   /** Connect TCP, exchange ICReq/ICResp, send the Fabrics Connect. Throws a HostError. */
   static async open(o: TcpQueueOptions): Promise<TcpQueue> {
-    const deadline = timers.now() + o.connectTimeoutMs;
-    const reads = directReadsEnabled() ? new DeferredReadSink() : null;
-    const socket = await connectSocket(o.host, o.port, o.connectTimeoutMs, reads ? directReadOption(reads) : undefined);
+    const clock = o.clock ?? realClock;
+    const deadline = clock.now() + o.connectTimeoutMs;
+    const reads = o.directReads !== false ? new DeferredReadSink() : null;
+    const socket = await connectSocket(clock, o.host, o.port, o.connectTimeoutMs, reads ? directReadOption(reads) : undefined);
     const q = new TcpQueue(socket, o, reads);
     try {
       await q.#initialize(o, deadline);
       q.#state = 'connecting';
       const data = encodeConnectData({ hostid: o.hostid, cntlid: o.cntlid, subnqn: o.subnqn, hostnqn: o.hostnqn });
       const sqe = connectCommand({ recfmt: 0, qid: o.qid, sqsize: o.depth - 1, cattr: o.cattr, kato: o.qid === 0 ? o.katoMs : 0 });
-      const r = await q.submit(sqe, { data, timeoutMs: Math.max(1, deadline - timers.now()) });
+      const r = await q.submit(sqe, { data, timeoutMs: Math.max(1, deadline - clock.now()) });
       if (r.kind === 'path-error') throw new HostError('CONNECTION_FAILED', `queue ${o.qid}: Connect: ${r.reason}`);
       if (r.status !== 0) {
         throw new HostError('CONNECT_REJECTED', `queue ${o.qid}: Connect to ${o.subnqn} rejected: ${describeStatus(r.status)} (dw0 0x${r.result.toString(16)})`, { status: r.status });
@@ -307,12 +359,13 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
 
   #initialize(o: TcpQueueOptions, deadline: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const timer = timers.setTimeout(() => {
+      const clock = this.clock;
+      const timer = clock.setTimeout(() => {
         this.#fail(new HostError('CONNECT_TIMEOUT', `queue ${o.qid}: no ICResp from ${o.host}:${o.port} within ${o.connectTimeoutMs} ms`));
-      }, Math.max(1, deadline - timers.now()));
+      }, Math.max(1, deadline - clock.now()));
       this.#icWaiter = {
         resolve: (ic) => {
-          timers.clearTimeout(timer);
+          clock.clearTimeout(timer);
           const problem = icRespProblem(ic, o.hdgst, o.ddgst);
           if (problem) {
             const err = new HostError('ICRESP_INVALID', `queue ${o.qid}: ICResp refused: ${problem}`);
@@ -326,7 +379,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
           resolve();
         },
         reject: (err) => {
-          timers.clearTimeout(timer);
+          clock.clearTimeout(timer);
           reject(err);
         },
       };
@@ -338,17 +391,14 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
 
   #start(sqe: Sqe, opts: SubmitOptions, resolve: (o: QueueOutcome) => void): void {
     const slot = this.#slots[this.#free.pop()!]!;
-    slot.busy = true;
     slot.gen = (slot.gen + 1) & GEN_MASK;
     slot.resolve = resolve;
     slot.opcode = sqe.opcode;
     slot.transportStatus = 0;
     slot.received = 0;
     slot.h2cSent = 0;
-    slot.r2tData = null;
-    slot.readBuf = null;
-    slot.readLength = 0;
     this.#busy++;
+    let state: CmdState = CmdState.AwaitingResponse;
     const buf = encodeSqe(withCid(sqe, slot.cid));
     const data = opts.data && opts.data.length > 0 ? opts.data : null;
     let capsuleData: Buffer | null = null;
@@ -359,18 +409,20 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
         encodeSgl(inCapsuleSgl(data.length), buf, 24);
       } else {
         slot.r2tData = data;
+        state = CmdState.SendingData;
         encodeSgl(transportSgl(data.length), buf, 24);
       }
     } else if (opts.readLength) {
       slot.readLength = opts.readLength;
       slot.readBuf = opts.readInto ?? null;
+      state = CmdState.ReceivingData;
       encodeSgl(transportSgl(opts.readLength), buf, 24);
     }
     if (opts.timeoutMs > 0) {
-      slot.deadline = timers.now() + opts.timeoutMs;
+      slot.deadline = this.clock.now() + opts.timeoutMs;
       this.#armTimer(slot.deadline);
     } else slot.deadline = 0;
-    slot.sent = true;
+    this.#to(slot, state);
     this.#write(encodeCapsuleCmd(buf, capsuleData, this.wire));
   }
 
@@ -433,7 +485,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
       case PduType.CapsuleResp: {
         const cqe = decodeCqe(pdu.cqe);
         const slot = this.#lookup(cqe.cid, 'CapsuleResp');
-        if (slot.readLength > 0) {
+        if (slot.state === CmdState.ReceivingData) {
           if (slot.readBuf === null) slot.readBuf = Buffer.alloc(slot.readLength);
           else if (slot.received < slot.readLength) slot.readBuf.fill(0, slot.received, slot.readLength);
         }
@@ -453,7 +505,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
 
   #lookup(cid: number, what: string): Slot {
     const slot = this.#slots[cid & TAG_MASK];
-    if (!slot || !slot.busy) throw new ProtocolError(Fes.InvalidHeaderField, 8, `${what} for command id 0x${cid.toString(16)}: no such command in flight`);
+    if (!slot || slot.state === CmdState.Free) throw new ProtocolError(Fes.InvalidHeaderField, 8, `${what} for command id 0x${cid.toString(16)}: no such command in flight`);
     if (slot.gen !== cid >>> TAG_BITS) {
       throw new ProtocolError(Fes.InvalidHeaderField, 8, `${what} for command id 0x${cid.toString(16)}: stale generation (in flight: 0x${slot.cid.toString(16)})`);
     }
@@ -470,18 +522,18 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
     const cid = h.header.readUInt16LE(8);
     const slot = this.#slots[cid & TAG_MASK];
     const datao = h.header.readUInt32LE(12);
-    if (!slot || !slot.busy || slot.gen !== cid >>> TAG_BITS || slot.readLength === 0 || datao !== slot.received || datao + h.dataLength > slot.readLength) return null;
+    if (!slot || slot.state !== CmdState.ReceivingData || slot.gen !== cid >>> TAG_BITS || datao !== slot.received || datao + h.dataLength > slot.readLength) return null;
     slot.readBuf ??= Buffer.allocUnsafe(slot.readLength);
     return slot.readBuf.subarray(datao, datao + h.dataLength);
   }
 
   #onC2HData(pdu: C2HDataPdu): void {
     const slot = this.#lookup(pdu.cccid, 'C2HData');
-    const length = slot.readLength;
-    if (length === 0) throw new ProtocolError(Fes.InvalidHeaderField, 8, `C2HData for command 0x${pdu.cccid.toString(16)} that reads no data`);
+    if (slot.state !== CmdState.ReceivingData) throw new ProtocolError(Fes.InvalidHeaderField, 8, `C2HData for command 0x${pdu.cccid.toString(16)} that reads no data`);
     if (pdu.datao !== slot.received) {
       throw new ProtocolError(Fes.DataTransferOutOfRange, 12, `C2HData offset ${pdu.datao}, expected ${slot.received}`);
     }
+    const length = slot.readLength;
     if (pdu.datao + pdu.data.length > length) {
       throw new ProtocolError(Fes.DataTransferOutOfRange, 16, `C2HData ${pdu.datao}+${pdu.data.length} past the command's ${length} bytes`);
     }
@@ -509,7 +561,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
   #onR2T(pdu: R2TPdu): void {
     const slot = this.#lookup(pdu.cccid, 'R2T');
     const data = slot.r2tData;
-    if (!data) throw new ProtocolError(Fes.InvalidHeaderField, 8, `R2T for command 0x${pdu.cccid.toString(16)} with no data to transfer`);
+    if (slot.state !== CmdState.SendingData || data === null) throw new ProtocolError(Fes.InvalidHeaderField, 8, `R2T for command 0x${pdu.cccid.toString(16)} with no data to transfer`);
     if (pdu.r2tl === 0) throw new ProtocolError(Fes.InvalidHeaderField, 16, 'R2T with length 0');
     if (pdu.r2to !== slot.h2cSent) throw new ProtocolError(Fes.DataTransferOutOfRange, 12, `R2T offset ${pdu.r2to}, expected ${slot.h2cSent}`);
     const end = pdu.r2to + pdu.r2tl;
@@ -531,7 +583,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
   }
 
   #release(slot: Slot): void {
-    slot.busy = false;
+    this.#to(slot, CmdState.Free);
     slot.resolve = null;
     slot.readBuf = null;
     slot.readLength = 0;
@@ -541,22 +593,40 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
     this.#free.push(slot.tag);
   }
 
+  /** The one place a command changes state; the table and each state's data are checked in development and test runs. */
+  #to(slot: Slot, next: CmdState): void {
+    if (CHECK_INVARIANTS) {
+      const from = slot.state;
+      if (!canCmdTransition(from, next)) {
+        throw new InvariantError(`queue ${this.qid}: command tag ${slot.tag}: ${CMD_STATE_NAMES[from]} -> ${CMD_STATE_NAMES[next]} is not a transition`);
+      }
+      const bad =
+        next === CmdState.Free
+          ? slot.resolve === null
+          : slot.resolve === null ||
+            (next === CmdState.SendingData) !== (slot.r2tData !== null) ||
+            (next === CmdState.ReceivingData) !== (slot.readLength > 0);
+      if (bad) throw new InvariantError(`queue ${this.qid}: command tag ${slot.tag} entering ${CMD_STATE_NAMES[next]} with inconsistent data`);
+    }
+    slot.state = next;
+  }
+
   // ---------------------------------------------------------------- deadlines
 
   #armTimer(deadline: number): void {
     if (this.#timer !== null && this.#timerAt <= deadline) return;
-    timers.clearTimeout(this.#timer);
+    this.clock.clearTimeout(this.#timer);
     this.#timerAt = deadline;
-    this.#timer = timers.setTimeout(this.#onTimer, deadline - timers.now());
+    this.#timer = this.clock.setTimeout(this.#onTimer, deadline - this.clock.now());
   }
 
   #checkDeadlines(): void {
     this.#timer = null;
     if (this.#state === 'closed') return;
-    const now = timers.now();
+    const now = this.clock.now();
     let next = Infinity;
     for (const s of this.#slots) {
-      if (!s.busy || s.deadline === 0) continue;
+      if (s.state === CmdState.Free || s.deadline === 0) continue;
       if (s.deadline <= now) {
         this.#fail(new HostError('COMMAND_TIMEOUT', `queue ${this.qid}: command 0x${s.cid.toString(16)} (opcode 0x${s.opcode.toString(16)}) timed out`));
         return;
@@ -586,23 +656,23 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     this.#error = err;
-    timers.clearTimeout(this.#timer);
+    this.clock.clearTimeout(this.#timer);
     this.#timer = null;
     if (graceful) {
       this.#socket.end();
       const s = this.#socket;
-      timers.setTimeout(() => s.destroy(), 1000);
+      this.clock.setTimeout(() => s.destroy(), 1000);
     } else this.#socket.destroy();
     const w = this.#icWaiter;
     this.#icWaiter = null;
     w?.reject(err);
     const reason = err.message;
     for (const slot of this.#slots) {
-      if (!slot.busy) continue;
+      if (slot.state === CmdState.Free) continue;
       const resolve = slot.resolve!;
-      const sent = slot.sent;
       this.#release(slot);
-      resolve({ kind: 'path-error', reason, mayHaveExecuted: sent });
+      // Every busy command's capsule was written: it may have executed.
+      resolve({ kind: 'path-error', reason, mayHaveExecuted: true });
     }
     for (const b of this.#backlog.splice(0)) b.resolve({ kind: 'path-error', reason, mayHaveExecuted: false });
     this.log.debug({ qid: this.qid, code: err.code, reason }, 'queue closed');
@@ -620,23 +690,20 @@ export function icRespProblem(ic: IcRespPdu, hdgst: boolean, ddgst: boolean): st
   return null;
 }
 
-/** Payload bytes the socket read straight into their place, on every host queue of this process (tests, diagnostics). */
-export const directReads = { bytes: 0 };
-
-function connectSocket(host: string, port: number, timeoutMs: number, onread: net.OnReadOpts | undefined): Promise<net.Socket> {
+function connectSocket(clock: Clock, host: string, port: number, timeoutMs: number, onread: net.OnReadOpts | undefined): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port, noDelay: true, writableHighWaterMark: 256 * 1024, ...(onread ? { onread } : {}) } as net.NetConnectOpts);
-    const timer = timers.setTimeout(() => {
+    const timer = clock.setTimeout(() => {
       socket.destroy();
       reject(new HostError('CONNECT_TIMEOUT', `TCP connect to ${host}:${port} timed out after ${timeoutMs} ms`));
     }, timeoutMs);
     const onError = (err: Error): void => {
-      timers.clearTimeout(timer);
+      clock.clearTimeout(timer);
       reject(new HostError('CONNECTION_FAILED', `TCP connect to ${host}:${port}: ${err.message}`, { cause: err }));
     };
     socket.once('error', onError);
     socket.once('connect', () => {
-      timers.clearTimeout(timer);
+      clock.clearTimeout(timer);
       socket.off('error', onError);
       resolve(socket);
     });

@@ -6,6 +6,7 @@
  * one (another LBA's data). It measures IOPS, throughput, latency percentiles
  * and I/O stalls (gaps with commands outstanding and none completing).
  */
+import { realClock, type Clock } from '../shared/clock.ts';
 import { crc32cOf } from '../shared/digest.ts';
 
 export interface BlockDevice {
@@ -43,6 +44,8 @@ export interface WorkloadOptions {
   readonly signal?: AbortSignal;
   /** Read back every slot written at the end (default: when verify). */
   readonly finalVerify?: boolean;
+  /** Elapsed time, latencies, stalls and the runtime deadline; default real time. */
+  readonly clock?: Clock;
 }
 
 export interface WorkloadProgress {
@@ -156,7 +159,8 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
   const busy = new Uint8Array(slots);
   let nextGen = 1;
   let seqSlot = 0;
-  const t0 = performance.now();
+  const clock = o.clock ?? realClock;
+  const t0 = clock.now();
   const deadline = o.runtimeMs !== undefined ? t0 + o.runtimeMs : Infinity;
   const maxIos = o.ios ?? Infinity;
   let issued = 0;
@@ -183,7 +187,7 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
   const errors: WorkloadResult['errors'] = [];
   const mismatches: Mismatch[] = [];
   const stalls: Stall[] = [];
-  let lastCompletion = performance.now();
+  let lastCompletion = clock.now();
   let inflight = 0;
   const progressEvery = o.progressIntervalMs ?? 1000;
   let progressAt = t0 + progressEvery;
@@ -255,12 +259,12 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
     busy[slot] = 1;
     const slba = slot * nlb;
     const read = isRead();
-    const start = performance.now();
+    const start = clock.now();
     inflight++;
     try {
       if (read) {
         const data = await dev.read(slba, nlb);
-        if (o.verify) check(slot, data, performance.now() - t0);
+        if (o.verify) check(slot, data, clock.now() - t0);
         reads++;
         bytesRead += o.bs;
       } else {
@@ -282,19 +286,19 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
         bytesWritten += o.bs;
       }
       ios++;
-      recordLatency((performance.now() - start) * 1000);
+      recordLatency((clock.now() - start) * 1000);
       if (o.live) {
         o.live.ios = ios;
         o.live.bytes += o.bs;
       }
     } catch (err) {
-      errors.push({ atMs: performance.now() - t0, op: read ? 'read' : 'write', slba, message: (err as Error).message });
+      errors.push({ atMs: clock.now() - t0, op: read ? 'read' : 'write', slba, message: (err as Error).message });
       if (o.live) o.live.errors = errors.length;
     } finally {
       if (o.live) o.live.mismatches = mismatches.length;
       busy[slot] = 0;
       inflight--;
-      const now = performance.now();
+      const now = clock.now();
       const gap = now - lastCompletion;
       if (gap > stallThreshold) stalls.push({ startMs: lastCompletion - t0, durationMs: gap });
       lastCompletion = now;
@@ -315,13 +319,13 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
   };
 
   const worker = async (): Promise<void> => {
-    while (issued < maxIos && performance.now() < deadline && !o.signal?.aborted) {
+    while (issued < maxIos && clock.now() < deadline && !o.signal?.aborted) {
       issued++;
       await one();
     }
   };
   await Promise.all(Array.from({ length: o.qd }, worker));
-  const elapsedMs = performance.now() - t0;
+  const elapsedMs = clock.now() - t0;
 
   let verifiedBlocks = 0;
   if (o.finalVerify ?? o.verify) {
@@ -332,10 +336,10 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
       await Promise.all(
         written.slice(i, i + batch).map(async (slot) => {
           try {
-            check(slot, await dev.read(slot * nlb, nlb), performance.now() - t0);
+            check(slot, await dev.read(slot * nlb, nlb), clock.now() - t0);
             verifiedBlocks += nlb;
           } catch (err) {
-            errors.push({ atMs: performance.now() - t0, op: 'read', slba: slot * nlb, message: `final verify: ${(err as Error).message}` });
+            errors.push({ atMs: clock.now() - t0, op: 'read', slba: slot * nlb, message: `final verify: ${(err as Error).message}` });
           }
         }),
       );

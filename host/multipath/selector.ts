@@ -1,12 +1,18 @@
 /**
- * Path selection: which path the next I/O goes to, by I/O policy. Pure
- * functions over a snapshot of the head's paths, as Linux's nvme_find_path
- * switches on the iopolicy. Every policy honours ANA: optimized before
- * non-optimized, never inaccessible, persistent loss or change, and only
- * paths whose controller is live.
+ * Path selection: which path the next I/O goes to, by I/O policy, as
+ * Linux's nvme_find_path switches on the iopolicy. Every policy honours ANA:
+ * optimized before non-optimized, never inaccessible, persistent loss or
+ * change, and only paths whose controller is live.
+ *
+ * The rules live once, in pickFromPool() over a selection pool (the usable
+ * paths of the best ANA tier, in join order). selectPath() builds the pool
+ * for one choice; PathSelector, the head's unit, keeps it cached for the
+ * direct-dispatch fast path and rebuilds it when the head says paths changed.
  */
+import type { Clock } from '../../shared/clock.ts';
 import type { Path } from '../path.ts';
 import { AnaState } from '../../shared/log-pages.ts';
+import type { PathEntry } from './types.ts';
 
 export type IoPolicy = 'active-standby' | 'numa' | 'round-robin' | 'queue-depth';
 export const IO_POLICIES: readonly IoPolicy[] = ['active-standby', 'numa', 'round-robin', 'queue-depth'];
@@ -25,7 +31,7 @@ export interface Candidate {
   readonly inflight: number;
   /** Kept out of selection by the head (failed I/O on it, awaiting its next 'change'; or removed). */
   readonly excluded: boolean;
-  /** When I/O was last failed away from this path (Date.now() ms), null if never. */
+  /** When I/O was last failed away from this path (the head's clock.now(), ms), null if never. */
   readonly demotedAt: number | null;
 }
 
@@ -70,6 +76,49 @@ function numaDistance(c: Candidate, node: number): number {
   return c.path.numaNode === node ? 10 : 20;
 }
 
+/** The paths a load-sharing policy chooses from: usable, anti-flap applied, the best ANA tier, in join order. */
+export function selectionPool<T extends Candidate>(candidates: readonly T[], ctx: SelectContext): T[] {
+  const usable = antiFlap(candidates.filter(isUsableForIo), ctx);
+  return [...tier(usable)].sort(byOrder);
+}
+
+/**
+ * The policy's rule over a non-empty selection pool: the one copy of the
+ * numa / round-robin / queue-depth rules. `candidates` are every path (the
+ * round-robin position is found among them: the last path may have left the
+ * pool). Allocates nothing.
+ */
+export function pickFromPool<T extends Candidate>(
+  policy: Exclude<IoPolicy, 'active-standby'>,
+  pool: readonly T[],
+  candidates: readonly T[],
+  numaNode: number,
+  lastRoundRobin: Path | null,
+): T {
+  let best = pool[0]!;
+  switch (policy) {
+    case 'numa':
+      for (const c of pool) if (numaDistance(c, numaNode) < numaDistance(best, numaNode)) best = c;
+      return best;
+    case 'round-robin': {
+      if (lastRoundRobin === null) return best;
+      let last: T | undefined;
+      for (const c of candidates) {
+        if (c.path === lastRoundRobin) {
+          last = c;
+          break;
+        }
+      }
+      if (last === undefined) return best;
+      for (const c of pool) if (c.order > last.order) return c;
+      return best;
+    }
+    case 'queue-depth':
+      for (const c of pool) if (c.inflight < best.inflight) best = c;
+      return best;
+  }
+}
+
 /**
  * The path for the next I/O under a load-sharing policy (all but
  * active-standby, whose choice is the head's active path). Null when no path
@@ -82,25 +131,81 @@ export function selectPath<T extends Candidate>(
 ): T | null {
   // One path (the common case per I/O): the same answer without the arrays below.
   if (candidates.length === 1) return isUsableForIo(candidates[0]!) ? candidates[0]! : null;
-  const usable = antiFlap(candidates.filter(isUsableForIo), ctx);
-  const pool = [...tier(usable)].sort(byOrder);
+  const pool = selectionPool(candidates, ctx);
   if (pool.length === 0) return null;
-  switch (policy) {
-    case 'numa': {
-      let best = pool[0]!;
-      for (const c of pool) if (numaDistance(c, ctx.numaNode) < numaDistance(best, ctx.numaNode)) best = c;
-      return best;
+  return pickFromPool(policy, pool, candidates, ctx.numaNode, ctx.lastRoundRobin);
+}
+
+/** What the selector reads from the head's settings. */
+interface SelectorSettings {
+  readonly policy: IoPolicy;
+  readonly numaNode: number;
+  readonly failoverIntervalMs: number;
+}
+
+/**
+ * The head's path selector: the policy's path for a new I/O (fast path, from
+ * a cached pool) or for a queued request (slow path). Under active-standby
+ * the choice is the active path whenever it is usable. Round-robin state
+ * lives here. The cached pool is dropped by invalidate(), which the head
+ * calls whenever a path's state, ANA state, suspicion or membership, or the
+ * policy, may have changed.
+ */
+export class PathSelector {
+  readonly #settings: SelectorSettings;
+  readonly #clock: Clock;
+  #pool: PathEntry[] | null = null;
+  #lastRoundRobin: Path | null = null;
+
+  constructor(settings: SelectorSettings, clock: Clock) {
+    this.#settings = settings;
+    this.#clock = clock;
+  }
+
+  invalidate(): void {
+    this.#pool = null;
+  }
+
+  /** Forget the round-robin position (policy change), or only if it is this path (path removed). */
+  forget(path?: Path): void {
+    if (path === undefined || this.#lastRoundRobin === path) this.#lastRoundRobin = null;
+  }
+
+  context(): SelectContext {
+    const s = this.#settings;
+    return { now: this.#clock.now(), failoverIntervalMs: s.failoverIntervalMs, numaNode: s.numaNode, lastRoundRobin: this.#lastRoundRobin };
+  }
+
+  /** The fast path's choice, or null (then the slow path decides). No allocation unless the pool is rebuilt. */
+  fast(entries: readonly PathEntry[], active: PathEntry | null): PathEntry | null {
+    const policy = this.#settings.policy;
+    if (policy === 'active-standby') return active !== null && isUsableForIo(active) ? active : null;
+    if (entries.length === 1) {
+      const e = entries[0]!;
+      return isUsableForIo(e) ? e : null;
     }
-    case 'round-robin': {
-      const last = ctx.lastRoundRobin === null ? undefined : candidates.find((c) => c.path === ctx.lastRoundRobin);
-      if (last === undefined) return pool[0]!;
-      return pool.find((c) => c.order > last.order) ?? pool[0]!;
+    // Anti-flap depends on the clock: a cached pool cannot honour it, the slow path's selection does.
+    if (this.#settings.failoverIntervalMs > 0) return null;
+    const pool = (this.#pool ??= selectionPool(entries, this.context()));
+    if (pool.length === 0) return null;
+    const chosen = pickFromPool(policy, pool, entries, this.#settings.numaNode, this.#lastRoundRobin);
+    // A path that changed without telling (no 'change' yet): the slow path refreshes.
+    if (!isUsableForIo(chosen)) {
+      this.#pool = null;
+      return null;
     }
-    case 'queue-depth': {
-      let best = pool[0]!;
-      for (const c of pool) if (c.inflight < best.inflight) best = c;
-      return best;
-    }
+    if (policy === 'round-robin') this.#lastRoundRobin = chosen.path;
+    return chosen;
+  }
+
+  /** The slow path's choice for a queued request: its same-path retry target if still usable, else the policy's path now. */
+  forRequest(entries: readonly PathEntry[], active: PathEntry | null, retryOn: PathEntry | null): PathEntry | null {
+    const policy = this.#settings.policy;
+    if (policy === 'active-standby') return active !== null && isUsableForIo(active) ? active : null;
+    if (retryOn !== null && !retryOn.removed && isUsableForIo(retryOn)) return retryOn;
+    const chosen = selectPath(policy, entries, this.context());
+    if (chosen !== null && policy === 'round-robin') this.#lastRoundRobin = chosen.path;
+    return chosen;
   }
 }
 

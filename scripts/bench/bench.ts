@@ -26,6 +26,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import inspector from 'node:inspector';
 import { HostSession } from '../../host/session.ts';
+import { featureSwitchesFromEnv } from '../../shared/feature-switches.ts';
 import type { MultipathHead } from '../../host/multipath/index.ts';
 import type { Path } from '../../host/path.ts';
 import { defaultConfigDocument } from '../../target/config.ts';
@@ -343,7 +344,7 @@ function targetCpu(t: TargetProcess): CpuProbe {
 }
 
 async function connect(ports: number[], o: { queues: number; digests: boolean; policy?: 'active-standby'; katoMs?: number }): Promise<{ session: HostSession; head: MultipathHead }> {
-  const session = new HostSession({ head: o.policy ? { policy: o.policy } : {} });
+  const session = new HostSession({ head: o.policy ? { policy: o.policy } : {}, switches: featureSwitchesFromEnv() });
   for (const p of ports) {
     await session.connect({
       traddr: '127.0.0.1',

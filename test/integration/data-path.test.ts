@@ -12,7 +12,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { HostSession } from '../../host/session.ts';
 import type { MultipathHead } from '../../host/multipath/index.ts';
-import { directReads as hostDirectReads } from '../../host/tcp-queue.ts';
 import { dataBuffers } from '../../target/buffer-pool.ts';
 import { directReads as targetDirectReads } from '../../target/tcp.ts';
 import type { Target } from '../../target/target.ts';
@@ -47,7 +46,7 @@ async function setup(o: { digests: boolean; maxh2cdata?: number; inline?: number
     }, 1),
   );
   target = t.target;
-  session = new HostSession({});
+  session = new HostSession({ switches: { directReads: o.directReads !== false } });
   await session.connect({ traddr: '127.0.0.1', trsvcid: t.ports[0]!, subnqn: SUBNQN, nrIoQueues: 1, queueSize: 64, hdrDigest: o.digests, dataDigest: o.digests, katoMs: 5000 });
   return session.head({ subnqn: SUBNQN });
 }
@@ -64,7 +63,7 @@ describe('data path: every size, both directions, verified', () => {
   ]) {
     it(variant.name, async () => {
       const head = await setup(variant);
-      const direct0 = { target: targetDirectReads.bytes, host: hostDirectReads.bytes };
+      const direct0 = { target: targetDirectReads.bytes, host: session!.transportStats.directReadBytes };
       const bs = head.blockSize;
       const before = dataBuffers.outstanding;
       let slba = 0;
@@ -86,7 +85,7 @@ describe('data path: every size, both directions, verified', () => {
         expect(into.subarray(data.length).equals(Buffer.alloc(4096, 0xee)), 'nothing written past the read').toBe(true);
       }
       // Large payloads went from the socket straight into place on both sides, or never with the switch off.
-      const direct = { target: targetDirectReads.bytes - direct0.target, host: hostDirectReads.bytes - direct0.host };
+      const direct = { target: targetDirectReads.bytes - direct0.target, host: session!.transportStats.directReadBytes - direct0.host };
       if (variant.directReads === false) expect(direct).toEqual({ target: 0, host: 0 });
       else {
         // (8 KiB H2CData PDUs arrive whole with their headers: nothing to read straight in.)

@@ -28,7 +28,7 @@ import { decodeConnect, decodeSqe, flushCommand, readCommand, writeCommand, type
 import { Status } from '../../shared/status.ts';
 import { HostError } from '../../host/errors.ts';
 import { TcpQueue, type QueueOutcome, type TcpQueueOptions } from '../../host/tcp-queue.ts';
-import { installTimers, realTimers, type Timers } from '../../host/timers.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
 
 const log = pino({ level: 'silent' });
 
@@ -109,10 +109,7 @@ class FakeConn {
 
 const servers: net.Server[] = [];
 const queues: TcpQueue[] = [];
-let restoreTimers: (() => void) | null = null;
 afterEach(async () => {
-  restoreTimers?.();
-  restoreTimers = null;
   for (const q of queues.splice(0)) q.close('test done');
   await Promise.all(servers.splice(0).map((s) => new Promise<void>((r) => s.close(() => r()))));
 });
@@ -473,15 +470,14 @@ describe('command ids', () => {
 describe('timeouts, batching and back-pressure', () => {
   it('times a command out on the installed clock and ends the queue', async () => {
     const clock = new ManualClock();
-    restoreTimers = installTimers(clock);
-    const { q, conn } = await open();
+    const { q, conn } = await open({ clock });
     const slow = q.submit(flushCommand(1), { timeoutMs: 30_000 });
     const aer = q.submit(flushCommand(1), { timeoutMs: 0 });
     await conn.command();
     await conn.command();
-    clock.advance(29_999);
+    await clock.advance(29_999);
     expect(q.closed).toBe(false);
-    clock.advance(1);
+    await clock.advance(1);
     expect(await slow).toMatchObject({ kind: 'path-error', mayHaveExecuted: true });
     expect(await aer).toMatchObject({ kind: 'path-error' });
     expect(q.error?.code).toBe('COMMAND_TIMEOUT');
@@ -535,34 +531,3 @@ describe('timeouts, batching and back-pressure', () => {
     expect(new Set(seen).size).toBe(16);
   });
 });
-
-/** A clock the test moves by hand. */
-class ManualClock implements Timers {
-  private t = 0;
-  private seq = 0;
-  private readonly pending = new Map<number, { at: number; fn: () => void }>();
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.seq;
-    this.pending.set(id, { at: this.t + ms, fn });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    if (typeof h === 'number') this.pending.delete(h);
-    else realTimers.clearTimeout(h);
-  }
-  now(): number {
-    return this.t;
-  }
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      let next: [number, { at: number; fn: () => void }] | undefined;
-      for (const e of this.pending) if (e[1].at <= end && (!next || e[1].at < next[1].at)) next = e;
-      if (!next) break;
-      this.pending.delete(next[0]);
-      this.t = next[1].at;
-      next[1].fn();
-    }
-    this.t = end;
-  }
-}
