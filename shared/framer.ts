@@ -156,7 +156,7 @@ export class PduFramer {
         this.pendingPlen = this.checkCommonHeader(this.peekHeader());
       }
       if (this.buffered < this.pendingPlen) {
-        if (this.placeData && this.pendingDataLen > 0 && !this.placementAsked && this.buffered >= this.pendingPdo) this.startPlacement(deliver);
+        if (this.placeData && this.pendingDataLen > 0 && !this.placementAsked && this.buffered >= this.pendingPdo) this.startPlacement();
         return;
       }
       const raw = this.take(this.pendingPlen);
@@ -182,7 +182,7 @@ export class PduFramer {
    * the data goes; if it says, take the header and copy what data is here.
    * Everything buffered belongs to this PDU (less than plen is buffered).
    */
-  private startPlacement(deliver: (pdu: Pdu) => void): void {
+  private startPlacement(): void {
     this.placementAsked = true;
     const first = this.chunks[0]!;
     const head = first.length >= this.pendingPdo ? first.subarray(0, this.pendingPdo) : this.peekBytes(this.pendingPdo);

@@ -387,10 +387,12 @@ interface Field<T> {
 function writeField(buf: Buffer, base: number, kind: FieldKind, value: unknown, name: string): void {
   const off = base;
   if (typeof kind === 'object') {
-    if ('ascii' in kind) {
-      writeAscii(buf, off, kind.ascii, value === undefined ? '' : String(value), name);
-    } else if ('nqn' in kind) {
-      writeNqn(buf, off, kind.nqn, value === undefined ? '' : String(value), name);
+    if ('ascii' in kind || 'nqn' in kind) {
+      // Checked like the numeric kinds below: a non-string would be written as its String() form ('[object Object]').
+      const text = value === undefined ? '' : value;
+      if (typeof text !== 'string') throw new RangeError(`${name}: expected a string`);
+      if ('ascii' in kind) writeAscii(buf, off, kind.ascii, text, name);
+      else writeNqn(buf, off, kind.nqn, text, name);
     } else {
       if (value === undefined) return;
       if (!Buffer.isBuffer(value) || value.length !== kind.bytes) {

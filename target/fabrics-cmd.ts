@@ -42,7 +42,7 @@ export function executeFabrics(req: Request, core: TargetCore, queue: TcpQueue):
     case FabricsType.Connect:
       return connect(req, core, queue);
     case FabricsType.PropertyGet:
-      return queue.qid === 0 && queue.controller ? propertyGet(req, queue.controller, core) : notOnThisQueue();
+      return queue.qid === 0 && queue.controller ? propertyGet(req, queue.controller) : notOnThisQueue();
     case FabricsType.PropertySet:
       return queue.qid === 0 && queue.controller ? propertySet(req, queue.controller) : notOnThisQueue();
     case FabricsType.AuthenticationSend:
@@ -157,7 +157,7 @@ function connect(req: Request, core: TargetCore, queue: TcpQueue): Completion {
   return { status: 0, result: ctrl.cntlid | authOnConnect(core, queue, ctrl) };
 }
 
-function propertyGet(req: Request, ctrl: Controller, core: TargetCore): Completion {
+function propertyGet(req: Request, ctrl: Controller): Completion {
   const p = decodeProperty(req.sqe);
   if (p.attribInvalid) return { status: withDnr(Status.InvalidField), errorLocation: 40 };
   let value: bigint;

@@ -33,7 +33,7 @@ import { defaultConfigDocument } from '../../target/config.ts';
 import { MALLOC_TUNABLES, NODE_HEAP_FLAGS, ROOT, dataProcessEnv, freePort, startTargetProcess, type TargetProcess } from '../lib/processes.ts';
 import { percentile, runLoad, type LoadDevice, type LoadPattern, type LoadResult } from './load.ts';
 import { runRawClient, type RawKind } from './raw.ts';
-import { summarizeProfile, type ProfileSummary } from './profile.ts';
+import { summarizeProfile, type CpuProfile, type ProfileSummary } from './profile.ts';
 import { directReadsEnabled } from '../../shared/direct-read.ts';
 
 const argv = process.argv.slice(2);
@@ -174,16 +174,22 @@ const col = (runs: Run[], k: keyof Run) => runs.map((r) => r[k]);
 
 // ------------------------------------------------------------------ raw baseline
 
+interface RawServerStats {
+  cpu: { user: number; system: number };
+  rss: number;
+  maxRSS: number;
+}
+
 interface RawServer {
   port: number;
   child: ChildProcess;
-  stats(): Promise<{ cpu: { user: number; system: number }; rss: number; maxRSS: number }>;
+  stats(): Promise<RawServerStats>;
   stop(): Promise<void>;
 }
 
 async function startRawServerProcess(): Promise<RawServer> {
   const child = spawn(process.execPath, [...NODE_HEAP_FLAGS, '--import', 'tsx', path.join(ROOT, 'scripts/bench/raw-server.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'], env: dataProcessEnv() });
-  const rl = readline.createInterface({ input: child.stdout! });
+  const rl = readline.createInterface({ input: child.stdout });
   const waiters: ((line: string) => void)[] = [];
   rl.on('line', (line) => waiters.shift()?.(line));
   const next = () => new Promise<string>((resolve) => waiters.push(resolve));
@@ -193,11 +199,11 @@ async function startRawServerProcess(): Promise<RawServer> {
     child,
     stats: async () => {
       const p = next();
-      child.stdin!.write('stats\n');
-      return JSON.parse(await p);
+      child.stdin.write('stats\n');
+      return JSON.parse(await p) as RawServerStats;
     },
     stop: async () => {
-      child.stdin!.end();
+      child.stdin.end();
       await new Promise((r) => child.once('exit', r));
     },
   };
@@ -328,10 +334,16 @@ const inCapsuleRuns = new Map<string, Run[]>();
 const pairedRaw = new Map<string, Run[]>();
 const targetPeakRss = new Map<string, number>();
 
-function targetDoc(port: number | number[], store: 'memory' | 'null' | 'file', sizeBytes: number, filePath?: string): Record<string, any> {
-  const doc = defaultConfigDocument({ ports: Array.isArray(port) ? port : [port], sizeBytes }) as Record<string, any>;
-  const ns = doc['subsystems'][0].namespaces[0];
-  ns.ext.store = store;
+/** The parts of the default config document (nvmetcli JSON) that the bench edits. */
+interface BenchConfigDocument extends Record<string, unknown> {
+  ports: { param?: Record<string, string> }[];
+  subsystems: { namespaces: { ext: Record<string, unknown>; device?: { path?: string } }[] }[];
+}
+
+function targetDoc(port: number | number[], store: 'memory' | 'null' | 'file', sizeBytes: number, filePath?: string): BenchConfigDocument {
+  const doc = defaultConfigDocument({ ports: Array.isArray(port) ? port : [port], sizeBytes }) as BenchConfigDocument;
+  const ns = doc.subsystems[0]!.namespaces[0]!;
+  ns.ext['store'] = store;
   if (store === 'file') ns.device = { path: filePath };
   return doc;
 }
@@ -384,7 +396,8 @@ async function ioSection(): Promise<void> {
     const port = await freePort();
     const inCapsulePort = await freePort();
     const doc = targetDoc([port, inCapsulePort], store, SPAN_BYTES);
-    doc['ports'][1].param = { ...(doc['ports'][1].param ?? {}), inline_data_size: String(131072) };
+    const inCapsule = doc.ports[1]!;
+    inCapsule.param = { ...(inCapsule.param ?? {}), inline_data_size: String(131072) };
     const target = await startTargetProcess(doc, { name: `bench-${store}` });
     const probe = targetCpu(target);
     // The raw server for the paired baselines of the goal workloads (idle while ours run).
@@ -648,11 +661,11 @@ async function startProfiledTarget(doc: unknown, dir: string): Promise<{ stop():
   const child = spawn(process.execPath, [...NODE_HEAP_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'tsx', path.join(ROOT, 'target/cli.ts'), '--config', config, '--control', path.join(dir, 'target.sock')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], env: dataProcessEnv() });
   const exited = new Promise((r) => child.once('exit', r));
   await new Promise<void>((resolve, reject) => {
-    const rl = readline.createInterface({ input: child.stdout! });
+    const rl = readline.createInterface({ input: child.stdout });
     rl.on('line', (line) => line.includes('target ready') && resolve());
     void exited.then(() => reject(new Error('profiled target exited during start')));
   });
-  child.stdout!.resume();
+  child.stdout.resume();
   return {
     stop: async () => {
       child.kill('SIGTERM');
@@ -680,7 +693,7 @@ async function profileSection(): Promise<void> {
       await post('Profiler.setSamplingInterval', { interval: 200 });
       await post('Profiler.start');
       const r = await runLoad(head, { pattern: w.pattern, bs: w.bs, qd: w.qd, blockSize: head.blockSize, spanBlocks: span, ms: QUICK ? 1500 : 4000 });
-      const { profile } = await post<{ profile: any }>('Profiler.stop');
+      const { profile } = await post<{ profile: CpuProfile }>('Profiler.stop');
       profiles.push({ what: `host, ${w.label} (${(r.ops / r.seconds).toFixed(0)} IOPS)`, summary: summarizeProfile(profile) });
     }
     await host.close();
@@ -689,7 +702,7 @@ async function profileSection(): Promise<void> {
     await target.stop();
   }
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-  if (file) profiles.push({ what: 'target, whole run (prefill, 4 KiB QD32 read, 128 KiB read, 128 KiB write)', summary: summarizeProfile(JSON.parse(readFileSync(path.join(dir, file), 'utf8'))) });
+  if (file) profiles.push({ what: 'target, whole run (prefill, 4 KiB QD32 read, 128 KiB read, 128 KiB write)', summary: summarizeProfile(JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as CpuProfile) });
   else say(`  no target profile found in ${dir}`);
   for (const p of profiles) {
     say(`\n-- ${p.what}: ${p.summary.totalMs.toFixed(0)} ms sampled, ${(p.summary.idlePct).toFixed(1)}% idle, ${p.summary.gcPct.toFixed(1)}% GC`);
@@ -740,7 +753,7 @@ async function main(): Promise<void> {
       await fn();
       if (name === 'io') goalsFromIo();
     } catch (err) {
-      say(`section ${name} failed: ${(err as Error).stack ?? err}`);
+      say(`section ${name} failed: ${(err as Error).stack ?? String(err)}`);
       figure(`section ${name} failed`, 'error', null, null, null, false, (err as Error).message);
     }
   }
@@ -756,7 +769,7 @@ async function main(): Promise<void> {
 main().then(
   () => process.exit(0),
   (err: unknown) => {
-    say(`bench: ${(err as Error).stack ?? err}`);
+    say(`bench: ${(err as Error).stack ?? String(err)}`);
     if (JSON_OUT) process.stdout.write(`${JSON.stringify({ figures: [...goalRows, ...rows] })}\n`);
     process.exit(0);
   },

@@ -458,7 +458,7 @@ function startRun(
   };
 
   const done = new Promise<GuestResult>((resolve) => {
-    child.once('close', async (code, signal) => {
+    const onClose = async (code: number | null, signal: NodeJS.Signals | null): Promise<void> => {
       clearTimeout(hostTimer);
       if (killTimer) clearTimeout(killTimer);
       if (consolePartial) onConsoleLine(consolePartial.replace(/\r/g, ''));
@@ -489,7 +489,9 @@ function startRun(
       };
       emitter.emit('exit', finished);
       resolve(finished);
-    });
+    };
+    // An event listener's returned promise is dropped by the emitter; the one await in onClose is the tmp cleanup, which cannot reject.
+    child.once('close', (code, signal) => void onClose(code, signal));
   });
 
   const waitFor = (match: string | ((e: GuestEvent) => boolean), timeoutMs?: number): Promise<GuestEvent> => {

@@ -11,7 +11,7 @@ import { AnaState } from '../../shared/log-pages.ts';
 import { PduType } from '../../shared/pdu.ts';
 import { decodeSqe } from '../../shared/sqe.ts';
 import { Status } from '../../shared/status.ts';
-import { Controller, connectAll, connectController, discover, resolveConnectOptions, type ConnectOptions, type NsPath, type PathOutcome } from '../../host/index.ts';
+import { type Controller, connectAll, connectController, discover, resolveConnectOptions, type ConnectOptions, type NsPath, type PathOutcome } from '../../host/index.ts';
 import { SUBNQN, startTarget } from '../helpers/target-fixture.ts';
 import { patternBlocks } from '../helpers/raw-client.ts';
 import type { Target } from '../../target/target.ts';

@@ -203,7 +203,7 @@ describe('Compare', () => {
     const sameR2t = await io.command(compareCommand(1, 50, 8, data.length, false), { data });
     expect(sameR2t.cqe.status).toBe(0);
     const other = Buffer.from(data);
-    other[7 * 512 + 100] ^= 0xff;
+    other[7 * 512 + 100]! ^= 0xff;
     const diff = await io.command(compareCommand(1, 50, 8, data.length, true), { data: other, inCapsule: true });
     expect(sc(diff)).toBe(Status.CompareFailure);
     expect((diff.cqe.status >> 8) & 7).toBe(2);

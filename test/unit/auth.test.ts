@@ -40,7 +40,7 @@ import {
 import { encodeSqe, decodeSqe } from '../../shared/sqe.ts';
 import { defaultConfigDocument, parseConfig, ConfigError } from '../../target/config.ts';
 import { resolveConnectOptions } from '../../host/options.ts';
-import { HostError } from '../../host/errors.ts';
+import type { HostError } from '../../host/errors.ts';
 
 const HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000abcd';
 const SUBNQN = 'nqn.2026-11.io.nvmets:array0';

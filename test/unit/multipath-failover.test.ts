@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import {
   MultipathError,
-  MultipathHead,
+  type MultipathHead,
   MultipathRegistry,
   NoPathError,
   NvmeStatusError,

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MultipathError, MultipathHead, MultipathRegistry, type HeadOptions, type IoPolicy } from '../../host/multipath/index.ts';
+import { MultipathError, type MultipathHead, MultipathRegistry, type HeadOptions, type IoPolicy } from '../../host/multipath/index.ts';
 import { AnaState } from '../../shared/log-pages.ts';
 import { FakePath, FakeStore, blocks, settle, track, type FakePathOptions } from '../helpers/fake-path.ts';
 

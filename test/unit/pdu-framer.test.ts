@@ -443,12 +443,12 @@ describe('framer: header checks', () => {
     f.setDigests(true, true);
     const b = Buffer.concat(encodeCapsuleCmd(Buffer.alloc(64), Buffer.alloc(32, 5), { hdgst: true, ddgst: true }));
     const badHdr = Buffer.from(b);
-    badHdr[72] ^= 0xff;
+    badHdr[72]! ^= 0xff;
     expectProtocolError(() => collect(f, [badHdr]), Fes.HeaderDigestError);
     const g = plain();
     g.setDigests(true, true);
     const badData = Buffer.from(b);
-    badData[badData.length - 1] ^= 0xff;
+    badData[badData.length - 1]! ^= 0xff;
     const next = Buffer.concat(encodeCapsuleCmd(Buffer.alloc(64), null, { hdgst: true, ddgst: true }));
     const pdus = collect(g, [badData, next]);
     expect(pdus.length).toBe(2);
