@@ -323,7 +323,7 @@ export class HostAgent {
       const v = optStr(p, k);
       if (v) o[k] = v;
     }
-    return o as Omit<ConnectOptions, 'traddr' | 'trsvcid' | 'subnqn'>;
+    return o;
   }
 
   #existing(traddr: string, trsvcid: number | string, subnqn: string, hostnqn: string | undefined): Controller | undefined {
@@ -450,7 +450,7 @@ export class HostAgent {
       const subsystems: TopologySubsystem[] = [];
       const nqns = [...h.subsystems.keys()].sort((a, b) => this.#subsystemNumber(a) - this.#subsystemNumber(b));
       for (const nqn of nqns) {
-        const mine = new Set(h.subsystems.get(nqn)!);
+        const mine = new Set(h.subsystems.get(nqn));
         const heads = this.session.heads().filter((x) => x.subnqn === nqn).sort((a, b) => a.nsid - b.nsid || a.name.localeCompare(b.name));
         const namespaces: TopologyNamespace[] = [];
         for (const head of heads) {

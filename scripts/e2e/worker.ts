@@ -66,18 +66,18 @@ export interface E2eWorker {
 export function startE2eWorker(o: E2eWorkerOptions, place: SpawnPlace = {}): E2eWorker {
   const args = ['--import', 'tsx', path.join(ROOT, 'scripts/lib/verified-io-worker.ts'), JSON.stringify({ ...o, scenario: true } satisfies WorkerArgs)];
   const [cmd, ...pre] = place.prefix?.length ? [...place.prefix, process.execPath] : [process.execPath];
-  const child = spawn(cmd!, [...pre, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: dataProcessEnv() });
+  const child = spawn(cmd, [...pre, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: dataProcessEnv() });
   if (child.pid) registerPid(child.pid, 'host-worker');
-  child.stdin!.on('error', () => undefined);
+  child.stdin.on('error', () => undefined);
   const events: E2eEvent[] = [];
   const listeners: ((e: E2eEvent) => void)[] = [];
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stderr.on('data', (d: Buffer) => {
     stderr += d.toString();
     if (stderr.length > 64_000) stderr = stderr.slice(-32_000);
   });
   const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(String(code ?? signal))));
-  const rl = readline.createInterface({ input: child.stdout! });
+  const rl = readline.createInterface({ input: child.stdout });
   const waitFor = <E extends E2eEvent>(pred: (e: E2eEvent) => boolean, timeoutMs: number, what: string, fromIndex = 0): Promise<E> => {
     const seen = events.slice(fromIndex).find(pred);
     if (seen) return Promise.resolve(seen as E);
@@ -134,7 +134,7 @@ export function startE2eWorker(o: E2eWorkerOptions, place: SpawnPlace = {}): E2e
     done,
     request: async <T>(cmd: string, params: Record<string, unknown> = {}) => {
       const id = nextId++;
-      child.stdin!.write(`${JSON.stringify({ id, cmd, ...params })}\n`);
+      child.stdin.write(`${JSON.stringify({ id, cmd, ...params })}\n`);
       const ans = await waitFor<ControlEvent>((e) => e.type === 'control' && e.id === id, 30_000, `answer to ${cmd}`);
       if (!ans.ok) throw new Error(`host worker ${cmd}: ${ans.error}`);
       return ans.result as T;

@@ -73,16 +73,16 @@ export async function startTargetProcess(doc: unknown, opts: SpawnPlace & { dir?
   writeFileSync(config, JSON.stringify(doc, null, 2));
   const args = nodeArgs('target/cli.ts', ['--config', config, '--control', control, '--log-level', opts.logLevel ?? 'info', ...(opts.stateDir ? ['--state-dir', opts.stateDir] : [])]);
   const [cmd, ...pre] = opts.prefix?.length ? [...opts.prefix, process.execPath] : [process.execPath];
-  const child = spawn(cmd!, [...pre, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: dataProcessEnv({ FORCE_COLOR: '0' }) });
+  const child = spawn(cmd, [...pre, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: dataProcessEnv({ FORCE_COLOR: '0' }) });
   const log = createWriteStream(logFile, { flags: 'a' });
-  child.stdout!.pipe(log, { end: false });
-  child.stderr!.pipe(log, { end: false });
+  child.stdout.pipe(log, { end: false });
+  child.stderr.pipe(log, { end: false });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   // Ready when the control endpoint answers (whatever the log level).
   let gone: { code: number | null; signal: NodeJS.Signals | null } | null = null;
   void exited.then((e) => (gone = e));
   const answers = async (): Promise<boolean> => {
-    const g = gone as { code: number | null; signal: NodeJS.Signals | null } | null;
+    const g = gone;
     if (g) throw new Error(`target ${name} exited during start (${g.code ?? g.signal}); log: ${logFile}`);
     try {
       await controlRequest({ kind: 'unix', path: control }, 'show', {}, 2000);
@@ -154,12 +154,12 @@ export interface HostWorker {
 export function startHostWorker(o: HostWorkerOptions, place: SpawnPlace = {}): HostWorker {
   const args = nodeArgs('scripts/lib/verified-io-worker.ts', [JSON.stringify(o)]);
   const [cmd, ...pre] = place.prefix?.length ? [...place.prefix, process.execPath] : [process.execPath];
-  const child = spawn(cmd!, [...pre, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: dataProcessEnv() });
+  const child = spawn(cmd, [...pre, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: dataProcessEnv() });
   const events: WorkerEvent[] = [];
   const listeners: ((e: WorkerEvent) => void)[] = [];
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const rl = readline.createInterface({ input: child.stdout! });
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const rl = readline.createInterface({ input: child.stdout });
   const done = new Promise<Extract<WorkerEvent, { type: 'result' }>>((resolve, reject) => {
     rl.on('line', (line) => {
       if (!line.startsWith('{')) return;

@@ -196,7 +196,7 @@ async function runScenario(w: WorkerHost): Promise<void> {
     const ctrlAt = (): Controller => {
       const i = req.index;
       if (typeof i !== 'number' || !ctrls[i]) throw new Error(`index: expected 0..${ctrls.length - 1}, got ${JSON.stringify(i)}`);
-      return ctrls[i]!;
+      return ctrls[i];
     };
     void (async () => {
       switch (req.cmd) {

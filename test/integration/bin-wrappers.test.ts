@@ -57,8 +57,8 @@ async function startTargetWrapper(): Promise<{ wrapper: ChildProcess; cli: numbe
   const wrapper = spawn(process.execPath, [path.join(ROOT, 'bin/nvmets-target.js'), '--ports', '0,0', '--size', '1M', '--control', control, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'], env });
   started.push(wrapper.pid!);
   let output = '';
-  wrapper.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  wrapper.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  wrapper.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  wrapper.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => wrapper.once('exit', (code, signal) => resolve({ code, signal })));
   // 'target ready' is logged in the same tick as the CLI installs its SIGINT/SIGTERM handlers.
   await waitFor(
@@ -119,7 +119,7 @@ describe('bin/ wrappers', () => {
       const c = spawn(process.execPath, [path.join(ROOT, 'bin/nvmets-ctl.js'), '--control', sock, 'show'], { stdio: ['ignore', 'ignore', 'pipe'], env });
       started.push(c.pid!);
       let stderr = '';
-      c.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       c.once('exit', (code) => resolve({ code, stderr }));
     });
     expect(r.code).toBe(1);

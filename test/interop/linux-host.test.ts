@@ -148,7 +148,7 @@ function pathsOf(doc: unknown): PathInfo[] {
     else if (v && typeof v === 'object') {
       const o = v as Record<string, unknown>;
       if (typeof o['Name'] === 'string' && typeof o['ANAState'] === 'string') {
-        out.push({ name: o['Name'] as string, state: String(o['State']), ana: o['ANAState'] as string, address: String(o['Address'] ?? '') });
+        out.push({ name: o['Name'], state: String(o['State']), ana: o['ANAState'], address: String(o['Address'] ?? '') });
       }
       Object.values(o).forEach(walk);
     }

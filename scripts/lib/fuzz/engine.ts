@@ -1037,7 +1037,7 @@ function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
       },
       (e: unknown) => {
         clearTimeout(t);
-        reject(e as Error);
+        reject(e);
       },
     );
   });

@@ -136,7 +136,7 @@ export function sqeOf(f: SqeFields): Buffer {
   b[0] = f.opcode;
   b[1] = f.flags ?? 0x40;
   b.writeUInt32LE((f.nsid ?? 0) >>> 0, 4);
-  for (const [k, v] of Object.entries(f.cdw ?? {})) b.writeUInt32LE((v as number) >>> 0, Number(k) * 4);
+  for (const [k, v] of Object.entries(f.cdw ?? {})) b.writeUInt32LE((v) >>> 0, Number(k) * 4);
   b.writeUInt32LE((f.sglLen ?? 0) >>> 0, 32);
   b[39] = f.sglId ?? 0x5a;
   return b;
@@ -290,7 +290,7 @@ function mutate(P: Profile, rng: Rng, lane: LaneSpec, t: Tmpl): string[] {
     switch (m) {
       case 'sgl-id':
         s[39] = rng.chance(0.7) ? rng.pick(SGL_IDS) : rng.int(0, 255);
-        notes.push(`SGL id 0x${s[39]!.toString(16)}`);
+        notes.push(`SGL id 0x${s[39].toString(16)}`);
         break;
       case 'sgl-len': {
         const v = rng.weighted([[0, 2], [rng.int(1, 8192), 3], [s.readUInt32LE(32) + rng.pick([-1, 1, 512, -512]), 3], [rng.edgy32(), 2], [P.mdtsBytes + rng.pick([1, 4096]), 1]] as const);
@@ -300,11 +300,11 @@ function mutate(P: Profile, rng: Rng, lane: LaneSpec, t: Tmpl): string[] {
       }
       case 'psdt':
         s[1] = (s[1]! & 0x3f) | (rng.pick([0, 2, 3]) << 6);
-        notes.push(`PSDT ${s[1]! >> 6}`);
+        notes.push(`PSDT ${s[1] >> 6}`);
         break;
       case 'fuse':
         s[1] = s[1]! | rng.int(1, 3);
-        notes.push(`FUSE ${s[1]! & 3}`);
+        notes.push(`FUSE ${s[1] & 3}`);
         break;
       case 'flags-rsvd':
         s[1] = s[1]! | (rng.int(1, 15) << 2);
@@ -343,13 +343,13 @@ function mutate(P: Profile, rng: Rng, lane: LaneSpec, t: Tmpl): string[] {
       case 'opcode': {
         const known = lane.kind === 'io' ? IO_KNOWN : ADMIN_KNOWN;
         s[0] = rng.chance(0.3) ? rng.pick(known) : rng.int(0, 255);
-        notes.push(`opcode 0x${s[0]!.toString(16)}`);
+        notes.push(`opcode 0x${s[0].toString(16)}`);
         break;
       }
       case 'fctype':
         s[0] = 0x7f;
         s[4] = rng.chance(0.5) ? rng.pick([0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x08, 0x0c, 0x7f, 0xc0, 0xff]) : rng.int(0, 255);
-        notes.push(`fabrics fctype 0x${s[4]!.toString(16)}`);
+        notes.push(`fabrics fctype 0x${s[4].toString(16)}`);
         break;
       case 'cdw': {
         const d = rng.pick([10, 11, 12]);
@@ -391,7 +391,7 @@ function makeSafe(s: Buffer, lane: LaneSpec): void {
   const op = s[0]!;
   // Authentication Send/Receive may end the controller when a transaction fails (NVMe Base 8.3.4.5, nvmet
   // tears it down): not on long-lived lanes. Same direction bits, unknown type.
-  if (op === 0x7f && (s[4] === 0x05 || s[4] === 0x06)) s[4] = s[4]! | 0x40;
+  if (op === 0x7f && (s[4] === 0x05 || s[4] === 0x06)) s[4] = s[4] | 0x40;
   if (lane.kind === 'io') return;
   if (op === 0x09) {
     const fid = s.readUInt32LE(40) & 0xff;
@@ -804,7 +804,7 @@ function hdgst(P: Profile, rng: Rng, index: number): ConnInput {
         b = capsulePdu(s, null, d.wire, { badHdgst: true });
       }
       d.send(b);
-      await d.expectTerm([{ fes: 3, fei: b.readUInt32LE(b[2]!) }]);
+      await d.expectTerm([{ fes: 3, fei: b.readUInt32LE(b[2]) }]);
     },
   };
 }
