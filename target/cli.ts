@@ -6,7 +6,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ConfigError, defaultConfig, loadConfigFile, type TargetConfig } from './config.ts';
+import { ConfigError, defaultConfig, loadConfigFile, type TargetConfig } from './config/index.ts';
 import { ControlServer } from './control.ts';
 import { createLogger } from './logger.ts';
 import { Target } from './target.ts';
@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   try {
     if (argv.config) config = await loadConfigFile(argv.config);
     else {
-      const { parseSize } = await import('./config.ts');
+      const { parseSize } = await import('./config/index.ts');
       const fields = argv.ports.split(',').map((p) => p.trim());
       const ports = fields.map(Number);
       if (fields.some((f) => !/^\d{1,5}$/.test(f)) || ports.some((p) => p > 65535)) throw new ConfigError([`--ports: "${argv.ports}" is not a list of TCP ports (0..65535, comma separated)`]);

@@ -8,7 +8,7 @@
  */
 import net from 'node:net';
 import { existsSync, unlinkSync } from 'node:fs';
-import { parseConfig, type NamespaceConfig, type PortConfig } from './config.ts';
+import { parseConfig, type NamespaceConfig, type PortConfig } from './config/index.ts';
 import type { Logger } from './logger.ts';
 import { ControlError, type Target } from './target.ts';
 

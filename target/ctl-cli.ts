@@ -5,7 +5,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { defaultControlSocketPath } from './config.ts';
+import { defaultControlSocketPath } from './config/index.ts';
 import { controlRequest, type ControlAddress } from './control.ts';
 import type { TargetSnapshot } from './target.ts';
 
