@@ -17,6 +17,12 @@ export type ControlAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; hos
 
 type Params = Record<string, unknown>;
 
+/** A control endpoint as the command lines take it: HOST:PORT (no "/" in HOST), else a unix socket path. */
+export const controlAddress = z.string().transform((text): ControlAddress => {
+  const m = /^([^/]+):(\d+)$/.exec(text);
+  return m ? { kind: 'tcp', host: m[1]!, port: Number(m[2]) } : { kind: 'unix', path: text };
+});
+
 // ---------------------------------------------------------------- request schemas
 
 /** The request line: an object with a string method and, optionally, an object of params. */
