@@ -80,6 +80,7 @@ export class AgentRequestError extends Error {
 
 type Params = Readonly<Record<string, unknown>>;
 
+const jsonObject = z.record(z.string(), z.unknown());
 /** The request line: an object with a string method and, optionally, an object of params. */
 const requestLine = z.object({
   id: z.unknown(),
@@ -99,9 +100,10 @@ export function parseAgentRequest(line: string): { id: unknown; method: string; 
   } catch {
     return { id: null, error: new AgentRequestError('request is not valid JSON') };
   }
-  if (typeof req !== 'object' || req === null || Array.isArray(req)) return { id: null, error: new AgentRequestError('request must be a JSON object') };
-  const id = (req as Params)['id'] ?? null;
-  const r = requestLine.safeParse(req);
+  const obj = jsonObject.safeParse(req);
+  if (!obj.success) return { id: null, error: new AgentRequestError('request must be a JSON object') };
+  const id = obj.data['id'] ?? null;
+  const r = requestLine.safeParse(obj.data);
   if (!r.success) return { id, error: new AgentRequestError(r.error.issues[0]!.message) };
   return { id, method: r.data.method, params: r.data.params ?? {} };
 }

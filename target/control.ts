@@ -25,6 +25,7 @@ export const controlAddress = z.string().transform((text): ControlAddress => {
 
 // ---------------------------------------------------------------- request schemas
 
+const jsonObject = z.record(z.string(), z.unknown());
 /** The request line: an object with a string method and, optionally, an object of params. */
 const envelope = z.object({
   id: z.unknown(),
@@ -233,9 +234,10 @@ export class ControlServer {
       } catch {
         throw new ControlError('request is not valid JSON');
       }
-      if (typeof req !== 'object' || req === null || Array.isArray(req)) throw new ControlError('request must be a JSON object');
-      id = (req as Params)['id'] ?? null;
-      const r = envelope.safeParse(req);
+      const obj = jsonObject.safeParse(req);
+      if (!obj.success) throw new ControlError('request must be a JSON object');
+      id = obj.data['id'] ?? null;
+      const r = envelope.safeParse(obj.data);
       if (!r.success) throw new ControlError(r.error.issues[0]!.message);
       const { method } = r.data;
       const params = r.data.params ?? {};

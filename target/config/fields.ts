@@ -243,6 +243,8 @@ export interface Read<F extends Fields> {
   readonly bad: ReadonlySet<keyof F & string>;
 }
 
+const jsonObject = z.record(z.string(), z.unknown());
+
 /** Problems and notes of one parse; the reader reports into it. */
 export class Ctx {
   readonly problems: string[] = [];
@@ -268,11 +270,12 @@ export class Ctx {
   /** An object section: undefined when absent (or null), a problem when not an object. */
   section<F extends Fields>(s: Section<F>, v: unknown, p: string, required = false): Read<F> | undefined {
     if ((v === undefined || v === null) && !required) return undefined;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    const obj = jsonObject.safeParse(v);
+    if (!obj.success) {
       this.err(p, `must be an object${s.shapeHint ? ` ${s.shapeHint}` : ''}, got ${show(v)}`);
       return undefined;
     }
-    const raw = v as Record<string, unknown>;
+    const raw = obj.data;
     const known = Object.keys(s.fields);
     for (const k of Object.keys(raw)) {
       if (known.includes(k)) continue;

@@ -30,7 +30,7 @@ const topLevel = z.record(z.string(), z.unknown(), { error: (iss) => `(top level
 export function parseConfig(json: unknown, opts: { baseDir?: string } = {}): TargetConfig {
   const ctx = new Ctx(path.resolve(opts.baseDir ?? process.cwd()));
   const top = topLevel.safeParse(json);
-  if (!top.success || Array.isArray(json)) throw new ConfigError([`(top level): must be a JSON object, got ${show(json)}`]);
+  if (!top.success) throw new ConfigError([`(top level): must be a JSON object, got ${show(json)}`]);
   const doc = top.data;
 
   for (const k of Object.keys(doc)) {
