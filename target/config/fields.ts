@@ -244,6 +244,7 @@ export interface Read<F extends Fields> {
 }
 
 const jsonObject = z.record(z.string(), z.unknown());
+const jsonArray = z.array(z.unknown());
 
 /** Problems and notes of one parse; the reader reports into it. */
 export class Ctx {
@@ -295,12 +296,13 @@ export class Ctx {
   /** A list: [] when absent (or null), a problem when not an array; each element read on its own. */
   list<E extends Schema | Section<Fields>>(l: List<E>, v: unknown, p: string): (Out<E> | undefined)[] {
     if (v === undefined || v === null) return [];
-    if (!Array.isArray(v)) {
+    const arr = jsonArray.safeParse(v);
+    if (!arr.success) {
       this.err(p, `must be an array, got ${show(v)}`);
       return [];
     }
     // An element is never "absent": null in a list is a wrong value.
-    return v.map((x, i) => (l.element instanceof Section ? this.section(l.element, x, join(p, i), true) : this.field(l.element, x, join(p, i))) as Out<E> | undefined);
+    return arr.data.map((x, i) => (l.element instanceof Section ? this.section(l.element, x, join(p, i), true) : this.field(l.element, x, join(p, i))) as Out<E> | undefined);
   }
 
   entry(e: Entry, v: unknown, p: string): unknown {
