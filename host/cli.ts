@@ -185,7 +185,7 @@ interface FabricsArgv {
 }
 
 const seconds = (name: string, min: number, max: number) => number(name, min, max).optional();
-const fabricsArgs = z.object({
+const fabricsArgs = (formats: readonly [string, ...string[]]) => z.object({
   transport: z.literal('tcp', { error: (iss) => `--transport ${String(iss.input)}: only tcp is supported` }),
   trsvcid: number('trsvcid', 1, 65535),
   'nr-io-queues': number('nr-io-queues', 1, 128).optional(),
@@ -194,11 +194,13 @@ const fabricsArgs = z.object({
   'reconnect-delay': seconds('reconnect-delay', 1, 2_147_483),
   'ctrl-loss-tmo': seconds('ctrl-loss-tmo', -1, 2_147_483),
   fast_io_fail_tmo: seconds('fast_io_fail_tmo', -1, 2_147_483),
+  'output-format': outputFormats(formats),
 });
+const FABRICS_ARGS = { connect: fabricsArgs(['normal', 'json']), discover: fabricsArgs(['normal', 'json', 'binary']) };
 
-/** Connect parameters for the agent, seconds turned into ms; every value checked here. */
-function connectParams(a: FabricsArgv): Record<string, unknown> {
-  const v = args(fabricsArgs, a);
+/** Connect parameters for the agent, seconds turned into ms, and the output format; every value checked here. */
+function connectParams(a: FabricsArgv, verb: keyof typeof FABRICS_ARGS = 'connect'): { p: Record<string, unknown>; fmt: string } {
+  const v = args(FABRICS_ARGS[verb], a);
   const p: Record<string, unknown> = { traddr: a.traddr, trsvcid: v.trsvcid };
   if (a.hostnqn) p['hostnqn'] = a.hostnqn;
   if (a.hostid) p['hostid'] = a.hostid;
@@ -216,7 +218,7 @@ function connectParams(a: FabricsArgv): Record<string, unknown> {
   if (a['dhchap-secret']) p['dhchapKey'] = a['dhchap-secret'];
   if (a['dhchap-ctrl-secret']) p['dhchapCtrlKey'] = a['dhchap-ctrl-secret'];
   if (a['duplicate-connect']) p['duplicate'] = true;
-  return p;
+  return { p, fmt: v['output-format'] };
 }
 
 // ---------------------------------------------------------------- the agent
@@ -335,8 +337,7 @@ function processAlive(pid: number): boolean {
 // ---------------------------------------------------------------- verbs
 
 async function cmdDiscover(a: FabricsArgv & { 'output-format': string; raw?: string | undefined }): Promise<void> {
-  const fmt = outputFormat(a['output-format'], ['normal', 'json', 'binary']);
-  const p = connectParams(a);
+  const { p, fmt } = connectParams(a, 'discover');
   const log = await fetchDiscoveryLog({
     traddr: a.traddr,
     trsvcid: p['trsvcid'] as number,
@@ -356,14 +357,13 @@ async function cmdDiscover(a: FabricsArgv & { 'output-format': string; raw?: str
 }
 
 async function cmdConnect(a: FabricsArgv & { 'output-format': string }): Promise<void> {
-  const fmt = outputFormat(a['output-format']);
-  const r = await call<ConnectResult>('connect', { ...connectParams(a), subnqn: a.nqn }, { start: true });
+  const { p, fmt } = connectParams(a);
+  const r = await call<ConnectResult>('connect', { ...p, subnqn: a.nqn }, { start: true });
   out(fmt === 'json' ? `${jsonC({ device: r.device })}\n` : `device: ${r.device}\n`);
 }
 
 async function cmdConnectAll(a: FabricsArgv & { 'output-format': string; quiet?: boolean | undefined }): Promise<void> {
-  const fmt = outputFormat(a['output-format']);
-  const params = connectParams(a);
+  const { p: params, fmt } = connectParams(a);
   if (a.nqn) params['discoveryNqn'] = a.nqn;
   const r = await call<ConnectAllResult>('connect-all', params, { start: true });
   if (fmt === 'json') out(`${jsonC(r.connected.map((c) => ({ device: c.device })))}\n`);
