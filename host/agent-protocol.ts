@@ -15,6 +15,7 @@
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { z } from 'zod';
 import type { HeadCounters, HeadSnapshot } from './multipath/index.ts';
 import type { WorkloadResult } from './workload.ts';
 
@@ -66,6 +67,92 @@ export const AGENT_METHODS: readonly AgentMethod[] = [
   'io',
   'cancel',
 ];
+
+// ---------------------------------------------------------------- requests (checked by the agent)
+
+/** A request the agent refuses: the message is for the user, as is. */
+export class AgentRequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AgentRequestError';
+  }
+}
+
+type Params = Readonly<Record<string, unknown>>;
+
+const jsonObject = z.record(z.string(), z.unknown());
+/** The request line: an object with a string method and, optionally, an object of params. */
+const requestLine = z.object({
+  id: z.unknown(),
+  method: z.string({ error: 'request.method: expected a string' }),
+  params: z.record(z.string(), z.unknown(), { error: 'request.params: expected an object' }).nullish(),
+});
+
+/**
+ * One request line, parsed, or the refusal naming its problem. The id comes
+ * back whenever the line is an object, so that a refusal can be matched to
+ * its request.
+ */
+export function parseAgentRequest(line: string): { id: unknown; method: string; params: Record<string, unknown> } | { id: unknown; error: AgentRequestError } {
+  let req: unknown;
+  try {
+    req = JSON.parse(line);
+  } catch {
+    return { id: null, error: new AgentRequestError('request is not valid JSON') };
+  }
+  const obj = jsonObject.safeParse(req);
+  if (!obj.success) return { id: null, error: new AgentRequestError('request must be a JSON object') };
+  const id = obj.data['id'] ?? null;
+  const r = requestLine.safeParse(obj.data);
+  if (!r.success) return { id, error: new AgentRequestError(r.error.issues[0]!.message) };
+  return { id, method: r.data.method, params: r.data.params ?? {} };
+}
+
+// Params, one at a time: the handler names the field and its range. The
+// schemas are cached per range (a handful of distinct ones).
+const integers = new Map<string, z.ZodType<number>>();
+function integerIn(min: number, max: number): z.ZodType<number> {
+  const key = `${min}:${max}`;
+  let s = integers.get(key);
+  if (!s) integers.set(key, (s = z.number().int().min(min).max(max)));
+  return s;
+}
+const nonEmptyString = z.string().min(1);
+const optionalString = z.string().nullish();
+const flag = z.boolean().optional();
+
+/** params[name] (or dflt when absent): an integer in min..max. */
+export function paramInt(p: Params, name: string, min: number, max: number, dflt?: number): number {
+  const r = integerIn(min, max).safeParse(p[name] ?? dflt);
+  if (!r.success) throw new AgentRequestError(`${name}: expected an integer ${min}..${max}, got ${JSON.stringify(p[name])}`);
+  return r.data;
+}
+
+/** params[name] when given: an integer in min..max. */
+export function paramOptInt(p: Params, name: string, min: number, max: number): number | undefined {
+  return p[name] === undefined ? undefined : paramInt(p, name, min, max);
+}
+
+/** params[name]: a non-empty string. */
+export function paramStr(p: Params, name: string): string {
+  const r = nonEmptyString.safeParse(p[name]);
+  if (!r.success) throw new AgentRequestError(`${name}: required`);
+  return r.data;
+}
+
+/** params[name] when given (null is absent): a string. */
+export function paramOptStr(p: Params, name: string): string | undefined {
+  const r = optionalString.safeParse(p[name]);
+  if (!r.success) throw new AgentRequestError(`${name}: expected a string`);
+  return r.data ?? undefined;
+}
+
+/** params[name]: true or false; absent is false. */
+export function paramBool(p: Params, name: string): boolean {
+  const r = flag.safeParse(p[name]);
+  if (!r.success) throw new AgentRequestError(`${name}: expected true or false`);
+  return r.data ?? false;
+}
 
 // ---------------------------------------------------------------- result shapes
 

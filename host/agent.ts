@@ -27,7 +27,14 @@ import { getLogPageCommand, identifyCommand, sqe, PSDT_MASK, PSDT_SGL } from '..
 import { describeStatus } from '../shared/status.ts';
 import {
   AGENT_METHODS,
+  AgentRequestError,
   agentLogPath,
+  paramBool as bool,
+  paramInt as int,
+  paramOptInt as optInt,
+  paramOptStr as optStr,
+  paramStr as str,
+  parseAgentRequest,
   type AgentMethod,
   type AgentStatus,
   type ConnectAllResult,
@@ -58,13 +65,7 @@ import { runWorkload, type BlockDevice, type Pattern } from './workload.ts';
 
 type Params = Record<string, unknown>;
 
-/** A request the agent refuses: the message is for the user, as is. */
-export class AgentRequestError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'AgentRequestError';
-  }
-}
+export { AgentRequestError };
 
 export interface DispatchContext {
   /** Streamed lines (io progress and events) before the answer. */
@@ -84,36 +85,6 @@ export interface HostAgentOptions {
   readonly clock?: Clock;
   /** Feature switches, read from the environment by whoever starts the agent (main(), the CLI); default all on. */
   readonly switches?: Partial<Pick<FeatureSwitches, 'directReads'>>;
-}
-
-// ---------------------------------------------------------------- parameter checks
-
-function int(p: Params, name: string, min: number, max: number, dflt?: number): number {
-  const v = p[name] ?? dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new AgentRequestError(`${name}: expected an integer ${min}..${max}, got ${JSON.stringify(p[name])}`);
-  }
-  return v;
-}
-function optInt(p: Params, name: string, min: number, max: number): number | undefined {
-  return p[name] === undefined ? undefined : int(p, name, min, max);
-}
-function str(p: Params, name: string): string {
-  const v = p[name];
-  if (typeof v !== 'string' || v.length === 0) throw new AgentRequestError(`${name}: required`);
-  return v;
-}
-function optStr(p: Params, name: string): string | undefined {
-  const v = p[name];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'string') throw new AgentRequestError(`${name}: expected a string`);
-  return v;
-}
-function bool(p: Params, name: string): boolean {
-  const v = p[name];
-  if (v === undefined) return false;
-  if (typeof v !== 'boolean') throw new AgentRequestError(`${name}: expected true or false`);
-  return v;
 }
 
 /** "/dev/nvme0" -> "nvme0". */
@@ -910,19 +881,10 @@ export class AgentServer {
     let id: unknown = null;
     this.#busy++;
     try {
-      let req: unknown;
-      try {
-        req = JSON.parse(line);
-      } catch {
-        throw new AgentRequestError('request is not valid JSON');
-      }
-      if (typeof req !== 'object' || req === null || Array.isArray(req)) throw new AgentRequestError('request must be a JSON object');
-      const r = req as Params;
-      id = r['id'] ?? null;
-      const method = r['method'];
-      if (typeof method !== 'string') throw new AgentRequestError('request.method: expected a string');
-      const params = (r['params'] ?? {}) as Params;
-      if (typeof params !== 'object' || params === null || Array.isArray(params)) throw new AgentRequestError('request.params: expected an object');
+      const req = parseAgentRequest(line);
+      id = req.id;
+      if ('error' in req) throw req.error;
+      const { method, params } = req;
       if (method === 'cancel') {
         const a = aborts.get(params['id']);
         a?.abort();

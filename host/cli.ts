@@ -21,6 +21,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { z } from 'zod';
 import { encodeDiscoveryLogEntry, encodeDiscoveryLogHeader } from '../shared/log-pages.ts';
 import {
   AgentClient,
@@ -80,40 +81,63 @@ const g: Globals = { agent: defaultAgentSocket(), agentLog: undefined, logLevel:
 const out = (s: string) => process.stdout.write(s);
 const err = (s: string) => process.stderr.write(s);
 
-// ---------------------------------------------------------------- argument helpers
+// ---------------------------------------------------------------- argument schemas
+//
+// yargs parses the command line; what it yields (text, as nvme-cli takes it)
+// is checked and converted by these zod schemas. Each message names its
+// option; a verb's schema reports every bad option at once.
 
-function num(name: string, v: unknown, min: number, max: number): number {
-  let n: number;
-  try {
-    n = parseNumber(String(v));
-  } catch {
-    if (typeof v === 'string' && /^-\d+$/.test(v.trim())) n = Number(v);
-    else throw new UsageError(`--${name}: "${String(v)}" is not a number`);
-  }
-  if (n < min || n > max) throw new UsageError(`--${name}: ${n} is out of range ${min}..${max}`);
-  return n;
+type Issues = { issues: z.core.$ZodRawIssue[] };
+function refuse(ctx: Issues, input: unknown, message: string): never {
+  ctx.issues.push({ code: 'custom', input, message });
+  return z.NEVER;
 }
-function optNum(name: string, v: unknown, min: number, max: number): number | undefined {
-  return v === undefined ? undefined : num(name, v, min, max);
+
+/**
+ * nvme-cli's number (strtoul base 0: decimal, 0x hex, 0 octal; -N where a
+ * timeout takes -1), in min..max. `missing`: the message when it is not given.
+ */
+function number(name: string, min: number, max: number, missing?: string) {
+  return z.string({ error: (iss) => (iss.input === undefined && missing ? missing : `--${name}: "${String(iss.input)}" is not a number`) }).transform((v, ctx): number => {
+    let n: number;
+    try {
+      n = parseNumber(v);
+    } catch {
+      if (/^-\d+$/.test(v.trim())) n = Number(v);
+      else return refuse(ctx, v, `--${name}: "${v}" is not a number`);
+    }
+    if (n < min || n > max) return refuse(ctx, v, `--${name}: ${n} is out of range ${min}..${max}`);
+    return n;
+  });
 }
-function size(name: string, v: string): number {
-  try {
-    return parseSize(v);
-  } catch (e) {
-    throw new UsageError(`--${name}: ${(e as Error).message}`);
-  }
+
+/** A value through one of format.ts's parsers (sizes "4k", durations "10s"); its RangeError names the value. */
+function parsed(name: string, parse: (text: string) => number) {
+  return z.string().transform((v, ctx): number => {
+    try {
+      return parse(v);
+    } catch (e) {
+      return refuse(ctx, v, `--${name}: ${(e as Error).message}`);
+    }
+  });
 }
-function duration(name: string, v: string): number {
-  try {
-    return parseDuration(v);
-  } catch (e) {
-    throw new UsageError(`--${name}: ${(e as Error).message}`);
-  }
+
+function oneOf<const T extends readonly [string, ...string[]]>(name: string, allowed: T, what = `one of ${allowed.join(', ')}`) {
+  return z.enum(allowed, { error: (iss) => `--${name}: "${String(iss.input)}" is not ${what}` });
 }
-function outputFormat(v: unknown, allowed: readonly string[] = ['normal', 'json']): string {
-  const f = String(v ?? 'normal');
-  if (!allowed.includes(f)) throw new UsageError(`--output-format: "${f}" is not one of ${allowed.join(', ')}`);
-  return f;
+
+const outputFormats = (allowed: readonly [string, ...string[]] = ['normal', 'json']) => oneOf('output-format', allowed).default('normal');
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+/** Every problem of a verb's options at once, as a UsageError (exit 2). */
+function args<S extends z.ZodType>(schema: S, a: unknown): z.output<S> {
+  const r = schema.safeParse(a);
+  if (!r.success) throw new UsageError(r.error.issues.map((i) => i.message).join(`\n${PROG}: `));
+  return r.data;
+}
+
+function outputFormat(v: unknown, allowed: readonly [string, ...string[]] = ['normal', 'json']): string {
+  return args(outputFormats(allowed), v);
 }
 
 /** The transport flags every fabrics verb takes (nvme-cli's NVMF_OPTS subset that applies to TCP). */
@@ -161,27 +185,41 @@ interface FabricsArgv {
   'duplicate-connect'?: boolean | undefined;
 }
 
-/** Connect parameters for the agent, seconds turned into ms; every value checked here. */
-function connectParams(a: FabricsArgv): Record<string, unknown> {
-  if (a.transport !== 'tcp') throw new UsageError(`--transport ${a.transport}: only tcp is supported`);
-  const p: Record<string, unknown> = { traddr: a.traddr, trsvcid: num('trsvcid', a.trsvcid, 1, 65535) };
+const seconds = (name: string, min: number, max: number) => number(name, min, max).optional();
+const fabricsArgs = (formats: readonly [string, ...string[]]) => z.object({
+  transport: z.literal('tcp', { error: (iss) => `--transport ${String(iss.input)}: only tcp is supported` }),
+  trsvcid: number('trsvcid', 1, 65535),
+  'nr-io-queues': number('nr-io-queues', 1, 128).optional(),
+  'queue-size': number('queue-size', 16, 1024).optional(),
+  'keep-alive-tmo': seconds('keep-alive-tmo', 0, 4_294_967),
+  'reconnect-delay': seconds('reconnect-delay', 1, 2_147_483),
+  'ctrl-loss-tmo': seconds('ctrl-loss-tmo', -1, 2_147_483),
+  fast_io_fail_tmo: seconds('fast_io_fail_tmo', -1, 2_147_483),
+  'output-format': outputFormats(formats),
+});
+const FABRICS_ARGS = { connect: fabricsArgs(['normal', 'json']), discover: fabricsArgs(['normal', 'json', 'binary']) };
+
+/** Connect parameters for the agent, seconds turned into ms, and the output format; every value checked here. */
+function connectParams(a: FabricsArgv, verb: keyof typeof FABRICS_ARGS = 'connect'): { p: Record<string, unknown>; fmt: string } {
+  const v = args(FABRICS_ARGS[verb], a);
+  const p: Record<string, unknown> = { traddr: a.traddr, trsvcid: v.trsvcid };
   if (a.hostnqn) p['hostnqn'] = a.hostnqn;
   if (a.hostid) p['hostid'] = a.hostid;
-  const s2ms = (v: number | undefined) => (v === undefined ? undefined : v < 0 ? -1 : v * 1000);
-  const set = (k: string, v: unknown) => v !== undefined && (p[k] = v);
-  set('nrIoQueues', optNum('nr-io-queues', a['nr-io-queues'], 1, 128));
-  set('queueSize', optNum('queue-size', a['queue-size'], 16, 1024));
-  set('katoMs', s2ms(optNum('keep-alive-tmo', a['keep-alive-tmo'], 0, 4_294_967)));
-  set('reconnectDelayMs', s2ms(optNum('reconnect-delay', a['reconnect-delay'], 1, 2_147_483)));
-  set('ctrlLossTmoMs', s2ms(optNum('ctrl-loss-tmo', a['ctrl-loss-tmo'], -1, 2_147_483)));
-  set('fastIoFailTmoMs', s2ms(optNum('fast_io_fail_tmo', a.fast_io_fail_tmo, -1, 2_147_483)));
+  const s2ms = (n: number | undefined) => (n === undefined ? undefined : n < 0 ? -1 : n * 1000);
+  const set = (k: string, x: unknown) => x !== undefined && (p[k] = x);
+  set('nrIoQueues', v['nr-io-queues']);
+  set('queueSize', v['queue-size']);
+  set('katoMs', s2ms(v['keep-alive-tmo']));
+  set('reconnectDelayMs', s2ms(v['reconnect-delay']));
+  set('ctrlLossTmoMs', s2ms(v['ctrl-loss-tmo']));
+  set('fastIoFailTmoMs', s2ms(v.fast_io_fail_tmo));
   if (a['hdr-digest']) p['hdrDigest'] = true;
   if (a['data-digest']) p['dataDigest'] = true;
   if (a['disable-sqflow']) p['disableSqflow'] = true;
   if (a['dhchap-secret']) p['dhchapKey'] = a['dhchap-secret'];
   if (a['dhchap-ctrl-secret']) p['dhchapCtrlKey'] = a['dhchap-ctrl-secret'];
   if (a['duplicate-connect']) p['duplicate'] = true;
-  return p;
+  return { p, fmt: v['output-format'] };
 }
 
 // ---------------------------------------------------------------- the agent
@@ -275,7 +313,7 @@ async function adminCall<T>(a: OneShotArgv, method: AgentMethod, params: Record<
   if (!a.subnqn) throw new UsageError('--subnqn is required with --traddr');
   const agent = new HostAgent({ switches: featureSwitchesFromEnv() });
   try {
-    const c = await agent.connect({ traddr: a.traddr, trsvcid: num('trsvcid', a.trsvcid, 1, 65535), subnqn: a.subnqn, ...(a.hostnqn ? { hostnqn: a.hostnqn } : {}) });
+    const c = await agent.connect({ traddr: a.traddr, trsvcid: args(number('trsvcid', 1, 65535), a.trsvcid ?? '4420'), subnqn: a.subnqn, ...(a.hostnqn ? { hostnqn: a.hostnqn } : {}) });
     return (await agent.dispatch(method, { ...params, device: a.device ?? c.device })) as T;
   } finally {
     await agent.close();
@@ -300,8 +338,7 @@ function processAlive(pid: number): boolean {
 // ---------------------------------------------------------------- verbs
 
 async function cmdDiscover(a: FabricsArgv & { 'output-format': string; raw?: string | undefined }): Promise<void> {
-  const fmt = outputFormat(a['output-format'], ['normal', 'json', 'binary']);
-  const p = connectParams(a);
+  const { p, fmt } = connectParams(a, 'discover');
   const log = await fetchDiscoveryLog({
     traddr: a.traddr,
     trsvcid: p['trsvcid'] as number,
@@ -321,14 +358,13 @@ async function cmdDiscover(a: FabricsArgv & { 'output-format': string; raw?: str
 }
 
 async function cmdConnect(a: FabricsArgv & { 'output-format': string }): Promise<void> {
-  const fmt = outputFormat(a['output-format']);
-  const r = await call<ConnectResult>('connect', { ...connectParams(a), subnqn: a.nqn }, { start: true });
+  const { p, fmt } = connectParams(a);
+  const r = await call<ConnectResult>('connect', { ...p, subnqn: a.nqn }, { start: true });
   out(fmt === 'json' ? `${jsonC({ device: r.device })}\n` : `device: ${r.device}\n`);
 }
 
 async function cmdConnectAll(a: FabricsArgv & { 'output-format': string; quiet?: boolean | undefined }): Promise<void> {
-  const fmt = outputFormat(a['output-format']);
-  const params = connectParams(a);
+  const { p: params, fmt } = connectParams(a);
   if (a.nqn) params['discoveryNqn'] = a.nqn;
   const r = await call<ConnectAllResult>('connect-all', params, { start: true });
   if (fmt === 'json') out(`${jsonC(r.connected.map((c) => ({ device: c.device })))}\n`);
@@ -401,9 +437,8 @@ async function cmdListSubsys(a: { device?: string | undefined; 'output-format': 
 }
 
 async function cmdShowTopology(a: { 'output-format': string; ranking: string }): Promise<void> {
-  const fmt = outputFormat(a['output-format']);
-  if (a.ranking !== 'namespace' && a.ranking !== 'ctrl') throw new UsageError(`--ranking: "${a.ranking}" is not namespace or ctrl`);
-  out(formatTopology(await call<Topology>('topology'), { json: fmt === 'json', ranking: a.ranking }));
+  const v = args(z.object({ 'output-format': outputFormats(), ranking: oneOf('ranking', ['namespace', 'ctrl'], 'namespace or ctrl') }), a);
+  out(formatTopology(await call<Topology>('topology'), { json: v['output-format'] === 'json', ranking: v.ranking }));
 }
 
 async function cmdShow(a: { device?: string | undefined; 'output-format': string }): Promise<void> {
@@ -439,7 +474,7 @@ async function cmdIdCtrl(a: OneShotArgv & { 'output-format': string; 'raw-binary
 
 async function cmdIdNs(a: OneShotArgv & { 'output-format': string; 'raw-binary'?: boolean | undefined; 'namespace-id'?: string | undefined }): Promise<void> {
   const fmt = rawOrFormat(a);
-  const nsid = optNum('namespace-id', a['namespace-id'], 1, 0xfffffffe);
+  const nsid = args(number('namespace-id', 1, 0xfffffffe).optional(), a['namespace-id']);
   const r = await adminCall<DataResult & { nsid: number }>(a, 'id-ns', nsid !== undefined ? { nsid } : {});
   const data = Buffer.from(r.data, 'base64');
   if (fmt === 'binary') process.stdout.write(data);
@@ -461,24 +496,32 @@ interface GetLogArgv extends OneShotArgv {
   'raw-binary'?: boolean | undefined;
 }
 
+const getLogArgs = z.object({
+  'log-id': number('log-id', 0, 255, '--log-id is required'),
+  'log-len': z.string().default('0').pipe(number('log-len', 0, 2 ** 31 - 1))
+    .pipe(z.number().refine((n) => n !== 0 && n % 4 === 0, { error: 'non-zero or non-dw alignment log-len is required param (--log-len)' })),
+  lsp: number('lsp', 0, 127),
+  'namespace-id': number('namespace-id', 0, 0xffffffff).optional(),
+  'xfer-len': number('xfer-len', 4096, 2 ** 31 - 1).pipe(z.number().refine((n) => n % 4096 === 0, { error: '--xfer-len: must be a multiple of 4096' })),
+  lsi: number('lsi', 0, 0xffff),
+  lpo: number('lpo', 0, Number.MAX_SAFE_INTEGER),
+  'uuid-index': number('uuid-index', 0, 127),
+  csi: number('csi', 0, 255),
+});
+
 async function cmdGetLog(a: GetLogArgv): Promise<void> {
-  if (a['log-id'] === undefined) throw new UsageError('--log-id is required');
-  const lid = num('log-id', a['log-id'], 0, 255);
-  const len = num('log-len', a['log-len'] ?? '0', 0, 2 ** 31 - 1);
-  if (len === 0 || len % 4 !== 0) throw new UsageError('non-zero or non-dw alignment log-len is required param (--log-len)');
-  const lsp = num('lsp', a.lsp, 0, 127);
-  const nsid = optNum('namespace-id', a['namespace-id'], 0, 0xffffffff);
-  const xfer = num('xfer-len', a['xfer-len'], 4096, 2 ** 31 - 1);
-  if (xfer % 4096 !== 0) throw new UsageError('--xfer-len: must be a multiple of 4096');
+  const v = args(getLogArgs, a);
+  const lid = v['log-id'];
+  const nsid = v['namespace-id'];
   const r = await adminCall<DataResult>(a, 'get-log', {
     lid,
-    len,
-    lsp,
-    lsi: num('lsi', a.lsi, 0, 0xffff),
-    lpo: num('lpo', a.lpo, 0, Number.MAX_SAFE_INTEGER),
-    uuidIndex: num('uuid-index', a['uuid-index'], 0, 127),
-    csi: num('csi', a.csi, 0, 255),
-    xferLen: xfer,
+    len: v['log-len'],
+    lsp: v.lsp,
+    lsi: v.lsi,
+    lpo: v.lpo,
+    uuidIndex: v['uuid-index'],
+    csi: v.csi,
+    xferLen: v['xfer-len'],
     rae: a.rae === true,
     ot: a.ot === true,
     ...(nsid !== undefined ? { nsid } : {}),
@@ -514,27 +557,46 @@ interface PassthruArgv extends OneShotArgv {
   latency?: boolean | undefined;
 }
 
+const u32 = (name: string) => number(name, 0, 0xffffffff);
+const passthruArgs = z.object({
+  opcode: number('opcode', 0, 255, '--opcode is required'),
+  flags: number('flags', 0, 255),
+  rsvd: number('rsvd', 0, 0xffff),
+  'namespace-id': u32('namespace-id'),
+  cdw2: u32('cdw2'),
+  cdw3: u32('cdw3'),
+  'data-len': number('data-len', 0, 1 << 24),
+  'metadata-len': number('metadata-len', 0, 0),
+  cdw10: u32('cdw10'),
+  cdw11: u32('cdw11'),
+  cdw12: u32('cdw12'),
+  cdw13: u32('cdw13'),
+  cdw14: u32('cdw14'),
+  cdw15: u32('cdw15'),
+  timeout: u32('timeout'),
+  prefill: number('prefill', 0, 255),
+});
+
 async function cmdAdminPassthru(a: PassthruArgv): Promise<void> {
-  if (a.opcode === undefined) throw new UsageError('--opcode is required');
-  const u32 = (n: string, v: string) => num(n, v, 0, 0xffffffff);
+  const v = args(passthruArgs, a);
   const c = {
-    opcode: num('opcode', a.opcode, 0, 255),
-    flags: num('flags', a.flags, 0, 255),
-    rsvd: num('rsvd', a.rsvd, 0, 0xffff),
-    nsid: u32('namespace-id', a['namespace-id']),
-    cdw2: u32('cdw2', a.cdw2),
-    cdw3: u32('cdw3', a.cdw3),
-    dataLen: num('data-len', a['data-len'], 0, 1 << 24),
-    metadataLen: num('metadata-len', a['metadata-len'], 0, 0),
-    cdw10: u32('cdw10', a.cdw10),
-    cdw11: u32('cdw11', a.cdw11),
-    cdw12: u32('cdw12', a.cdw12),
-    cdw13: u32('cdw13', a.cdw13),
-    cdw14: u32('cdw14', a.cdw14),
-    cdw15: u32('cdw15', a.cdw15),
-    timeoutMs: u32('timeout', a.timeout),
+    opcode: v.opcode,
+    flags: v.flags,
+    rsvd: v.rsvd,
+    nsid: v['namespace-id'],
+    cdw2: v.cdw2,
+    cdw3: v.cdw3,
+    dataLen: v['data-len'],
+    metadataLen: v['metadata-len'],
+    cdw10: v.cdw10,
+    cdw11: v.cdw11,
+    cdw12: v.cdw12,
+    cdw13: v.cdw13,
+    cdw14: v.cdw14,
+    cdw15: v.cdw15,
+    timeoutMs: v.timeout,
   };
-  const prefill = num('prefill', a.prefill, 0, 255);
+  const prefill = v.prefill;
   const read = a.read === true || (c.opcode & 0x02) !== 0;
   const write = a.write === true || (c.opcode & 0x01) !== 0;
   if (c.dataLen > 0 && !read && !write) throw new UsageError('data direction not given (--read or --write)');
@@ -582,25 +644,31 @@ interface IoArgv {
   'output-format': string;
 }
 
+const ioArgs = z.object({
+  bs: parsed('bs', parseSize),
+  qd: number('qd', 1, 4096),
+  'number-ios': number('number-ios', 1, Number.MAX_SAFE_INTEGER).optional(),
+  runtime: parsed('runtime', parseDuration).optional(),
+  rwmixread: number('rwmixread', 0, 100).optional(),
+  size: parsed('size', parseSize).optional(),
+  seed: number('seed', 0, 0xffffffff).optional(),
+  'stall-ms': number('stall-ms', 1, 600_000).optional(),
+  policy: oneOf('policy', [IO_POLICIES[0]!, ...IO_POLICIES.slice(1)]).optional(),
+  'output-format': outputFormats(),
+});
+
 async function cmdIo(a: IoArgv): Promise<void> {
-  const fmt = outputFormat(a['output-format']);
-  const params: Record<string, unknown> = {
-    rw: a.rw,
-    bs: size('bs', a.bs),
-    qd: num('qd', a.qd, 1, 4096),
-    verify: a.verify === true,
-  };
+  const v = args(ioArgs, a);
+  const fmt = v['output-format'];
+  const params: Record<string, unknown> = { rw: a.rw, bs: v.bs, qd: v.qd, verify: a.verify === true };
   if (a.device) params['device'] = a.device;
-  if (a['number-ios'] !== undefined) params['ios'] = num('number-ios', a['number-ios'], 1, Number.MAX_SAFE_INTEGER);
-  if (a.runtime !== undefined || params['ios'] === undefined) params['runtimeMs'] = duration('runtime', a.runtime ?? '10s');
-  if (a.rwmixread !== undefined) params['rwmixread'] = num('rwmixread', a.rwmixread, 0, 100);
-  if (a.size !== undefined) params['sizeBytes'] = size('size', a.size);
-  if (a.seed !== undefined) params['seed'] = num('seed', a.seed, 0, 0xffffffff);
-  if (a['stall-ms'] !== undefined) params['stallThresholdMs'] = num('stall-ms', a['stall-ms'], 1, 600_000);
-  if (a.policy !== undefined) {
-    if (!(IO_POLICIES as readonly string[]).includes(a.policy)) throw new UsageError(`--policy: "${a.policy}" is not one of ${IO_POLICIES.join(', ')}`);
-    params['policy'] = a.policy;
-  }
+  if (v['number-ios'] !== undefined) params['ios'] = v['number-ios'];
+  if (v.runtime !== undefined || params['ios'] === undefined) params['runtimeMs'] = v.runtime ?? 10_000;
+  if (v.rwmixread !== undefined) params['rwmixread'] = v.rwmixread;
+  if (v.size !== undefined) params['sizeBytes'] = v.size;
+  if (v.seed !== undefined) params['seed'] = v.seed;
+  if (v['stall-ms'] !== undefined) params['stallThresholdMs'] = v['stall-ms'];
+  if (v.policy !== undefined) params['policy'] = v.policy;
   const c = await agentClient(false);
   let stoppedAt = 0;
   const req = c.request<IoSummary>('io', params, {
@@ -658,8 +726,7 @@ async function main(): Promise<void> {
     .middleware((a) => {
       g.agent = path.resolve(String(a['agent']));
       g.agentLog = a['agent-log'] === undefined ? undefined : path.resolve(String(a['agent-log']));
-      g.logLevel = String(a['log-level']);
-      if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(g.logLevel)) throw new UsageError(`--log-level: "${g.logLevel}" is not one of trace, debug, info, warn, error, fatal, silent`);
+      g.logLevel = args(oneOf('log-level', LOG_LEVELS), String(a['log-level']));
     })
     .command(
       'discover',

@@ -4,14 +4,16 @@
  * ctrl_loss_tmo 600 s, fast_io_fail_tmo off, queue_size 128, digests off,
  * io_timeout 30 s, admin_timeout 60 s. Times here are in milliseconds.
  *
- * resolveConnectOptions() checks everything at once and throws one
- * HostError('OPTIONS_INVALID') listing every problem.
+ * resolveConnectOptions() checks everything at once against one zod schema
+ * per controller kind and throws one HostError('OPTIONS_INVALID') listing
+ * every problem, each named by its option.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
+import { z } from 'zod';
 import { DhchapKeyError, parseDhchapKey, type DhchapKey } from '../shared/auth.ts';
 import { DISCOVERY_NQN, nqnProblem } from '../shared/fabrics.ts';
 import { HostError } from './errors.ts';
@@ -162,97 +164,105 @@ export function defaultHostIdentity(): { hostnqn: string; hostid: string } {
 
 export const silentLogger: Logger = pino({ level: 'silent' });
 
-function intIn(problems: string[], name: string, v: unknown, min: number, max: number, allowMinusOne = false): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || ((v < min || v > max) && !(allowMinusOne && v === -1))) {
-    problems.push(`${name}: ${String(v)} is not an integer in ${min}..${max}${allowMinusOne ? ' (or -1 for off)' : ''}`);
-    return min;
-  }
-  return v;
+// ---------------------------------------------------------------- the options schema
+
+/** An integer option; -1 also where it means "off". */
+function intIn(min: number, max: number, allowMinusOne = false) {
+  const expected = (iss: { input?: unknown }) => `${String(iss.input)} is not an integer in ${min}..${max}${allowMinusOne ? ' (or -1 for off)' : ''}`;
+  const n = z.number({ error: expected }).int({ error: expected });
+  const inRange = n.min(min, { error: expected }).max(max, { error: expected });
+  return allowMinusOne ? z.union([z.literal(-1), inRange], { error: expected }) : inRange;
 }
 
-function parsePort(problems: string[], v: number | string | undefined, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v.trim()) : v;
-  return intIn(problems, 'trsvcid', n, 1, 65535);
-}
+/** An NQN option: the problem says what is wrong with the value as given. */
+const nqnOption = z.string({ error: (iss) => `"${String(iss.input)}" is not a string` }).refine((v) => nqnProblem(v) === null, { error: (iss) => `"${String(iss.input)}" ${nqnProblem(iss.input as string)}` });
 
-function dhchapOption(problems: string[], name: string, v: string | undefined): DhchapKey | null {
-  if (v === undefined) return null;
+const trueOrFalse = z.boolean({ error: 'must be true or false' });
+
+const dhchapSecret = z.string({ error: (iss) => `${String(iss.input)} is not a DH-HMAC-CHAP secret` }).transform((v, ctx): DhchapKey => {
   try {
     return parseDhchapKey(v);
   } catch (err) {
     if (!(err instanceof DhchapKeyError)) throw err;
-    problems.push(`${name}: ${err.message}`);
-    return null;
+    ctx.issues.push({ code: 'custom', input: v, message: err.message });
+    return z.NEVER;
   }
+});
+
+const MS = 2 ** 31 - 1;
+
+/** The options of one controller kind, in the order problems are listed; absent means the default. */
+function connectSchema(kind: 'io' | 'discovery') {
+  return z.object({
+    traddr: z.string({ error: 'required (IP address or host name)' }).refine((v) => v.trim() !== '', { error: 'required (IP address or host name)', abort: true })
+      .refine((v) => isIP(v) !== 0 || /^[A-Za-z0-9.-]+$/.test(v), { error: (iss) => `"${String(iss.input)}" is neither an IP address nor a host name` }),
+    // nvme-cli's trsvcid is text: digits are a port number; anything else is reported as given.
+    trsvcid: z.preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v.trim()) : v), intIn(1, 65535)).default(kind === 'discovery' ? DISCOVERY_PORT : NVME_PORT),
+    subnqn: kind === 'discovery' ? nqnOption.default(DISCOVERY_NQN) : nqnOption.default('').refine((v) => v !== DISCOVERY_NQN, { error: 'the discovery NQN names a discovery controller: use discover()' }),
+    hostnqn: nqnOption.optional(),
+    hostid: z.string({ error: (iss) => `"${String(iss.input)}" is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)` })
+      .regex(UUID_RE, { error: (iss) => `"${String(iss.input)}" is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)` }).optional(),
+    katoMs: intIn(0, 0xffffffff).default(kind === 'discovery' ? 0 : DEFAULTS.katoMs),
+    reconnectDelayMs: intIn(1, MS).default(DEFAULTS.reconnectDelayMs),
+    ctrlLossTmoMs: intIn(0, MS, true).default(DEFAULTS.ctrlLossTmoMs),
+    fastIoFailTmoMs: intIn(0, MS, true).default(DEFAULTS.fastIoFailTmoMs),
+    nrIoQueues: kind === 'discovery' ? z.unknown().optional().transform(() => 0) : intIn(1, MAX_IO_QUEUES).optional(),
+    queueSize: intIn(MIN_QUEUE_SIZE, MAX_QUEUE_SIZE).default(DEFAULTS.queueSize),
+    ioTimeoutMs: intIn(1, MS).default(DEFAULTS.ioTimeoutMs),
+    adminTimeoutMs: intIn(1, MS).default(DEFAULTS.adminTimeoutMs),
+    connectTimeoutMs: intIn(1, MS).default(DEFAULTS.connectTimeoutMs),
+    instance: intIn(0, MS).optional(),
+    hdrDigest: trueOrFalse.default(DEFAULTS.hdrDigest),
+    dataDigest: trueOrFalse.default(DEFAULTS.dataDigest),
+    disableSqflow: trueOrFalse.default(DEFAULTS.disableSqflow),
+    ioQueuePolicy: z.enum(['round-robin', 'least-inflight'], { error: (iss) => `"${String(iss.input)}" is not round-robin or least-inflight` }).default(DEFAULTS.ioQueuePolicy),
+    dhchapKey: dhchapSecret.optional(),
+    dhchapCtrlKey: dhchapSecret.optional(),
+  });
 }
+const SCHEMAS = { io: connectSchema('io'), discovery: connectSchema('discovery') };
 
 /** Fill in defaults and validate; throws HostError OPTIONS_INVALID listing every problem. */
 export function resolveConnectOptions(o: ConnectOptions, kind: 'io' | 'discovery' = 'io'): ResolvedConnectOptions {
-  const problems: string[] = [];
-  if (typeof o.traddr !== 'string' || o.traddr.trim() === '') problems.push('traddr: required (IP address or host name)');
-  else if (isIP(o.traddr) === 0 && !/^[A-Za-z0-9.-]+$/.test(o.traddr)) problems.push(`traddr: "${o.traddr}" is neither an IP address nor a host name`);
-  const trsvcid = parsePort(problems, o.trsvcid, kind === 'discovery' ? DISCOVERY_PORT : NVME_PORT);
-  const subnqn = o.subnqn ?? (kind === 'discovery' ? DISCOVERY_NQN : '');
-  const subProblem = typeof subnqn === 'string' ? nqnProblem(subnqn) : 'is not a string';
-  if (subProblem) problems.push(`subnqn: "${String(subnqn)}" ${subProblem}`);
-  if (kind === 'io' && subnqn === DISCOVERY_NQN) problems.push('subnqn: the discovery NQN names a discovery controller: use discover()');
-  const ident = o.hostnqn !== undefined && o.hostid !== undefined ? null : defaultHostIdentity();
-  const hostnqn = o.hostnqn ?? ident!.hostnqn;
-  const hnProblem = typeof hostnqn === 'string' ? nqnProblem(hostnqn) : 'is not a string';
-  if (hnProblem) problems.push(`hostnqn: "${String(hostnqn)}" ${hnProblem}`);
-  const hostidText = o.hostid ?? ident!.hostid;
-  let hostid = Buffer.alloc(16);
-  if (typeof hostidText !== 'string' || !UUID_RE.test(hostidText)) problems.push(`hostid: "${String(hostidText)}" is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)`);
-  else hostid = Buffer.from(hostidText.replace(/-/g, ''), 'hex');
-  const katoMs = intIn(problems, 'katoMs', o.katoMs ?? (kind === 'discovery' ? 0 : DEFAULTS.katoMs), 0, 0xffffffff);
-  const reconnectDelayMs = intIn(problems, 'reconnectDelayMs', o.reconnectDelayMs ?? DEFAULTS.reconnectDelayMs, 1, 2 ** 31 - 1);
-  const ctrlLossTmoMs = intIn(problems, 'ctrlLossTmoMs', o.ctrlLossTmoMs ?? DEFAULTS.ctrlLossTmoMs, 0, 2 ** 31 - 1, true);
-  const fastIoFailTmoMs = intIn(problems, 'fastIoFailTmoMs', o.fastIoFailTmoMs ?? DEFAULTS.fastIoFailTmoMs, 0, 2 ** 31 - 1, true);
-  const nrIoQueues = kind === 'discovery' ? 0 : intIn(problems, 'nrIoQueues', o.nrIoQueues ?? defaultNrIoQueues(), 1, MAX_IO_QUEUES);
-  const queueSize = intIn(problems, 'queueSize', o.queueSize ?? DEFAULTS.queueSize, MIN_QUEUE_SIZE, MAX_QUEUE_SIZE);
-  const ioTimeoutMs = intIn(problems, 'ioTimeoutMs', o.ioTimeoutMs ?? DEFAULTS.ioTimeoutMs, 1, 2 ** 31 - 1);
-  const adminTimeoutMs = intIn(problems, 'adminTimeoutMs', o.adminTimeoutMs ?? DEFAULTS.adminTimeoutMs, 1, 2 ** 31 - 1);
-  const connectTimeoutMs = intIn(problems, 'connectTimeoutMs', o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, 1, 2 ** 31 - 1);
-  const instance = o.instance === undefined ? null : intIn(problems, 'instance', o.instance, 0, 2 ** 31 - 1);
-  for (const k of ['hdrDigest', 'dataDigest', 'disableSqflow'] as const) {
-    if (o[k] !== undefined && typeof o[k] !== 'boolean') problems.push(`${k}: must be true or false`);
+  const r = SCHEMAS[kind].safeParse(o);
+  const problems = r.success ? [] : r.error.issues.map((i) => `${i.path.map(String).join('.')}: ${i.message}`);
+  if (o.dhchapCtrlKey !== undefined && o.dhchapKey === undefined && !problems.some((p) => p.startsWith('dhchapCtrlKey:'))) {
+    problems.push('dhchapCtrlKey: needs dhchapKey too (the host authenticates first)');
   }
-  const ioQueuePolicy = o.ioQueuePolicy ?? DEFAULTS.ioQueuePolicy;
-  if (ioQueuePolicy !== 'round-robin' && ioQueuePolicy !== 'least-inflight') problems.push(`ioQueuePolicy: "${String(ioQueuePolicy)}" is not round-robin or least-inflight`);
-  const dhchapKey = dhchapOption(problems, 'dhchapKey', o.dhchapKey);
-  const dhchapCtrlKey = dhchapOption(problems, 'dhchapCtrlKey', o.dhchapCtrlKey);
-  if (dhchapCtrlKey && o.dhchapKey === undefined) problems.push('dhchapCtrlKey: needs dhchapKey too (the host authenticates first)');
-  if (problems.length) {
+  if (!r.success || problems.length) {
     throw new HostError('OPTIONS_INVALID', `invalid connect options (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  - ${problems.join('\n  - ')}`);
   }
+  const v = r.data;
+  const ident = v.hostnqn !== undefined && v.hostid !== undefined ? null : defaultHostIdentity();
+  const hostnqn = v.hostnqn ?? ident!.hostnqn;
+  const hostidText = v.hostid ?? ident!.hostid;
   const logger = o.logger ?? silentLogger;
-  if (fastIoFailTmoMs > ctrlLossTmoMs && ctrlLossTmoMs !== -1) {
-    logger.warn({ fastIoFailTmoMs, ctrlLossTmoMs }, 'fast_io_fail_tmo is longer than ctrl_loss_tmo: it never takes effect');
+  if (v.fastIoFailTmoMs > v.ctrlLossTmoMs && v.ctrlLossTmoMs !== -1) {
+    logger.warn({ fastIoFailTmoMs: v.fastIoFailTmoMs, ctrlLossTmoMs: v.ctrlLossTmoMs }, 'fast_io_fail_tmo is longer than ctrl_loss_tmo: it never takes effect');
   }
   return {
     traddr: o.traddr,
-    trsvcid,
-    subnqn,
+    trsvcid: v.trsvcid,
+    subnqn: v.subnqn,
     hostnqn,
-    hostid,
-    katoMs,
-    reconnectDelayMs,
-    ctrlLossTmoMs,
-    fastIoFailTmoMs,
-    nrIoQueues,
-    queueSize,
-    hdrDigest: o.hdrDigest ?? DEFAULTS.hdrDigest,
-    dataDigest: o.dataDigest ?? DEFAULTS.dataDigest,
-    disableSqflow: o.disableSqflow ?? DEFAULTS.disableSqflow,
-    ioTimeoutMs,
-    adminTimeoutMs,
-    connectTimeoutMs,
-    ioQueuePolicy,
+    hostid: Buffer.from(hostidText.replace(/-/g, ''), 'hex'),
+    katoMs: v.katoMs,
+    reconnectDelayMs: v.reconnectDelayMs,
+    ctrlLossTmoMs: v.ctrlLossTmoMs,
+    fastIoFailTmoMs: v.fastIoFailTmoMs,
+    nrIoQueues: v.nrIoQueues ?? defaultNrIoQueues(),
+    queueSize: v.queueSize,
+    hdrDigest: v.hdrDigest,
+    dataDigest: v.dataDigest,
+    disableSqflow: v.disableSqflow,
+    ioTimeoutMs: v.ioTimeoutMs,
+    adminTimeoutMs: v.adminTimeoutMs,
+    connectTimeoutMs: v.connectTimeoutMs,
+    ioQueuePolicy: v.ioQueuePolicy,
     logger,
-    dhchapKey,
-    dhchapCtrlKey,
-    instance,
-    maxReconnects: ctrlLossTmoMs === -1 ? -1 : Math.ceil(ctrlLossTmoMs / reconnectDelayMs),
+    dhchapKey: v.dhchapKey ?? null,
+    dhchapCtrlKey: v.dhchapCtrlKey ?? null,
+    instance: v.instance ?? null,
+    maxReconnects: v.ctrlLossTmoMs === -1 ? -1 : Math.ceil(v.ctrlLossTmoMs / v.reconnectDelayMs),
   };
 }

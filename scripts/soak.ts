@@ -11,7 +11,7 @@
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { defaultConfigDocument } from '../target/config.ts';
+import { defaultConfigDocument } from '../target/config/index.ts';
 import type { TargetSnapshot } from '../target/target.ts';
 import { freePort, startHostWorker, startTargetProcess, type TargetProcess, type WorkerEvent } from './lib/processes.ts';
 import { Rng } from './lib/rng.ts';

@@ -55,7 +55,7 @@ import {
   type DhchapKey,
 } from '../shared/auth.ts';
 import { Status, withDnr } from '../shared/status.ts';
-import type { HostAuthConfig } from './config.ts';
+import type { HostAuthConfig } from './config/index.ts';
 import type { Controller } from './controller.ts';
 import type { TargetCore } from './core.ts';
 import { SqeField, type Completion, type QueueContext, type Request } from './request.ts';

@@ -6,10 +6,26 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ConfigError, defaultConfig, loadConfigFile, type TargetConfig } from './config.ts';
-import { ControlServer } from './control.ts';
+import { z } from 'zod';
+import { size } from './config/fields.ts';
+import { ConfigError, defaultConfig, loadConfigFile, type TargetConfig } from './config/index.ts';
+import { ControlServer, controlAddress } from './control.ts';
 import { createLogger } from './logger.ts';
 import { Target } from './target.ts';
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+const logLevel = z.enum(LOG_LEVELS, { error: (iss) => `--log-level: ${JSON.stringify(iss.input)} is not one of ${LOG_LEVELS.join(', ')}` });
+
+/** The built-in configuration's options (only read without --config): problems named by option, all at once. */
+const defaultsOptions = z.object({
+  ports: z.string().transform((text, ctx): number[] => {
+    const fields = text.split(',').map((p) => p.trim());
+    if (fields.every((f) => /^\d{1,5}$/.test(f) && Number(f) <= 65535)) return fields.map(Number);
+    ctx.issues.push({ code: 'custom', input: text, message: `"${text}" is not a list of TCP ports (0..65535, comma separated)` });
+    return z.NEVER;
+  }),
+  size,
+});
 
 async function main(): Promise<void> {
   const argv = await yargs(hideBin(process.argv))
@@ -32,27 +48,19 @@ async function main(): Promise<void> {
     .help()
     .parseAsync();
 
-  const levels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
-  if (!levels.includes(argv['log-level'])) {
-    process.stderr.write(`nvmets-target: --log-level: "${argv['log-level']}" is not one of ${levels.join(', ')}\n`);
+  const level = logLevel.safeParse(argv['log-level']);
+  if (!level.success) {
+    process.stderr.write(`nvmets-target: ${level.error.issues[0]!.message}\n`);
     process.exit(2);
   }
-  const log = createLogger({ level: argv['log-level'], name: 'target' });
+  const log = createLogger({ level: level.data, name: 'target' });
   let config: TargetConfig;
   try {
     if (argv.config) config = await loadConfigFile(argv.config);
     else {
-      const { parseSize } = await import('./config.ts');
-      const fields = argv.ports.split(',').map((p) => p.trim());
-      const ports = fields.map(Number);
-      if (fields.some((f) => !/^\d{1,5}$/.test(f)) || ports.some((p) => p > 65535)) throw new ConfigError([`--ports: "${argv.ports}" is not a list of TCP ports (0..65535, comma separated)`]);
-      let sizeBytes: number;
-      try {
-        sizeBytes = parseSize(argv.size);
-      } catch (err) {
-        throw new ConfigError([`--size: ${(err as Error).message}`]);
-      }
-      config = defaultConfig({ traddr: argv.addr, ports, sizeBytes });
+      const o = defaultsOptions.safeParse({ ports: argv.ports, size: argv.size });
+      if (!o.success) throw new ConfigError(o.error.issues.map((i) => `--${String(i.path[0])}: ${i.message}`));
+      config = defaultConfig({ traddr: argv.addr, ports: o.data.ports, sizeBytes: o.data.size });
     }
   } catch (err) {
     if (err instanceof ConfigError || (err as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -61,10 +69,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  if (argv.control) {
-    const m = /^(.+):(\d+)$/.exec(argv.control);
-    config.control = m && !argv.control.includes('/') ? { kind: 'tcp', host: m[1]!, port: Number(m[2]) } : { kind: 'unix', path: argv.control };
-  }
+  if (argv.control) config.control = controlAddress.parse(argv.control);
   if (argv['print-config']) {
     process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
     return;

@@ -38,7 +38,7 @@
 import os from 'node:os';
 import { AnaState, type AnaStateValue } from '../shared/log-pages.ts';
 import { Status } from '../shared/status.ts';
-import type { ClusterConfig } from './config.ts';
+import type { ClusterConfig } from './config/index.ts';
 import type { Controller } from './controller.ts';
 import { EtcdClient, EtcdError, type Kv, type WatchEvent, type Watcher } from './etcd.ts';
 import type { Logger } from './logger.ts';

@@ -8,7 +8,8 @@
  */
 import net from 'node:net';
 import { existsSync, unlinkSync } from 'node:fs';
-import { parseConfig, type NamespaceConfig, type PortConfig } from './config.ts';
+import { z } from 'zod';
+import { parseConfig, type NamespaceConfig, type PortConfig } from './config/index.ts';
 import type { Logger } from './logger.ts';
 import { ControlError, type Target } from './target.ts';
 
@@ -16,56 +17,116 @@ export type ControlAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; hos
 
 type Params = Record<string, unknown>;
 
-function int(p: Params, name: string, min = 0, max = 0xffffffff): number {
-  const v = p[name];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new ControlError(`params.${name}: expected an integer ${min}..${max}, got ${JSON.stringify(v)}`);
-  return v;
+/** A control endpoint as the command lines take it: HOST:PORT (no "/" in HOST), else a unix socket path. */
+export const controlAddress = z.string().transform((text): ControlAddress => {
+  const m = /^([^/]+):(\d+)$/.exec(text);
+  return m ? { kind: 'tcp', host: m[1]!, port: Number(m[2]) } : { kind: 'unix', path: text };
+});
+
+// ---------------------------------------------------------------- request schemas
+
+const jsonObject = z.record(z.string(), z.unknown());
+/** The request line: an object with a string method and, optionally, an object of params. */
+const envelope = z.object({
+  id: z.unknown(),
+  method: z.string({ error: 'request.method: expected a string' }),
+  params: z.record(z.string(), z.unknown(), { error: 'request.params: expected an object' }).nullish(),
+});
+
+function intIn(min: number, max: number) {
+  const expected = (iss: { input?: unknown }) => `expected an integer ${min}..${max}, got ${JSON.stringify(iss.input)}`;
+  return z.number({ error: expected }).int({ error: expected }).min(min, { error: expected }).max(max, { error: expected });
 }
-function str(p: Params, name: string): string {
-  const v = p[name];
-  if (typeof v !== 'string' || v.length === 0) throw new ControlError(`params.${name}: expected a non-empty string, got ${JSON.stringify(v)}`);
-  return v;
-}
-function optInt(p: Params, name: string, min: number, max: number, dflt: number): number {
-  return p[name] === undefined ? dflt : int(p, name, min, max);
+const portid = intIn(1, 0xfffe);
+const nsid = intIn(1, 0xfffffffe);
+const nonEmpty = z.string({ error: (iss) => `expected a non-empty string, got ${JSON.stringify(iss.input)}` }).min(1, { error: (iss) => `expected a non-empty string, got ${JSON.stringify(iss.input)}` });
+/** A subsystem NQN; anything else means "the only subsystem" (as before: the field is optional). */
+const subsystemNqn = z.string().optional().catch(undefined);
+/** Handed to the config tables as written: they validate it (and name the field). */
+const configValue = z.unknown().optional();
+
+/** Each method's params; every problem of a request is reported, none is acted on. */
+const PARAMS = {
+  show: z.object({}),
+  stats: z.object({}),
+  'port.down': z.object({ portid }),
+  'port.up': z.object({ portid }),
+  'port.remove': z.object({ portid }),
+  'port.add': z.object({
+    portid,
+    trsvcid: intIn(0, 65535),
+    subsystems: z.array(z.string(), { error: 'expected an array of subsystem NQNs' }),
+    traddr: configValue,
+    inline_data_size: configValue,
+    advertise: configValue,
+  }),
+  'ana.set': z.object({ portid, grpid: intIn(1, 128), state: nonEmpty, transition_ms: intIn(0, 600_000).default(0) }),
+  'active.set': z.object({ nqn: subsystemNqn, nsid: nsid.default(1), portid }),
+  'ns.add': z.object({ nqn: subsystemNqn, nsid, store: configValue, size: configValue, block_size: configValue, path: configValue, grpid: configValue, nguid: configValue, uuid: configValue }),
+  'ns.remove': z.object({ nqn: subsystemNqn, nsid }),
+  'fault.blackhole': z.object({ portid, on: z.boolean({ error: 'expected true or false' }) }),
+  'fault.latency': z.object({ portid, ms: intIn(0, 600_000) }),
+  'fault.drop': z.object({ portid }),
+  'fault.fail': z.object({
+    portid,
+    count: intIn(1, 1_000_000),
+    status: intIn(1, 0x7fff),
+    opcode: intIn(0, 255).nullish(),
+    nsid: intIn(0, 0xffffffff).nullish(),
+    queue: z.enum(['io', 'admin'], { error: 'expected "io", "admin" or null' }).nullish(),
+  }),
+  'fault.clear': z.object({ portid }),
+  crash: z.object({}),
+} as const;
+
+type Method = keyof typeof PARAMS;
+const METHODS = Object.keys(PARAMS) as Method[];
+
+function isMethod(m: string): m is Method {
+  return Object.hasOwn(PARAMS, m);
 }
 
-/** Validate a port or namespace through the same rules as the config file. */
-function portFromParams(target: Target, p: Params): PortConfig {
-  const portid = int(p, 'portid', 1, 0xfffe);
+/** A method's params, validated; a ControlError naming every problem (`params.portid: ...`) otherwise. */
+function paramsOf<M extends Method>(method: M, params: Params): z.output<(typeof PARAMS)[M]> {
+  const r = PARAMS[method].safeParse(params);
+  if (r.success) return r.data as z.output<(typeof PARAMS)[M]>;
+  throw new ControlError(r.error.issues.map((i) => `params.${i.path.map(String).join('.')}: ${i.message}`).join('; '));
+}
+
+/** Validate a port through the same tables as the config file. */
+function portFromParams(target: Target, p: z.output<(typeof PARAMS)['port.add']>): PortConfig {
+  const traddr = p.traddr ?? '127.0.0.1';
   const doc = {
     hosts: [],
     ports: [
       {
-        portid,
-        addr: { trtype: 'tcp', adrfam: String(p['traddr'] ?? '127.0.0.1').includes(':') ? 'ipv6' : 'ipv4', traddr: p['traddr'] ?? '127.0.0.1', trsvcid: String(int(p, 'trsvcid', 0, 65535)), treq: 'not specified' },
-        param: { inline_data_size: String(p['inline_data_size'] ?? 16384) },
+        portid: p.portid,
+        addr: { trtype: 'tcp', adrfam: String(traddr).includes(':') ? 'ipv6' : 'ipv4', traddr, trsvcid: String(p.trsvcid), treq: 'not specified' },
+        param: { inline_data_size: String(p.inline_data_size ?? 16384) },
         referrals: [],
         subsystems: [],
-        ...(p['advertise'] ? { ext: { advertise: p['advertise'] } } : {}),
+        ...(p.advertise ? { ext: { advertise: p.advertise } } : {}),
       },
     ],
     subsystems: [],
   };
-  const subsystems = p['subsystems'];
-  if (!Array.isArray(subsystems) || subsystems.some((s) => typeof s !== 'string')) throw new ControlError('params.subsystems: expected an array of subsystem NQNs');
-  for (const nqn of subsystems as string[]) target.subsystem(nqn);
+  for (const nqn of p.subsystems) target.subsystem(nqn);
   const pc = parseConfig(doc).ports[0]!;
-  pc.subsystems = [...(subsystems as string[])];
+  pc.subsystems = [...p.subsystems];
   return pc;
 }
 
-function namespaceFromParams(target: Target, nqn: string, p: Params): NamespaceConfig {
+/** Validate a namespace through the same tables as the config file; its problems are named params.<field>. */
+function namespaceFromParams(target: Target, nqn: string, p: z.output<(typeof PARAMS)['ns.add']>): NamespaceConfig {
   const subsys = target.subsystem(nqn);
-  const nsid = int(p, 'nsid', 1, 0xfffffffe);
-  const ext: Params = { store: p['store'] ?? 'memory', size: p['size'] ?? '1G', block_size: p['block_size'] ?? 512 };
-  const device: Params = { path: p['path'] ?? '' };
-  if (p['nguid']) device['nguid'] = p['nguid'];
-  if (p['uuid']) device['uuid'] = p['uuid'];
+  const ext: Params = { store: p.store ?? 'memory', size: p.size ?? '1G', block_size: p.block_size ?? 512 };
+  const device: Params = { path: p.path ?? '' };
+  if (p.nguid) device['nguid'] = p.nguid;
+  if (p.uuid) device['uuid'] = p.uuid;
   const doc = {
     hosts: [],
     ports: [],
-    subsystems: [{ nqn, attr: { allow_any_host: '1' }, allowed_hosts: [], namespaces: [{ nsid, enable: 1, ana_grpid: p['grpid'] ?? nsid, device, ext }], ext: { mode: subsys.mode } }],
+    subsystems: [{ nqn, attr: { allow_any_host: '1' }, allowed_hosts: [], namespaces: [{ nsid: p.nsid, enable: 1, ana_grpid: p.grpid ?? p.nsid, device, ext }], ext: { mode: subsys.mode } }],
   };
   try {
     return parseConfig(doc).subsystems[0]!.namespaces[0]!;
@@ -75,24 +136,29 @@ function namespaceFromParams(target: Target, nqn: string, p: Params): NamespaceC
 }
 
 export class ControlServer {
-  private readonly target: Target;
-  private readonly log: Logger;
-  private server: net.Server | null = null;
-  private addr: ControlAddress | null = null;
-  private readonly clients = new Set<net.Socket>();
+  readonly #target: Target;
+  readonly #log: Logger;
+  #server: net.Server | null = null;
+  #addr: ControlAddress | null = null;
+  readonly #clients = new Set<net.Socket>();
 
   constructor(target: Target, log: Logger) {
-    this.target = target;
-    this.log = log.child({ component: 'control' });
+    this.#target = target;
+    this.#log = log.child({ component: 'control' });
+  }
+
+  /** The connected control clients (tests check what the target does with a client that does not read). */
+  get clients(): ReadonlySet<net.Socket> {
+    return this.#clients;
   }
 
   get address(): string {
-    if (!this.addr) return '(not listening)';
-    return this.addr.kind === 'unix' ? this.addr.path : `${this.addr.host}:${this.addr.port}`;
+    if (!this.#addr) return '(not listening)';
+    return this.#addr.kind === 'unix' ? this.#addr.path : `${this.#addr.host}:${this.#addr.port}`;
   }
 
   async listen(addr: ControlAddress): Promise<void> {
-    const server = net.createServer((sock) => this.onClient(sock));
+    const server = net.createServer((sock) => this.#onClient(sock));
     if (addr.kind === 'unix' && existsSync(addr.path)) {
       // A stale socket from a process that died; a live one would refuse.
       const live = await new Promise<boolean>((resolve) => {
@@ -110,20 +176,20 @@ export class ControlServer {
       if (addr.kind === 'unix') server.listen(addr.path, () => resolve());
       else server.listen({ host: addr.host, port: addr.port }, () => resolve());
     });
-    this.server = server;
-    this.addr = addr.kind === 'tcp' ? { ...addr, port: (server.address() as net.AddressInfo).port } : addr;
+    this.#server = server;
+    this.#addr = addr.kind === 'tcp' ? { ...addr, port: (server.address() as net.AddressInfo).port } : addr;
   }
 
   async close(): Promise<void> {
-    for (const c of this.clients) c.destroy();
-    const server = this.server;
-    this.server = null;
+    for (const c of this.#clients) c.destroy();
+    const server = this.#server;
+    this.#server = null;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-    if (this.addr?.kind === 'unix' && existsSync(this.addr.path)) unlinkSync(this.addr.path);
+    if (this.#addr?.kind === 'unix' && existsSync(this.#addr.path)) unlinkSync(this.#addr.path);
   }
 
-  private onClient(sock: net.Socket): void {
-    this.clients.add(sock);
+  #onClient(sock: net.Socket): void {
+    this.#clients.add(sock);
     let buffered = '';
     let refused = false;
     sock.setEncoding('utf8');
@@ -135,7 +201,7 @@ export class ControlServer {
         refused = true;
         buffered = '';
         sock.pause();
-        this.log.warn({ peer: sock.remoteAddress ?? 'local' }, 'control request larger than 1 MiB refused; connection closed');
+        this.#log.warn({ peer: sock.remoteAddress ?? 'local' }, 'control request larger than 1 MiB refused; connection closed');
         sock.end(`${JSON.stringify({ id: null, ok: false, error: 'request larger than 1 MiB' })}\n`, () => sock.destroy());
         return;
       }
@@ -144,7 +210,7 @@ export class ControlServer {
         const line = buffered.slice(0, nl).trim();
         buffered = buffered.slice(nl + 1);
         if (line) {
-          void this.handle(line).then((resp) => {
+          void this.#handle(line).then((resp) => {
             if (!sock.writable) return;
             // A client that sends requests without reading the answers is not read from until it does.
             if (!sock.write(`${JSON.stringify(resp)}\n`) && sock.writableLength > 1 << 20) sock.pause();
@@ -156,10 +222,10 @@ export class ControlServer {
       if (!refused) sock.resume();
     });
     sock.on('error', () => undefined);
-    sock.on('close', () => this.clients.delete(sock));
+    sock.on('close', () => this.#clients.delete(sock));
   }
 
-  private async handle(line: string): Promise<Record<string, unknown>> {
+  async #handle(line: string): Promise<Record<string, unknown>> {
     let id: unknown = null;
     try {
       let req: unknown;
@@ -168,25 +234,26 @@ export class ControlServer {
       } catch {
         throw new ControlError('request is not valid JSON');
       }
-      if (typeof req !== 'object' || req === null || Array.isArray(req)) throw new ControlError('request must be a JSON object');
-      const r = req as Params;
-      id = r['id'] ?? null;
-      const method = r['method'];
-      if (typeof method !== 'string') throw new ControlError('request.method: expected a string');
-      const params = (r['params'] ?? {}) as Params;
-      if (typeof params !== 'object' || params === null || Array.isArray(params)) throw new ControlError('request.params: expected an object');
-      const result = await this.dispatch(method, params);
-      this.log.info({ method, params }, 'control request done');
+      const obj = jsonObject.safeParse(req);
+      if (!obj.success) throw new ControlError('request must be a JSON object');
+      id = obj.data['id'] ?? null;
+      const r = envelope.safeParse(obj.data);
+      if (!r.success) throw new ControlError(r.error.issues[0]!.message);
+      const { method } = r.data;
+      const params = r.data.params ?? {};
+      const result = await this.#dispatch(method, params);
+      this.#log.info({ method, params }, 'control request done');
       return { id, ok: true, result: result ?? null };
     } catch (err) {
       const message = err instanceof ControlError || (err as Error).name === 'ConfigError' ? (err as Error).message : `internal error: ${(err as Error).message}`;
-      this.log.warn({ error: message }, 'control request refused');
+      this.#log.warn({ error: message }, 'control request refused');
       return { id, ok: false, error: message };
     }
   }
 
-  private async dispatch(method: string, p: Params): Promise<unknown> {
-    const t = this.target;
+  async #dispatch(method: string, params: Params): Promise<unknown> {
+    if (!isMethod(method)) throw new ControlError(`unknown method "${method}" (${METHODS.join(', ')})`);
+    const t = this.#target;
     switch (method) {
       case 'show':
         return t.snapshot();
@@ -196,54 +263,51 @@ export class ControlServer {
         return { cpu: process.cpuUsage(), rss: process.memoryUsage().rss, maxRSS: ru.maxRSS };
       }
       case 'port.down':
-        return t.portDown(t.port(int(p, 'portid', 1, 0xfffe)).portid);
+        return t.portDown(t.port(paramsOf(method, params).portid).portid);
       case 'port.up':
-        return t.portUp(t.port(int(p, 'portid', 1, 0xfffe)).portid);
+        return t.portUp(t.port(paramsOf(method, params).portid).portid);
       case 'port.add':
-        return t.addPort(portFromParams(t, p));
+        return t.addPort(portFromParams(t, paramsOf(method, params)));
       case 'port.remove':
-        return t.removePort(t.port(int(p, 'portid', 1, 0xfffe)).portid);
-      case 'ana.set':
-        return t.setAnaState(int(p, 'portid', 1, 0xfffe), int(p, 'grpid', 1, 128), str(p, 'state'), optInt(p, 'transition_ms', 0, 600_000, 0));
+        return t.removePort(t.port(paramsOf(method, params).portid).portid);
+      case 'ana.set': {
+        const p = paramsOf(method, params);
+        return t.setAnaState(p.portid, p.grpid, p.state, p.transition_ms);
+      }
       case 'active.set': {
-        const nqn = typeof p['nqn'] === 'string' ? p['nqn'] : onlySubsystem(t);
-        return t.setActivePort(nqn, optInt(p, 'nsid', 1, 0xfffffffe, 1), int(p, 'portid', 1, 0xfffe));
+        const p = paramsOf(method, params);
+        return t.setActivePort(p.nqn ?? onlySubsystem(t), p.nsid, p.portid);
       }
       case 'ns.add': {
-        const nqn = typeof p['nqn'] === 'string' ? p['nqn'] : onlySubsystem(t);
+        const p = paramsOf(method, params);
+        const nqn = p.nqn ?? onlySubsystem(t);
         return t.addNamespace(nqn, namespaceFromParams(t, nqn, p));
       }
       case 'ns.remove': {
-        const nqn = typeof p['nqn'] === 'string' ? p['nqn'] : onlySubsystem(t);
-        return t.removeNamespace(nqn, int(p, 'nsid', 1, 0xfffffffe));
+        const p = paramsOf(method, params);
+        return t.removeNamespace(p.nqn ?? onlySubsystem(t), p.nsid);
       }
-      case 'fault.blackhole':
-        if (typeof p['on'] !== 'boolean') throw new ControlError('params.on: expected true or false');
-        return t.setBlackhole(int(p, 'portid', 1, 0xfffe), p['on']);
-      case 'fault.latency':
-        return t.setLatency(int(p, 'portid', 1, 0xfffe), int(p, 'ms', 0, 600_000));
+      case 'fault.blackhole': {
+        const p = paramsOf(method, params);
+        return t.setBlackhole(p.portid, p.on);
+      }
+      case 'fault.latency': {
+        const p = paramsOf(method, params);
+        return t.setLatency(p.portid, p.ms);
+      }
       case 'fault.drop':
-        return { dropped: t.dropConnections(int(p, 'portid', 1, 0xfffe)) };
+        return { dropped: t.dropConnections(paramsOf(method, params).portid) };
       case 'fault.fail': {
-        const queue = p['queue'];
-        if (queue !== undefined && queue !== null && queue !== 'io' && queue !== 'admin') throw new ControlError('params.queue: expected "io", "admin" or null');
-        return t.failNext(int(p, 'portid', 1, 0xfffe), {
-          count: int(p, 'count', 1, 1_000_000),
-          status: int(p, 'status', 1, 0x7fff),
-          opcode: p['opcode'] === undefined || p['opcode'] === null ? null : int(p, 'opcode', 0, 255),
-          nsid: p['nsid'] === undefined || p['nsid'] === null ? null : int(p, 'nsid', 0, 0xffffffff),
-          queue: (queue as 'io' | 'admin' | null | undefined) ?? null,
-        });
+        const p = paramsOf(method, params);
+        return t.failNext(p.portid, { count: p.count, status: p.status, opcode: p.opcode ?? null, nsid: p.nsid ?? null, queue: p.queue ?? null });
       }
       case 'fault.clear':
-        return t.clearFaults(int(p, 'portid', 1, 0xfffe));
+        return t.clearFaults(paramsOf(method, params).portid);
       case 'crash':
         // The process dies at once: nothing is flushed beyond what the stores already persisted.
-        this.log.fatal({ fault: 'crash' }, 'fault: crash requested, the process is killed now');
+        this.#log.fatal({ fault: 'crash' }, 'fault: crash requested, the process is killed now');
         setTimeout(() => process.kill(process.pid, 'SIGKILL'), 20);
         return { crashing: true };
-      default:
-        throw new ControlError(`unknown method "${method}" (show, stats, port.down, port.up, port.add, port.remove, ana.set, active.set, ns.add, ns.remove, fault.blackhole, fault.latency, fault.drop, fault.fail, fault.clear, crash)`);
     }
   }
 }

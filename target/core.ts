@@ -9,7 +9,7 @@ import { FUSE_MASK, PSDT_MASK, PSDT_SGL, fabricsType } from '../shared/sqe.ts';
 import { Status, withDnr } from '../shared/status.ts';
 import { executeAdmin } from './admin-cmd.ts';
 import { authPending } from './auth.ts';
-import type { HostAuthConfig } from './config.ts';
+import type { HostAuthConfig } from './config/index.ts';
 import type { Controller, ControllerOptions } from './controller.ts';
 import { executeDiscoveryAdmin, type DiscoveryService } from './discovery.ts';
 import { executeFabrics } from './fabrics-cmd.ts';

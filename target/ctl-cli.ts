@@ -5,13 +5,26 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { defaultControlSocketPath } from './config.ts';
-import { controlRequest, type ControlAddress } from './control.ts';
+import { z } from 'zod';
+import { defaultControlSocketPath } from './config/index.ts';
+import { controlAddress, controlRequest, type ControlAddress } from './control.ts';
 import type { TargetSnapshot } from './target.ts';
 
-function parseAddress(text: string): ControlAddress {
-  const m = /^([^/]+):(\d+)$/.exec(text);
-  return m ? { kind: 'tcp', host: m[1]!, port: Number(m[2]) } : { kind: 'unix', path: text };
+/** What yargs yields as text, checked and converted here; the target validates the request again. */
+const advertise = z.string().regex(/^(.+):(\d+)$/, { error: (iss) => `--advertise "${String(iss.input)}" is not ADDR:PORT` })
+  .transform((text) => {
+    const [, traddr, trsvcid] = /^(.+):(\d+)$/.exec(text)!;
+    return { traddr: traddr!, trsvcid: trsvcid! };
+  });
+/** An integer as JavaScript reads one ("770", "0x302"). */
+const integer = (what: string) =>
+  z.string().refine((t) => Number.isInteger(Number(t)), { error: (iss) => `--${what} "${String(iss.input)}" is not a number` }).transform(Number);
+const onOff = z.enum(['on', 'off'], { error: 'fault blackhole <portid> on|off' });
+
+function arg<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new Error(r.error.issues[0]!.message);
+  return r.data;
 }
 
 function renderShow(s: TargetSnapshot): string {
@@ -68,7 +81,7 @@ async function main(): Promise<void> {
     .option('control', { type: 'string', describe: 'control endpoint of the target: unix socket path or HOST:PORT', default: defaultControlSocketPath() })
     .option('json', { type: 'boolean', default: false, describe: 'print JSON' })
     .middleware((a) => {
-      control = parseAddress(a.control);
+      control = controlAddress.parse(a.control);
       json = a.json;
     })
     .command('show', 'show ports, subsystems, namespaces, paths (ANA, active), controllers', {}, () => call('show'))
@@ -83,14 +96,12 @@ async function main(): Promise<void> {
       async (a) => {
         if (a.action === 'add') {
           if (a.trsvcid === undefined) throw new Error('port add needs --trsvcid');
-          const adv = a.advertise ? /^(.+):(\d+)$/.exec(a.advertise) : null;
-          if (a.advertise && !adv) throw new Error(`--advertise "${a.advertise}" is not ADDR:PORT`);
           await call('port.add', {
             portid: a.portid,
             traddr: a.traddr,
             trsvcid: a.trsvcid,
             subsystems: a.subsystem ?? [],
-            ...(adv ? { advertise: { traddr: adv[1], trsvcid: adv[2] } } : {}),
+            ...(a.advertise ? { advertise: arg(advertise, a.advertise) } : {}),
           });
         } else await call(`port.${a.action}`, { portid: a.portid });
       })
@@ -136,15 +147,10 @@ async function main(): Promise<void> {
         .option('nsid', { type: 'number', describe: 'fail: only this namespace' })
         .option('queue', { choices: ['io', 'admin'] as const, describe: 'fail: only this queue type' }),
       async (a) => {
-        const num = (text: string, what: string): number => {
-          const v = Number(text);
-          if (!Number.isInteger(v)) throw new Error(`--${what} "${text}" is not a number`);
-          return v;
-        };
+        const num = (text: string, what: string): number => arg(integer(what), text);
         switch (a.kind) {
           case 'blackhole':
-            if (a.value !== 'on' && a.value !== 'off') throw new Error('fault blackhole <portid> on|off');
-            return call('fault.blackhole', { portid: a.portid, on: a.value === 'on' });
+            return call('fault.blackhole', { portid: a.portid, on: arg(onOff, a.value) === 'on' });
           case 'latency':
             return call('fault.latency', { portid: a.portid, ms: num(a.value ?? '', 'latency') });
           case 'drop':

@@ -28,7 +28,7 @@ import { Status, withDnr } from '../shared/status.ts';
 import { getFeatures, logPageWindow, setFeatures, KAS_100MS } from './admin-cmd.ts';
 import { AERL, ERROR_LOG_ENTRIES, type Controller } from './controller.ts';
 import type { TargetCore } from './core.ts';
-import type { PortConfig } from './config.ts';
+import type { PortConfig } from './config/index.ts';
 import type { Logger } from './logger.ts';
 import type { Port } from './port.ts';
 import { SqeField, type Completion, type Request } from './request.ts';

@@ -3,7 +3,7 @@
  * (states are per port per group, as in Linux nvmet).
  */
 import { AnaState, type AnaStateValue, parseAnaState } from '../shared/log-pages.ts';
-import type { PortConfig } from './config.ts';
+import type { PortConfig } from './config/index.ts';
 
 export type PortState = 'up' | 'down';
 

@@ -8,7 +8,7 @@
  * on a port reports 'change' there in either mode).
  */
 import { AnaState, type AnaStateValue } from '../shared/log-pages.ts';
-import type { SubsystemConfig } from './config.ts';
+import type { SubsystemConfig } from './config/index.ts';
 import type { Controller } from './controller.ts';
 import type { Namespace } from './namespace.ts';
 import type { Port } from './port.ts';

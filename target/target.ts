@@ -13,7 +13,7 @@ import os from 'node:os';
 import { AnaState, anaStateName, parseAnaState, type AnaStateValue } from '../shared/log-pages.ts';
 import { nguidToBytes, uuidToBytes, eui64ToBytes, bytesToNguid, bytesToUuid } from '../shared/identify.ts';
 import { Status } from '../shared/status.ts';
-import type { HostAuthConfig, NamespaceConfig, PortConfig, TargetConfig } from './config.ts';
+import type { HostAuthConfig, NamespaceConfig, PortConfig, TargetConfig } from './config/index.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
 import type { TargetCore, TargetLimits } from './core.ts';
 import { DiscoveryService, type DiscoverySource } from './discovery.ts';

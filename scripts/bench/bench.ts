@@ -29,7 +29,7 @@ import { HostSession } from '../../host/session.ts';
 import { featureSwitchesFromEnv } from '../../shared/feature-switches.ts';
 import type { MultipathHead } from '../../host/multipath/index.ts';
 import type { Path } from '../../host/path.ts';
-import { defaultConfigDocument } from '../../target/config.ts';
+import { defaultConfigDocument } from '../../target/config/index.ts';
 import { MALLOC_TUNABLES, NODE_HEAP_FLAGS, ROOT, dataProcessEnv, freePort, startTargetProcess, type TargetProcess } from '../lib/processes.ts';
 import { percentile, runLoad, type LoadDevice, type LoadPattern, type LoadResult } from './load.ts';
 import { runRawClient, type RawKind } from './raw.ts';

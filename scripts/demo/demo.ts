@@ -10,7 +10,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { defaultConfigDocument } from '../../target/config.ts';
+import { defaultConfigDocument } from '../../target/config/index.ts';
 import type { TargetSnapshot } from '../../target/target.ts';
 import { ROOT, freePort, startHostWorker, startTargetProcess, type TargetProcess, type WorkerEvent } from '../lib/processes.ts';
 import { renderChart, type ChartMark, type ChartSample } from './chart.ts';

@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect, inject } from 'vitest';
-import { defaultConfigDocument } from '../../target/config.ts';
+import { defaultConfigDocument } from '../../target/config/index.ts';
 import { freePort, startTargetProcess, type SpawnPlace, type TargetProcess } from '../../scripts/lib/processes.ts';
 import { currentRunDir, recordFigures, registerPid, useRunDir } from '../../scripts/e2e/registry.ts';
 import { p50, scenarioLine, type ScenarioFigures } from '../../scripts/e2e/summary.ts';

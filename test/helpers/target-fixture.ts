@@ -1,5 +1,5 @@
 /** Start a target on ephemeral 127.0.0.1 ports for a test, and stop it after. */
-import { defaultConfigDocument, parseConfig, type TargetConfig } from '../../target/config.ts';
+import { defaultConfigDocument, parseConfig, type TargetConfig } from '../../target/config/index.ts';
 import { Target, type TargetOptions } from '../../target/target.ts';
 import { createLogger } from '../../target/logger.ts';
 

@@ -10,7 +10,7 @@ import { PduType, encodeH2CData } from '../../shared/pdu.ts';
 import { getPersistentNsIdCommand, readCommand, setNamespaceActiveCommand, sqe, writeCommand } from '../../shared/sqe.ts';
 import { Status } from '../../shared/status.ts';
 import { AdminOpcode } from '../../shared/opcodes.ts';
-import type { TargetConfig } from '../../target/config.ts';
+import type { TargetConfig } from '../../target/config/index.ts';
 import type { TargetOptions } from '../../target/target.ts';
 import { RawClient, patternBlocks } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';

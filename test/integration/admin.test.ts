@@ -27,7 +27,7 @@ import { AdminOpcode, IoOpcode } from '../../shared/opcodes.ts';
 import { abortCommand, keepAliveCommand, readCommand, sqe, writeCommand, identifyCommand } from '../../shared/sqe.ts';
 import { Status } from '../../shared/status.ts';
 import { controlRequest } from '../../target/control.ts';
-import type { TargetConfig } from '../../target/config.ts';
+import type { TargetConfig } from '../../target/config/index.ts';
 import { RawClient, patternBlocks } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
 import {

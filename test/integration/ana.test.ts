@@ -10,7 +10,7 @@ import { Cns } from '../../shared/identify.ts';
 import { AnaState, CmdEffects, LogPageId, decodeAnaLog } from '../../shared/log-pages.ts';
 import { readCommand, setNamespaceActiveCommand, writeCommand } from '../../shared/sqe.ts';
 import { Status } from '../../shared/status.ts';
-import { parseConfig, type TargetConfig } from '../../target/config.ts';
+import { parseConfig, type TargetConfig } from '../../target/config/index.ts';
 import { ControlError } from '../../target/target.ts';
 import { RawClient, patternBlocks } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';

@@ -17,7 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Cns } from '../../shared/identify.ts';
 import { AnaState } from '../../shared/log-pages.ts';
 import { readCommand, setNamespaceActiveCommand, writeCommand } from '../../shared/sqe.ts';
-import { parseConfig } from '../../target/config.ts';
+import { parseConfig } from '../../target/config/index.ts';
 import { createLogger } from '../../target/logger.ts';
 import { Target } from '../../target/target.ts';
 import { freePort, startTargetProcess, type TargetProcess } from '../../scripts/lib/processes.ts';

@@ -302,4 +302,14 @@ describe('control endpoint', () => {
     expect((await a.io.command(readCommand(1, 0, 1, 512))).cqe.status).toBe(0);
     expect(await refused(ports[0]!)).toBe(false);
   });
+
+  it('a request with several bad params names every one of them and changes nothing', async () => {
+    const { show, addr } = await start();
+    const before = JSON.stringify(await show());
+    await expect(controlRequest(addr, 'fault.fail', { portid: 0, count: 0, status: 'x', queue: 'both' })).rejects.toThrow(
+      /params\.portid: expected an integer 1\.\.65534, got 0; params\.count: expected an integer 1\.\.1000000, got 0; params\.status: expected an integer 1\.\.32767, got "x"; params\.queue: expected "io", "admin" or null/,
+    );
+    await expect(controlRequest(addr, 'port.add', { portid: 3, trsvcid: 70000, subsystems: 'all' })).rejects.toThrow(/params\.trsvcid: .*; params\.subsystems: expected an array of subsystem NQNs/);
+    expect(JSON.stringify(await show())).toBe(before);
+  });
 });

@@ -8,7 +8,7 @@ import { readCommand, writeCommand } from '../../shared/sqe.ts';
 import { Status } from '../../shared/status.ts';
 import { IoOpcode } from '../../shared/opcodes.ts';
 import { controlRequest } from '../../target/control.ts';
-import { defaultConfigDocument } from '../../target/config.ts';
+import { defaultConfigDocument } from '../../target/config/index.ts';
 import type { Target } from '../../target/target.ts';
 import { RawClient, patternBlocks } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget } from '../helpers/target-fixture.ts';

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { generateDhchapKey } from '../../shared/auth.ts';
-import { defaultConfigDocument, parseConfig } from '../../target/config.ts';
+import { defaultConfigDocument, parseConfig } from '../../target/config/index.ts';
 import { Target } from '../../target/target.ts';
 
 const ef = promisify(execFile);

@@ -102,6 +102,19 @@ afterAll(async () => {
 }, 30_000);
 
 describe('nvmets-host CLI against our target', () => {
+  it('every bad option of a command is named, one line each, exit 2, before any agent starts', async () => {
+    const r = await cli(['connect', '-a', '127.0.0.1', '-n', SUBNQN, '-t', 'rdma', '-Q', '4', '-k', 'soon', '-o', 'xml']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd().split('\n')).toEqual([
+      'nvmets-host: --transport rdma: only tcp is supported',
+      'nvmets-host: --queue-size: 4 is out of range 16..1024',
+      'nvmets-host: --keep-alive-tmo: "soon" is not a number',
+      'nvmets-host: --output-format: "xml" is not one of normal, json',
+    ]);
+    clean(r);
+    expect(existsSync(socket)).toBe(false);
+  });
+
   it('without an agent: a clear error, exit 1', async () => {
     const r = await cli(['list-subsys']);
     expect(r.code).toBe(1);

@@ -18,7 +18,7 @@ import {
 } from '../../shared/sqe.ts';
 import { inCapsuleSgl, transportSgl } from '../../shared/sgl.ts';
 import { Status } from '../../shared/status.ts';
-import type { TargetConfig } from '../../target/config.ts';
+import type { TargetConfig } from '../../target/config/index.ts';
 import { StoreError } from '../../target/store/index.ts';
 import { patternBlocks } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';

@@ -12,7 +12,7 @@ import { LogPageId, SubType, decodeDiscoveryLog, encodeGetLogPageDwords } from '
 import { getLogPageCommand, identifyCommand, writeCommand } from '../../shared/sqe.ts';
 import { Status } from '../../shared/status.ts';
 import { controlRequest } from '../../target/control.ts';
-import { defaultConfigDocument, parseConfig } from '../../target/config.ts';
+import { defaultConfigDocument, parseConfig } from '../../target/config/index.ts';
 import type { Target } from '../../target/target.ts';
 import { RawClient, patternBlocks } from '../helpers/raw-client.ts';
 import { startTarget } from '../helpers/target-fixture.ts';

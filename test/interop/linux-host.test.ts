@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { bootGuest, type GuestResult, type GuestRun } from '../../scripts/interop/boot.ts';
 import { analysePcap, startCapture, type Capture } from '../../scripts/interop/capture.ts';
-import { defaultConfigDocument } from '../../target/config.ts';
+import { defaultConfigDocument } from '../../target/config/index.ts';
 import { block, jsonBlock, relevantConsole, requireRig, startTargetProcess, unexpectedNvmeErrors, type TargetProcess } from './support.ts';
 
 const NQN = 'nqn.2026-11.io.nvmets:array0';

@@ -38,7 +38,7 @@ import {
   type DhchapKey,
 } from '../../shared/auth.ts';
 import { encodeSqe, decodeSqe } from '../../shared/sqe.ts';
-import { defaultConfigDocument, parseConfig, ConfigError } from '../../target/config.ts';
+import { defaultConfigDocument, parseConfig, ConfigError } from '../../target/config/index.ts';
 import { resolveConnectOptions } from '../../host/options.ts';
 import type { HostError } from '../../host/errors.ts';
 

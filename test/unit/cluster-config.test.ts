@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../target/config.ts';
+import { ConfigError, parseConfig } from '../../target/config/index.ts';
 import { EtcdClient } from '../../target/etcd.ts';
 
 const NQN = 'nqn.2026-11.io.nvmets:c';

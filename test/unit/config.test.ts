@@ -14,7 +14,7 @@ import {
   parseConfig,
   parseSize,
   type TargetConfig,
-} from '../../target/config.ts';
+} from '../../target/config/index.ts';
 
 const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/config');
 const HOST = 'nqn.2014-08.org.nvmexpress:uuid:5b3e8f0c-2d4a-4f39-9d1e-6c7a8b9c0d1e';
