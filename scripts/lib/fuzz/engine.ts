@@ -16,7 +16,7 @@ import { pino } from 'pino';
 import { decodeCqe } from '../../../shared/cqe.ts';
 import { PduType, fesName, type Pdu } from '../../../shared/pdu.ts';
 import { AERL } from '../../../target/controller.ts';
-import { DEFAULT_SUBSYSTEM_NQN as SUBNQN, defaultConfigDocument, parseConfig } from '../../../target/config.ts';
+import { DEFAULT_SUBSYSTEM_NQN as SUBNQN, defaultConfigDocument, parseConfig } from '../../../target/config/index.ts';
 import { Target } from '../../../target/target.ts';
 import { LANES, generate, sqeOf, type CmdInput, type ConnInput, type ConnectRuntime, type Driver, type Input, type LaneSpec, type Setup } from './generators.ts';
 import {
