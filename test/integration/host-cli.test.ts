@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ShowResult } from '../../host/agent-protocol.ts';
 import type { Target } from '../../target/target.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'host', 'cli.ts');
@@ -228,8 +229,11 @@ describe('nvmets-host CLI against our target', () => {
   }, 40_000);
 
   it('the active port goes down during io: io still reports 0 errors, 0 mismatches', async () => {
+    const writesSoFar = () => target.snapshot().subsystems.reduce((n, s) => n + s.namespaces.reduce((m, ns) => m + Number(ns.writeCommands), 0), 0);
+    const before = writesSoFar();
     const run = cli(['io', '--rw', 'randrw', '--runtime', '6s', '--verify', '--size', '8m', '-o', 'json'], { timeoutMs: 40_000 });
-    await new Promise((r) => setTimeout(r, 2000));
+    // The port goes down once the workload is writing, however long the CLI took to start on a loaded machine.
+    await waitFor(() => writesSoFar() - before >= 100, 'the io workload writing', 20_000, 20);
     await target.portDown(1);
     await new Promise((r) => setTimeout(r, 1500));
     await target.portUp(1);
