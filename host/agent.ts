@@ -678,7 +678,7 @@ export class HostAgent {
     const start = head.state().counters;
     let last = { at: clock.now(), ios: 0, bytes: 0 };
     // Progress every second on the session's clock (a timer re-armed each time: Clock has no intervals).
-    let tick: TimerHandle | null = null;
+    let tick: TimerHandle;
     const progress = (): void => {
       tick = clock.setTimeout(progress, 1000);
       const now = clock.now();

@@ -458,7 +458,8 @@ export async function startNbdServer(head: NbdBlockDevice, options: NbdServerOpt
     conns.add(conn);
     stats.connections++;
     stats.connectionsTotal++;
-    conn.closed.then(() => {
+    // `closed` only ever resolves (it is settled from the socket's close event), and the callback cannot throw.
+    void conn.closed.then(() => {
       conns.delete(conn);
       stats.connections--;
     });
@@ -587,7 +588,8 @@ class NbdConnection {
       this.#log.warn({ inflight: this.#inflight }, 'server closing: requests still in flight, connection cut');
       this.#socket.destroy();
     }, timeoutMs);
-    this.closed.then(() => clock.clearTimeout(t));
+    // `closed` only ever resolves, and clearing a timer cannot throw.
+    void this.closed.then(() => clock.clearTimeout(t));
     this.#pump();
     this.#maybeEnd();
   }

@@ -188,7 +188,6 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
   const mismatches: Mismatch[] = [];
   const stalls: Stall[] = [];
   let lastCompletion = clock.now();
-  let inflight = 0;
   const progressEvery = o.progressIntervalMs ?? 1000;
   let progressAt = t0 + progressEvery;
   let progressIos = 0;
@@ -260,7 +259,6 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
     const slba = slot * nlb;
     const read = isRead();
     const start = clock.now();
-    inflight++;
     try {
       if (read) {
         const data = await dev.read(slba, nlb);
@@ -297,7 +295,6 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
     } finally {
       if (o.live) o.live.mismatches = mismatches.length;
       busy[slot] = 0;
-      inflight--;
       const now = clock.now();
       const gap = now - lastCompletion;
       if (gap > stallThreshold) stalls.push({ startMs: lastCompletion - t0, durationMs: gap });

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { defaultConfigDocument } from '../target/config/index.ts';
 import type { TargetSnapshot } from '../target/target.ts';
+import { withFileNamespace, type ConfigDoc } from './lib/config-doc.ts';
 import { freePort, startHostWorker, startTargetProcess, type TargetProcess, type WorkerEvent } from './lib/processes.ts';
 import { Rng } from './lib/rng.ts';
 
@@ -48,9 +49,8 @@ export async function soak(opts: { seconds: number; seed?: number; log?: (line: 
   const rand = () => rng.float();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nvmets-soak-'));
   const ports = [await freePort(), await freePort()];
-  const doc = defaultConfigDocument({ ports, sizeBytes: 128 * 2 ** 20 }) as Record<string, any>;
-  doc['subsystems'][0]['namespaces'][0]['device'] = { ...doc['subsystems'][0]['namespaces'][0]['device'], path: path.join(dir, 'ns1.img') };
-  doc['subsystems'][0]['namespaces'][0]['ext'] = { store: 'file', size: '128M', block_size: 512 };
+  const doc = defaultConfigDocument({ ports, sizeBytes: 128 * 2 ** 20 }) as ConfigDoc;
+  withFileNamespace(doc, path.join(dir, 'ns1.img'), '128M');
   let target: TargetProcess = await startTargetProcess(doc, { dir, name: 'target', logLevel: 'warn' });
   const worker = startHostWorker({
     ports: ports.map((p) => ({ traddr: '127.0.0.1', trsvcid: p })),

@@ -136,7 +136,8 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     });
     this.#selector = new PathSelector(settings, clock);
     this.#order = new WriteOrder(log, kick);
-    const head = this;
+    // The phase record is one readonly object for the head's life, so the getter can read it directly.
+    const phase = this.#phase;
     this.#activation = new ActiveStandby({
       clock,
       log,
@@ -144,7 +145,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       paths: this.#paths,
       writeOrder: this.#order,
       get closed() {
-        return head.#phase.closed;
+        return phase.closed;
       },
       selectContext: () => this.#selector.context(),
       sent: () => {

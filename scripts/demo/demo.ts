@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { defaultConfigDocument } from '../../target/config/index.ts';
 import type { TargetSnapshot } from '../../target/target.ts';
+import { withFileNamespace, type ConfigDoc } from '../lib/config-doc.ts';
 import { ROOT, freePort, startHostWorker, startTargetProcess, type TargetProcess, type WorkerEvent } from '../lib/processes.ts';
 import { renderChart, type ChartMark, type ChartSample } from './chart.ts';
 import { waitFor } from '../lib/wait.ts';
@@ -117,9 +118,8 @@ async function main(): Promise<void> {
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nvmets-demo-'));
   const ports = [await freePort(), await freePort()];
-  const doc = defaultConfigDocument({ ports, sizeBytes: 256 * 2 ** 20 }) as Record<string, any>;
-  doc['subsystems'][0]['namespaces'][0]['device'] = { ...doc['subsystems'][0]['namespaces'][0]['device'], path: path.join(dir, 'ns1.img') };
-  doc['subsystems'][0]['namespaces'][0]['ext'] = { store: 'file', size: '256M', block_size: 512 };
+  const doc = defaultConfigDocument({ ports, sizeBytes: 256 * 2 ** 20 }) as ConfigDoc;
+  withFileNamespace(doc, path.join(dir, 'ns1.img'), '256M');
   console.log(bold(sc.title));
   console.log(dim(`target: 127.0.0.1:${ports[0]} and :${ports[1]}, active-standby (port 1 active, implicit promotion), 256 MiB file store in ${dir}`));
   console.log(dim(`host:   both ports, one multipath head, verified 4 KiB randrw at QD8 (every block carries its LBA and a generation)`));
@@ -162,12 +162,14 @@ async function main(): Promise<void> {
     }
     if (e.type === 'head') {
       const d = e.detail;
+      // The head's event payloads are path names and reasons (strings), printed as they are.
+      const s = (key: string): string => String(d[key]);
       if (e.event === 'failover-end') {
         failovers.push(Number(d['durationMs']));
-        console.log(`${fmtT(e.atMs)} ${green('HOST ')} failover ${d['from']} -> ${d['to']}: I/O stalled ${bold(`${Number(d['durationMs']).toFixed(0)} ms`)}`);
-      } else if (e.event === 'path-down') console.log(`${fmtT(e.atMs)} ${yellow('HOST ')} path ${d['path']} down (${d['reason']})`);
-      else if (e.event === 'path-up') console.log(`${fmtT(e.atMs)} ${green('HOST ')} path ${d['path']} usable (${d['reason']})`);
-      else if (e.event === 'failover-start') console.log(`${fmtT(e.atMs)} ${yellow('HOST ')} failover from ${d['from']} starts: ${d['reason']}`);
+        console.log(`${fmtT(e.atMs)} ${green('HOST ')} failover ${s('from')} -> ${s('to')}: I/O stalled ${bold(`${Number(d['durationMs']).toFixed(0)} ms`)}`);
+      } else if (e.event === 'path-down') console.log(`${fmtT(e.atMs)} ${yellow('HOST ')} path ${s('path')} down (${s('reason')})`);
+      else if (e.event === 'path-up') console.log(`${fmtT(e.atMs)} ${green('HOST ')} path ${s('path')} usable (${s('reason')})`);
+      else if (e.event === 'failover-start') console.log(`${fmtT(e.atMs)} ${yellow('HOST ')} failover from ${s('from')} starts: ${s('reason')}`);
       else if (e.event === 'no-path') console.log(`${fmtT(e.atMs)} ${yellow('HOST ')} no usable path for now, I/O queued (${(d['paths'] as string[]).join('; ')})`);
     }
   });

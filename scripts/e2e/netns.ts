@@ -52,7 +52,7 @@ async function ip(args: string[]): Promise<string> {
     return stdout;
   } catch (err) {
     const e = err as Error & { stderr?: string };
-    throw new Error(`ip ${args.join(' ')}: ${(e.stderr ?? '').trim() || e.message}`);
+    throw new Error(`ip ${args.join(' ')}: ${(e.stderr ?? '').trim() || e.message}`, { cause: err });
   }
 }
 

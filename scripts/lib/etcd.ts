@@ -38,7 +38,7 @@ export function ensureEtcdInstalled(): void {
     }
   } catch (err) {
     const e = err as { stderr?: Buffer; message: string };
-    throw new Error(`etcd is needed by the cluster tests and could not be installed (apt-get install -y etcd-server): ${e.stderr?.toString().trim().split('\n').slice(-3).join(' | ') || e.message}`);
+    throw new Error(`etcd is needed by the cluster tests and could not be installed (apt-get install -y etcd-server): ${e.stderr?.toString().trim().split('\n').slice(-3).join(' | ') || e.message}`, { cause: err });
   }
   if (!existsSync(ETCD_BIN)) throw new Error(`apt-get installed etcd-server but ${ETCD_BIN} does not exist`);
 }

@@ -94,9 +94,9 @@ interface WorkerHost {
   /**
    * Prints a progress line every progressMs (default 250) on our own clock,
    * so that a stall shows as samples with no I/O; `extra` adds fields. Returns
-   * the function that stops it.
+   * the function that stops it. A closure (no `this`): callers destructure it.
    */
-  sampleProgress(live: LiveCounters, extra?: () => Record<string, unknown>): () => void;
+  readonly sampleProgress: (live: LiveCounters, extra?: () => Record<string, unknown>) => () => void;
 }
 
 /** Connects to every port of opts, prints 'connected', forwards the head's events. */

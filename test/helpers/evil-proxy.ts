@@ -10,30 +10,33 @@ import { encodeC2HData, encodeTermReq, Fes, PduType } from '../../shared/pdu.ts'
 export type Misbehaviour = 'wrong-cid' | 'unsolicited-c2h' | 'bad-digest' | 'termreq' | 'garbage' | 'silence';
 
 export class EvilProxy {
-  private server: net.Server;
+  readonly #server: net.Server;
   readonly sockets = new Set<net.Socket>();
   /** Armed misbehaviour: applied once to the next CapsuleResp seen (silence: until cleared). */
-  private armed: Misbehaviour | null = null;
+  #armed: Misbehaviour | null = null;
   /** How many times a misbehaviour was applied. */
   applied = 0;
   port = 0;
 
-  constructor(private readonly targetPort: number) {
-    this.server = net.createServer((client) => this.onClient(client));
+  readonly #targetPort: number;
+
+  constructor(targetPort: number) {
+    this.#targetPort = targetPort;
+    this.#server = net.createServer((client) => this.#onClient(client));
   }
 
   async listen(): Promise<number> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', () => r()));
-    this.port = (this.server.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => this.#server.listen(0, '127.0.0.1', () => r()));
+    this.port = (this.#server.address() as net.AddressInfo).port;
     return this.port;
   }
 
   arm(m: Misbehaviour | null): void {
-    this.armed = m;
+    this.#armed = m;
   }
 
-  private onClient(client: net.Socket): void {
-    const upstream = net.connect({ port: this.targetPort, host: '127.0.0.1' });
+  #onClient(client: net.Socket): void {
+    const upstream = net.connect({ port: this.#targetPort, host: '127.0.0.1' });
     this.sockets.add(client).add(upstream);
     const closeBoth = () => {
       client.destroy();
@@ -52,13 +55,13 @@ export class EvilProxy {
         if (pending.length < plen) break;
         const pdu = Buffer.from(pending.subarray(0, plen));
         pending = pending.subarray(plen);
-        this.forward(client, pdu);
+        this.#forward(client, pdu);
       }
     });
   }
 
-  private forward(client: net.Socket, pdu: Buffer): void {
-    const m = this.armed;
+  #forward(client: net.Socket, pdu: Buffer): void {
+    const m = this.#armed;
     if (m === 'silence') {
       this.applied++;
       return;
@@ -67,7 +70,7 @@ export class EvilProxy {
       client.write(pdu);
       return;
     }
-    this.armed = null;
+    this.#armed = null;
     this.applied++;
     const hdgst = (pdu[1]! & 1) === 1;
     switch (m) {
@@ -96,6 +99,6 @@ export class EvilProxy {
 
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
-    await new Promise<void>((r) => this.server.close(() => r()));
+    await new Promise<void>((r) => this.#server.close(() => r()));
   }
 }

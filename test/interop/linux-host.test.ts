@@ -148,7 +148,7 @@ function pathsOf(doc: unknown): PathInfo[] {
     else if (v && typeof v === 'object') {
       const o = v as Record<string, unknown>;
       if (typeof o['Name'] === 'string' && typeof o['ANAState'] === 'string') {
-        out.push({ name: o['Name'], state: String(o['State']), ana: o['ANAState'], address: String(o['Address'] ?? '') });
+        out.push({ name: o['Name'], state: String(o['State']), ana: o['ANAState'], address: typeof o['Address'] === 'string' ? o['Address'] : '' });
       }
       Object.values(o).forEach(walk);
     }
@@ -213,7 +213,7 @@ describe('Linux nvme-tcp host against our target', () => {
     // 1. Discovery: our entries, with addresses the guest can reach.
     const disc = jsonBlock<{ records: Record<string, unknown>[] }>(con, 'discover');
     const subsysRecords = disc.records.filter((r) => r['subnqn'] === NQN);
-    expect(subsysRecords.map((r) => `${r['traddr']}:${r['trsvcid']}`).sort(), `discovery entries${why('discover')}`).toEqual(
+    expect(subsysRecords.map((r) => `${String(r['traddr'])}:${String(r['trsvcid'])}`).sort(), `discovery entries${why('discover')}`).toEqual(
       GUEST.map((g) => `${g.addr}:${g.port}`).sort(),
     );
     expect(disc.records.some((r) => String(r['subtype']).includes('current discovery')), `current discovery entry${why('discover')}`).toBe(true);

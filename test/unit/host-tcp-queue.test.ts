@@ -38,10 +38,10 @@ class FakeConn {
   readonly framer = new PduFramer('target', { maxInCapsuleData: 1 << 20, maxH2CData: 1 << 20, maxC2HData: 0 });
   wire: WireOptions = { hdgst: false, ddgst: false };
   readonly chunks: Buffer[] = [];
-  private readonly pdus: Pdu[] = [];
-  private waiters: ((p: Pdu) => void)[] = [];
+  readonly #pdus: Pdu[] = [];
+  readonly #waiters: ((p: Pdu) => void)[] = [];
   closed = false;
-  private readonly closeWaiters: (() => void)[] = [];
+  readonly #closeWaiters: (() => void)[] = [];
 
   constructor(socket: net.Socket) {
     this.socket = socket;
@@ -49,9 +49,9 @@ class FakeConn {
       this.chunks.push(c);
       try {
         this.framer.push(c, (p) => {
-          const w = this.waiters.shift();
+          const w = this.#waiters.shift();
           if (w) w(p);
-          else this.pdus.push(p);
+          else this.#pdus.push(p);
         });
       } catch {
         socket.destroy();
@@ -60,16 +60,16 @@ class FakeConn {
     socket.on('error', () => undefined);
     socket.on('close', () => {
       this.closed = true;
-      for (const w of this.closeWaiters.splice(0)) w();
+      for (const w of this.#closeWaiters.splice(0)) w();
     });
   }
 
   next(timeoutMs = 2000): Promise<Pdu> {
-    const p = this.pdus.shift();
+    const p = this.#pdus.shift();
     if (p) return Promise.resolve(p);
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('fake target: no PDU')), timeoutMs);
-      this.waiters.push((x) => {
+      this.#waiters.push((x) => {
         clearTimeout(t);
         resolve(x);
       });
@@ -83,7 +83,7 @@ class FakeConn {
   }
 
   get pending(): number {
-    return this.pdus.length;
+    return this.#pdus.length;
   }
 
   icResp(o: Partial<Omit<IcRespPdu, 'type'>> = {}): void {
@@ -103,7 +103,7 @@ class FakeConn {
 
   waitClosed(): Promise<void> {
     if (this.closed) return Promise.resolve();
-    return new Promise((r) => this.closeWaiters.push(r));
+    return new Promise((r) => this.#closeWaiters.push(r));
   }
 }
 

@@ -853,7 +853,7 @@ describe('NBD server: unaligned requests (read-modify-write)', () => {
     expect((await c.simpleReply()).error).toBe(0);
     expect(dev.calls.at(-1)).toEqual({ op: 'deallocate', slba: 1, nlb: 1 });
     const calls = dev.calls.length;
-    c.request(NBD_CMD_TRIM, ++h, 100, 300);
+    c.request(NBD_CMD_TRIM, h + 1n, 100, 300);
     expect((await c.simpleReply()).error).toBe(0);
     expect(dev.calls.length).toBe(calls);
     expect(s.stats().readModifyWrites).toBe(8);

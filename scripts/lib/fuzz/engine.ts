@@ -18,6 +18,7 @@ import { PduType, fesName, type Pdu } from '../../../shared/pdu.ts';
 import { AERL } from '../../../target/controller.ts';
 import { DEFAULT_SUBSYSTEM_NQN as SUBNQN, defaultConfigDocument, parseConfig } from '../../../target/config/index.ts';
 import { Target } from '../../../target/target.ts';
+import type { ConfigDoc } from '../config-doc.ts';
 import { LANES, generate, sqeOf, type CmdInput, type ConnInput, type ConnectRuntime, type Driver, type Input, type LaneSpec, type Setup } from './generators.ts';
 import {
   SC,
@@ -639,18 +640,20 @@ class Engine {
 
   async start(): Promise<void> {
     // The built-in default config (ports on 0: the OS picks), made to hold every case the generators aim at.
-    const doc = defaultConfigDocument({ ports: [0, 0], sizeBytes: 64 * 1024 * 1024 }) as Record<string, any>;
+    const doc = defaultConfigDocument({ ports: [0, 0], sizeBytes: 64 * 1024 * 1024 }) as ConfigDoc;
     {
-      const sub = doc['subsystems'][0];
+      const [sub] = doc.subsystems;
+      const [port0, port1] = doc.ports;
+      if (!sub?.namespaces[0] || !port0 || !port1) throw new Error('the default config document lacks a subsystem with a namespace, or two ports');
       sub.ext = { mode: 'ana' };
-      sub.namespaces[0].ext.size = 16 * 1024 * 1024;
+      sub.namespaces[0].ext['size'] = 16 * 1024 * 1024;
       sub.namespaces.push({ nsid: 2, enable: 1, ana_grpid: 1, device: {}, ext: { store: 'memory', size: 4 * 1024 * 1024, block_size: 4096 } });
-      for (const p of doc['ports']) p.ana_groups = [{ grpid: 1, ana: { state: 'optimized' } }];
-      doc['ports'][1].param.inline_data_size = '4096';
-      doc['ports'][1].ext = { maxh2cdata: 8192 };
-      doc['hosts'] = [{ nqn: ALLOWED_HOSTNQN }];
-      doc['subsystems'].push({ nqn: RESTRICTED_NQN, attr: { allow_any_host: '0' }, allowed_hosts: [ALLOWED_HOSTNQN], namespaces: [], ext: { mode: 'ana' } });
-      doc['ports'][0].subsystems.push(RESTRICTED_NQN);
+      for (const p of doc.ports) p.ana_groups = [{ grpid: 1, ana: { state: 'optimized' } }];
+      port1.param['inline_data_size'] = '4096';
+      port1.ext = { maxh2cdata: 8192 };
+      doc.hosts = [{ nqn: ALLOWED_HOSTNQN }];
+      doc.subsystems.push({ nqn: RESTRICTED_NQN, attr: { allow_any_host: '0' }, allowed_hosts: [ALLOWED_HOSTNQN], namespaces: [], ext: { mode: 'ana' } });
+      port0.subsystems.push(RESTRICTED_NQN);
     }
     const config = parseConfig(doc);
     const sink = new Writable({
