@@ -440,7 +440,7 @@ export class AgentClient {
       else if ('ok' in msg) {
         this.#pending.delete(msg['id'] as number);
         if (msg['ok'] === true) p.resolve(msg['result']);
-        else p.reject(new AgentError('REFUSED', String(msg['error'] ?? 'request failed')));
+        else p.reject(new AgentError('REFUSED', typeof msg['error'] === 'string' ? msg['error'] : 'request failed'));
       }
     }
   }

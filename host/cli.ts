@@ -243,7 +243,7 @@ async function agentClient(start: boolean): Promise<AgentClient> {
   } catch (e) {
     if (!(e instanceof AgentError) || e.code !== 'NO_AGENT' || !start) {
       if (e instanceof AgentError && e.code === 'NO_AGENT') {
-        throw new Error(`${e.message}: connect first (${PROG} connect -t tcp -a ADDR -s PORT -n NQN, or connect-all)`);
+        throw new Error(`${e.message}: connect first (${PROG} connect -t tcp -a ADDR -s PORT -n NQN, or connect-all)`, { cause: e });
       }
       throw e;
     }
@@ -272,7 +272,7 @@ async function agentClient(start: boolean): Promise<AgentClient> {
     }
     if (exited !== null) {
       const tail = logTail(logFile);
-      throw new Error(`the host agent did not start (exit code ${exited}); its log ${logFile}${tail ? ` ends with:\n${tail}` : ' is empty'}`);
+      throw new Error(`the host agent did not start (exit code ${String(exited)}); its log ${logFile}${tail ? ` ends with:\n${tail}` : ' is empty'}`);
     }
     if (Date.now() > deadline) throw new Error(`the host agent did not open ${g.agent} within 20 s; see ${logFile}`);
     await sleep(50);

@@ -101,8 +101,9 @@ function portFromParams(target: Target, p: z.output<(typeof PARAMS)['port.add']>
     ports: [
       {
         portid: p.portid,
-        addr: { trtype: 'tcp', adrfam: String(traddr).includes(':') ? 'ipv6' : 'ipv4', traddr, trsvcid: String(p.trsvcid), treq: 'not specified' },
-        param: { inline_data_size: String(p.inline_data_size ?? 16384) },
+        addr: { trtype: 'tcp', adrfam: typeof traddr === 'string' && traddr.includes(':') ? 'ipv6' : 'ipv4', traddr, trsvcid: String(p.trsvcid), treq: 'not specified' },
+        // As written: the port table reads kernel-style numbers and names the field when it is not one.
+        param: { inline_data_size: p.inline_data_size ?? '16384' },
         referrals: [],
         subsystems: [],
         ...(p.advertise ? { ext: { advertise: p.advertise } } : {}),

@@ -173,7 +173,7 @@ async function main(): Promise<void> {
     .strict()
     .fail((msg, err, y) => {
       process.stderr.write(`nvmets-ctl: ${err ? err.message : msg}\n`);
-      if (!err) process.stderr.write(`${y.help()}\n`);
+      if (!err) y.showHelp((text) => process.stderr.write(`${text}\n`));
       process.exit(1);
     })
     .help()

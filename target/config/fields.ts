@@ -263,7 +263,7 @@ export class Ctx {
   /** One value through one schema; its issues become problems under path p. */
   field<S extends Schema>(schema: S, v: unknown, p: string): z.output<S> | undefined {
     const r = schema.safeParse(v);
-    if (r.success) return r.data as z.output<S>;
+    if (r.success) return r.data;
     for (const iss of r.error.issues) this.err(iss.path.reduce<string>((acc, k) => join(acc, typeof k === 'number' ? k : String(k)), p), iss.message);
     return undefined;
   }
@@ -290,7 +290,7 @@ export class Ctx {
       out[k] = this.entry(s.fields[k]!, raw[k], join(p, k));
       if (this.problems.length > before) bad.add(k);
     }
-    return { path: p, v: out as Read<F>['v'], raw, bad: bad as ReadonlySet<keyof F & string> };
+    return { path: p, v: out as Read<F>['v'], raw, bad: bad };
   }
 
   /** A list: [] when absent (or null), a problem when not an array; each element read on its own. */
