@@ -34,7 +34,8 @@ import type { Logger } from 'pino';
 import { decodeCqe } from '../shared/cqe.ts';
 import { encodeConnectData } from '../shared/fabrics.ts';
 import { PduFramer, isPlacedAt, type DataPduHeader } from '../shared/framer.ts';
-import { DIRECT_READ_MAX, DIRECT_READ_MIN, DeferredReadSink, directReadOption, directReadsEnabled } from '../shared/direct-read.ts';
+import { DIRECT_READ_MAX, DIRECT_READ_MIN, DeferredReadSink, directReadOption } from '../shared/direct-read.ts';
+import { featureSwitchesFromEnv } from '../shared/feature-switches.ts';
 import { AdminOpcode } from '../shared/opcodes.ts';
 import {
   Fes,
@@ -212,7 +213,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
   /** Connect TCP, exchange ICReq/ICResp, send the Fabrics Connect. Throws a HostError. */
   static async open(o: TcpQueueOptions): Promise<TcpQueue> {
     const deadline = timers.now() + o.connectTimeoutMs;
-    const reads = directReadsEnabled() ? new DeferredReadSink() : null;
+    const reads = featureSwitchesFromEnv().directReads ? new DeferredReadSink() : null;
     const socket = await connectSocket(o.host, o.port, o.connectTimeoutMs, reads ? directReadOption(reads) : undefined);
     const q = new TcpQueue(socket, o, reads);
     try {

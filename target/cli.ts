@@ -8,6 +8,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError, defaultConfig, loadConfigFile, type TargetConfig } from './config.ts';
 import { ControlServer } from './control.ts';
+import { featureSwitchesFromEnv } from '../shared/feature-switches.ts';
 import { createLogger } from './logger.ts';
 import { Target } from './target.ts';
 
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
 
   let target: Target;
   try {
-    target = await Target.create(config, { log, stateDir: argv['state-dir'] });
+    target = await Target.create(config, { log, stateDir: argv['state-dir'], switches: featureSwitchesFromEnv() });
   } catch (err) {
     if ((err as Error).name !== 'ClusterError') throw err;
     // ext.cluster: etcd unreachable, another process holds this node's name, configurations differ.

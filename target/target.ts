@@ -13,9 +13,11 @@ import os from 'node:os';
 import { AnaState, anaStateName, parseAnaState, type AnaStateValue } from '../shared/log-pages.ts';
 import { nguidToBytes, uuidToBytes, eui64ToBytes, bytesToNguid, bytesToUuid } from '../shared/identify.ts';
 import { Status } from '../shared/status.ts';
+import { realClock, type Clock } from '../shared/clock.ts';
+import { defaultFeatureSwitches, type FeatureSwitches } from '../shared/feature-switches.ts';
 import type { HostAuthConfig, NamespaceConfig, PortConfig, TargetConfig } from './config.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
-import type { TargetCore, TargetLimits } from './core.ts';
+import type { DataPathCounters, TargetCore, TargetLimits } from './core.ts';
 import { DiscoveryService, type DiscoverySource } from './discovery.ts';
 import { ANATT_SECONDS } from './admin-cmd.ts';
 import { Cluster, ClusterError } from './cluster.ts';
@@ -37,6 +39,10 @@ export const DEFAULT_LIMITS: TargetLimits = {
 
 export interface TargetOptions {
   log?: Logger;
+  /** Every timer and time read of the target (default: real time). */
+  clock?: Clock;
+  /** Data-path switches, read once at the edge (target/cli.ts: featureSwitchesFromEnv). Default: all on. */
+  switches?: FeatureSwitches;
   limits?: Partial<TargetLimits>;
   /** Where active paths are persisted for subsystems with persist_active. */
   stateDir?: string;
@@ -52,6 +58,9 @@ export class ControlError extends Error {
 export class Target implements TargetCore, DiscoverySource {
   readonly log: Logger;
   readonly limits: TargetLimits;
+  readonly clock: Clock;
+  readonly switches: FeatureSwitches;
+  readonly counters: DataPathCounters = { directReadBytes: 0, stagedWrites: 0 };
   readonly discovery: DiscoveryService;
   readonly subsystems = new Map<string, Subsystem>();
   readonly portMap = new Map<number, Port>();
@@ -66,6 +75,8 @@ export class Target implements TargetCore, DiscoverySource {
     this.config = config;
     this.log = opts.log ?? silentLogger;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.clock = opts.clock ?? realClock;
+    this.switches = opts.switches ?? defaultFeatureSwitches;
     this.stateDir = opts.stateDir ?? path.join(os.tmpdir(), 'nvmets-state');
     this.discovery = new DiscoveryService(config.discoveryNqn, this, this.log);
   }

@@ -13,8 +13,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { HostSession } from '../../host/session.ts';
 import type { MultipathHead } from '../../host/multipath/index.ts';
 import { directReads as hostDirectReads } from '../../host/tcp-queue.ts';
+import { featureSwitchesFromEnv } from '../../shared/feature-switches.ts';
 import { dataBuffers } from '../../target/buffer-pool.ts';
-import { directReads as targetDirectReads } from '../../target/tcp.ts';
 import type { Target } from '../../target/target.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
 
@@ -37,6 +37,7 @@ function pattern(bytes: number, seed: number, blockSize: number): Buffer {
 }
 
 async function setup(o: { digests: boolean; maxh2cdata?: number; inline?: number; directReads?: boolean }): Promise<MultipathHead> {
+  // The host still reads the switch from the environment; the target gets it as the CLI edge would pass it.
   if (o.directReads === false) process.env['NVMETS_DIRECT_READS'] = '0';
   const t = await startTarget(
     testConfig((doc) => {
@@ -45,6 +46,7 @@ async function setup(o: { digests: boolean; maxh2cdata?: number; inline?: number
         if (o.inline) p.param = { ...(p.param ?? {}), inline_data_size: String(o.inline) };
       }
     }, 1),
+    { switches: featureSwitchesFromEnv() },
   );
   target = t.target;
   session = new HostSession({});
@@ -64,6 +66,9 @@ describe('data path: every size, both directions, verified', () => {
   ]) {
     it(variant.name, async () => {
       const head = await setup(variant);
+      const targetDirectReads = { get bytes(): number {
+        return target!.counters.directReadBytes;
+      } };
       const direct0 = { target: targetDirectReads.bytes, host: hostDirectReads.bytes };
       const bs = head.blockSize;
       const before = dataBuffers.outstanding;
