@@ -28,7 +28,8 @@ import { Port } from './port.ts';
 import type { Completion } from './request.ts';
 import { SMALL_CHUNK_SIZE, openStore } from './store/index.ts';
 import { Subsystem } from './subsystem.ts';
-import { PortListener } from './tcp.ts';
+import { LoopPort, type LoopHandlers, type LoopQueue } from './loop.ts';
+import { PortListener, type TcpQueue } from './tcp.ts';
 
 export const DEFAULT_LIMITS: TargetLimits = {
   mdts: 8, // 1 MiB
@@ -65,6 +66,8 @@ export class Target implements TargetCore, DiscoverySource {
   readonly subsystems = new Map<string, Subsystem>();
   readonly portMap = new Map<number, Port>();
   private readonly listeners = new Map<number, PortListener>();
+  /** In-process loopback queues per port (loop.ts), closed with the port as its TCP connections are. */
+  readonly #loopPorts = new Map<number, LoopPort>();
   private readonly stateDir: string;
   private stopped = false;
   readonly config: TargetConfig;
@@ -404,6 +407,26 @@ export class Target implements TargetCore, DiscoverySource {
     return port;
   }
 
+  /**
+   * An in-process loopback queue on a port that is up (loop.ts): the same
+   * core as NVMe/TCP without a socket. It starts as a new connection does:
+   * its first command must be a Connect.
+   */
+  loopConnect(portid: number, handlers: LoopHandlers): LoopQueue {
+    const port = this.localPort(portid);
+    let lp = this.#loopPorts.get(portid);
+    if (!lp) {
+      lp = new LoopPort(port, this);
+      this.#loopPorts.set(portid, lp);
+    }
+    return lp.connect(handlers);
+  }
+
+  /** The TCP connections on a port (diagnostics, tests that stall a connection below the transport). */
+  connections(portid: number): Iterable<TcpQueue> {
+    return this.listeners.get(portid)?.connections ?? [];
+  }
+
   /** The TCP port a target port listens on (after start). */
   boundPort(portid: number): number {
     return this.port(portid).config.trsvcid;
@@ -434,6 +457,7 @@ export class Target implements TargetCore, DiscoverySource {
     port.state = 'down';
     this.log.info({ port: portid }, 'port down: listener closed, connections reset');
     await this.listeners.get(portid)?.stop('port down');
+    this.#loopPorts.get(portid)?.stop('port down');
     // Controllers on the port went with its connections (and promoted away from
     // it); a port that had none must not keep its groups active either.
     for (const subsys of this.subsystems.values()) {
@@ -626,6 +650,7 @@ export class Target implements TargetCore, DiscoverySource {
     this.stopped = true;
     for (const [portid, l] of this.listeners) {
       await l.stop('target shutdown');
+      this.#loopPorts.get(portid)?.stop('target shutdown');
       const port = this.portMap.get(portid);
       if (port) port.state = 'down';
     }
