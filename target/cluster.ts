@@ -35,6 +35,7 @@
  * node serves no I/O for the group": either its process is gone, or it
  * stopped on its own at least `margin` before the expiry.
  */
+import { sleepOn, type Clock, type TimerHandle } from '../shared/clock.ts';
 import os from 'node:os';
 import { AnaState, type AnaStateValue } from '../shared/log-pages.ts';
 import { Status } from '../shared/status.ts';
@@ -84,6 +85,24 @@ export class ClusterError extends Error {
 export interface ClusterHost {
   readonly portMap: ReadonlyMap<number, Port>;
   readonly subsystems: ReadonlyMap<string, Subsystem>;
+  /** Lease renewal, the self-fence watchdog, fence waits and retries. */
+  readonly clock: Clock;
+}
+
+/** A repeating timer on the clock (Clock has one-shot timers only); returns its stop. */
+function every(clock: Clock, ms: number, fn: () => void): () => void {
+  let handle: TimerHandle | null = null;
+  let stopped = false;
+  const tick = () => {
+    if (stopped) return;
+    handle = clock.setTimeout(tick, ms);
+    fn();
+  };
+  handle = clock.setTimeout(tick, ms);
+  return () => {
+    stopped = true;
+    clock.clearTimeout(handle);
+  };
 }
 
 interface NodeEntry {
@@ -109,7 +128,6 @@ interface Group {
   promotedAt: number;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Cluster {
   readonly node: string;
@@ -120,7 +138,7 @@ export class Cluster {
   private lease: string | null = null;
   private incarnation = 0;
   private ttlMs: number;
-  /** performance.now() when the last keep-alive that etcd confirmed was sent. */
+  /** this.host.clock.now() when the last keep-alive that etcd confirmed was sent. */
   private lastRenewSent = 0;
   /** Self-fenced: no port of this node is optimized until the lease is confirmed again. */
   private suspended = false;
@@ -130,7 +148,7 @@ export class Cluster {
   private readonly acks = new Set<string>();
   private readonly waiters = new Set<() => void>();
   private watcher: Watcher | null = null;
-  private timers: NodeJS.Timeout[] = [];
+  private timers: (() => void)[] = [];
   private renewing = false;
   private rejoining = false;
 
@@ -139,7 +157,7 @@ export class Cluster {
     this.node = cfg.node;
     this.host = host;
     this.log = log.child({ component: 'cluster', node: cfg.node });
-    this.etcd = new EtcdClient(cfg.etcd, this.log);
+    this.etcd = new EtcdClient(cfg.etcd, this.log, host.clock);
     this.ttlMs = cfg.leaseTtlMs;
   }
 
@@ -186,12 +204,12 @@ export class Cluster {
    * the watch. Before this resolves, no port listens.
    */
   async join(): Promise<void> {
-    const t0 = performance.now();
+    const t0 = this.host.clock.now();
     try {
       const granted = await this.etcd.grant(Math.ceil(this.cfg.leaseTtlMs / 1000));
       this.lease = granted.id;
       this.ttlMs = granted.ttlSeconds * 1000;
-      this.lastRenewSent = performance.now();
+      this.lastRenewSent = this.host.clock.now();
     } catch (err) {
       throw new ClusterError('unavailable', `cluster node ${this.node}: cannot get a lease from etcd: ${(err as Error).message}`);
     }
@@ -206,23 +224,22 @@ export class Cluster {
     const rev = await this.resync();
     this.watcher = this.etcd.watch(`${this.cfg.prefix}/`, rev + 1, { events: (ev) => this.onEvents(ev), resync: () => this.resync() });
     // A safety net for anything an event did not settle (a failed write, an acknowledgement not yet written).
-    const every = setInterval(() => {
+    const safetyNet = every(this.host.clock, this.ttlMs, () => {
       for (const g of this.groups.values()) {
         const v = g.value;
         if (v?.state === 'fencing' && v.from?.node === this.node && v.node !== this.node && !this.suspended) void this.fenceForPeer(g, v);
         this.reconcile(g);
       }
-    }, this.ttlMs);
-    every.unref();
-    this.timers.push(every);
-    this.log.info({ lease: this.lease, ttlMs: this.ttlMs, incarnation: this.incarnation, ms: +(performance.now() - t0).toFixed(1), active: this.describe() }, 'joined the cluster');
+    });
+    this.timers.push(safetyNet);
+    this.log.info({ lease: this.lease, ttlMs: this.ttlMs, incarnation: this.incarnation, ms: +(this.host.clock.now() - t0).toFixed(1), active: this.describe() }, 'joined the cluster');
   }
 
   /** Register <prefix>/nodes/<node> on our lease; wait (bounded) while a previous incarnation's lease lives. */
   private async register(waitMs: number): Promise<void> {
     const key = this.nodeKey(this.node);
-    const value = JSON.stringify({ node: this.node, pid: process.pid, host: os.hostname(), started: new Date().toISOString(), lease: this.lease });
-    const deadline = performance.now() + waitMs;
+    const value = JSON.stringify({ node: this.node, pid: process.pid, host: os.hostname(), started: new Date(this.host.clock.wallNow()).toISOString(), lease: this.lease });
+    const deadline = this.host.clock.now() + waitMs;
     let warned = false;
     for (;;) {
       const r = await this.etcd.txn([{ key, target: 'CREATE', result: 'EQUAL', value: 0 }], [{ put: { key, value, lease: this.lease! } }, { range: { key } }], [{ range: { key } }]);
@@ -236,14 +253,14 @@ export class Cluster {
         this.incarnation = kv.createRevision;
         return;
       }
-      if (performance.now() > deadline) {
+      if (this.host.clock.now() > deadline) {
         throw new ClusterError('conflict', `cluster node ${this.node}: ${key} is held by a live lease (${kv?.lease}: ${kv?.value}); is another process running as node ${this.node}?`);
       }
       if (!warned) {
         warned = true;
         this.log.warn({ holder: kv?.value }, 'this node is still registered by a previous process (its lease has not expired yet): waiting for it');
       }
-      await sleep(200);
+      await sleepOn(this.host.clock, 200);
     }
   }
 
@@ -295,7 +312,7 @@ export class Cluster {
     const initial = subsys.activePort.get(grpid);
     const owner = initial === undefined ? null : this.nodeOf(initial);
     if (initial === undefined || owner === null) return;
-    const value: ActiveValue = { port: initial, node: owner, epoch: 1, state: 'active', reason: 'initial_active_port (the first node to start)', at: new Date().toISOString() };
+    const value: ActiveValue = { port: initial, node: owner, epoch: 1, state: 'active', reason: 'initial_active_port (the first node to start)', at: new Date(this.host.clock.wallNow()).toISOString() };
     const r = await this.etcd.txn([{ key, target: 'CREATE', result: 'EQUAL', value: 0 }], [{ put: { key, value: JSON.stringify(value) } }]);
     if (r.succeeded) this.log.info({ subnqn: subsys.nqn, grpid, port: initial, node: owner }, 'active path created from the configuration');
   }
@@ -324,14 +341,12 @@ export class Cluster {
 
   private startKeepAlive(): void {
     const period = Math.max(200, Math.floor(this.ttlMs / 4));
-    const renew = setInterval(() => void this.renew(), period);
-    renew.unref();
-    const watchdog = setInterval(() => {
-      if (!this.closed && !this.suspended && performance.now() - this.lastRenewSent > this.selfFenceMs) {
-        this.suspend(`no keep-alive confirmed by etcd for ${Math.round(performance.now() - this.lastRenewSent)} ms`);
+    const renew = every(this.host.clock, period, () => void this.renew());
+    const watchdog = every(this.host.clock, 100, () => {
+      if (!this.closed && !this.suspended && this.host.clock.now() - this.lastRenewSent > this.selfFenceMs) {
+        this.suspend(`no keep-alive confirmed by etcd for ${Math.round(this.host.clock.now() - this.lastRenewSent)} ms`);
       }
-    }, 100);
-    watchdog.unref();
+    });
     this.timers.push(renew, watchdog);
   }
 
@@ -343,7 +358,7 @@ export class Cluster {
         await this.rejoin();
         return;
       }
-      const sent = performance.now();
+      const sent = this.host.clock.now();
       const ttl = await this.etcd.keepAlive(this.lease, Math.max(200, this.ttlMs / 4));
       if (this.closed) return;
       if (ttl > 0) {
@@ -369,7 +384,7 @@ export class Cluster {
     try {
       granted = await this.etcd.grant(Math.ceil(this.cfg.leaseTtlMs / 1000));
       this.lease = granted.id;
-      this.lastRenewSent = performance.now();
+      this.lastRenewSent = this.host.clock.now();
       await this.register(0);
       this.log.warn({ lease: this.lease, incarnation: this.incarnation }, 'rejoined the cluster with a new lease');
       await this.resume('rejoined');
@@ -495,7 +510,7 @@ export class Cluster {
     else subsys.activePort.set(grpid, active);
     for (const p of local) {
       if (p.portid === moving && !this.suspended) {
-        if (!p.transitions.has(grpid)) p.transitions.set(grpid, { to: AnaState.Optimized as AnaStateValue, timer: setTimeout(() => undefined, 0) });
+        if (!p.transitions.has(grpid)) p.transitions.set(grpid, { to: AnaState.Optimized as AnaStateValue, timer: null });
       } else p.transitions.delete(grpid);
     }
     const changed = local.filter((p) => subsys.anaState(p, grpid) !== before.get(p.portid)).map((p) => p.portid);
@@ -513,16 +528,16 @@ export class Cluster {
   private async fenceForPeer(g: Group, v: ActiveValue): Promise<void> {
     if (g.fencedEpochs.has(v.epoch)) return;
     g.fencedEpochs.add(v.epoch);
-    const t0 = performance.now();
+    const t0 = this.host.clock.now();
     const namespaces = groupNamespaces(g);
     await Promise.all(namespaces.map((n) => n.drain(() => true)));
-    const drainedMs = +(performance.now() - t0).toFixed(3);
+    const drainedMs = +(this.host.clock.now() - t0).toFixed(3);
     await Promise.all(namespaces.map((n) => n.store.flush().catch((err: unknown) => {
       this.log.error({ err: (err as Error).message, nsid: n.nsid }, 'flush before the fence acknowledgement failed (the writes completed; durability is the store\'s)');
     })));
     const key = this.ackKey(g, v.epoch);
-    const deadline = performance.now() + this.cfg.fenceTimeoutMs;
-    for (let attempt = 0; !this.closed && performance.now() < deadline; attempt++) {
+    const deadline = this.host.clock.now() + this.cfg.fenceTimeoutMs;
+    for (let attempt = 0; !this.closed && this.host.clock.now() < deadline; attempt++) {
       if (this.lease === null || this.suspended) {
         // We are (about to be) dead to the others, which fences us; if we come
         // back before that, the resync after resume() acknowledges again.
@@ -530,12 +545,12 @@ export class Cluster {
         return;
       }
       try {
-        await this.etcd.put(key, JSON.stringify({ node: this.node, epoch: v.epoch, drainedMs, at: new Date().toISOString() }), this.lease);
-        this.log.info({ subnqn: g.subsys.nqn, grpid: g.grpid, epoch: v.epoch, to: { port: v.port, node: v.node }, drainedMs, ms: +(performance.now() - t0).toFixed(3) }, 'fenced for another node: acknowledged');
+        await this.etcd.put(key, JSON.stringify({ node: this.node, epoch: v.epoch, drainedMs, at: new Date(this.host.clock.wallNow()).toISOString() }), this.lease);
+        this.log.info({ subnqn: g.subsys.nqn, grpid: g.grpid, epoch: v.epoch, to: { port: v.port, node: v.node }, drainedMs, ms: +(this.host.clock.now() - t0).toFixed(3) }, 'fenced for another node: acknowledged');
         return;
       } catch (err) {
         this.log.warn({ err: (err as Error).message, attempt }, 'cannot write the fence acknowledgement yet');
-        await sleep(Math.min(50 * 2 ** attempt, 500));
+        await sleepOn(this.host.clock, Math.min(50 * 2 ** attempt, 500));
       }
     }
   }
@@ -641,7 +656,7 @@ export class Cluster {
   private async setOrphaned(g: Group, rev: number, orphaned: boolean): Promise<void> {
     const v = g.value;
     if (!v || v.state !== 'active' || g.modRev !== rev || (v.orphaned === true) === orphaned) return;
-    const next: ActiveValue = { ...v, orphaned, at: new Date().toISOString() };
+    const next: ActiveValue = { ...v, orphaned, at: new Date(this.host.clock.wallNow()).toISOString() };
     if (!orphaned) delete next.orphaned;
     try {
       await this.casPut(g, rev, next);
@@ -653,7 +668,7 @@ export class Cluster {
   /** The requester of a move died: we served the old path, take it back (no one else served I/O meanwhile). */
   private async giveBack(g: Group, rev: number, v: ActiveValue): Promise<void> {
     const from = v.from!;
-    const next: ActiveValue = { port: from.port, node: this.node, epoch: v.epoch + 1, state: 'active', reason: `the move to port ${v.port} was abandoned (node ${v.node} gone): back to port ${from.port}`, at: new Date().toISOString() };
+    const next: ActiveValue = { port: from.port, node: this.node, epoch: v.epoch + 1, state: 'active', reason: `the move to port ${v.port} was abandoned (node ${v.node} gone): back to port ${from.port}`, at: new Date(this.host.clock.wallNow()).toISOString() };
     try {
       if (await this.casPut(g, rev, next)) this.log.warn({ subnqn: g.subsys.nqn, grpid: g.grpid, port: from.port }, next.reason);
     } catch (err) {
@@ -701,7 +716,7 @@ export class Cluster {
     if (!this.isLocal(portid)) throw new ClusterError('conflict', `port ${portid} is served by node ${this.nodeOf(portid)}, not by this node (${this.node})`);
     if (this.suspended || this.lease === null) throw new ClusterError('unavailable', `node ${this.node} has no confirmed lease in etcd (self-fenced): it cannot take a path`);
     g.busy++;
-    const t0 = performance.now();
+    const t0 = this.host.clock.now();
     try {
       // 1. the request
       let written: { value: ActiveValue; rev: number } | null = null;
@@ -734,7 +749,7 @@ export class Cluster {
           incarnation: this.incarnation,
           from: from ? { ...from, incarnation: fromInc } : null,
           reason,
-          at: new Date().toISOString(),
+          at: new Date(this.host.clock.wallNow()).toISOString(),
         };
         let r;
         try {
@@ -772,7 +787,7 @@ export class Cluster {
 
       // 2. the fence
       const from = written.value.from;
-      const fenceT0 = performance.now();
+      const fenceT0 = this.host.clock.now();
       try {
         await Promise.all([
           // commands started through any other port of ours (a local move, or a former standby of ours)
@@ -782,15 +797,15 @@ export class Cluster {
       } catch (err) {
         // Neither acknowledged nor dead in time: give the group back to the old path.
         if (from) {
-          const back: ActiveValue = { port: from.port, node: from.node, epoch: written.value.epoch + 1, state: 'active', reason: `rollback: ${(err as Error).message}`, at: new Date().toISOString() };
+          const back: ActiveValue = { port: from.port, node: from.node, epoch: written.value.epoch + 1, state: 'active', reason: `rollback: ${(err as Error).message}`, at: new Date(this.host.clock.wallNow()).toISOString() };
           await this.casPut(g, written.rev, back).catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'cannot roll the activation back'));
         }
         throw err;
       }
-      const fenceMs = +(performance.now() - fenceT0).toFixed(3);
+      const fenceMs = +(this.host.clock.now() - fenceT0).toFixed(3);
 
       // 3. active
-      const final: ActiveValue = { port: portid, node: this.node, epoch: written.value.epoch, state: 'active', reason, at: new Date().toISOString() };
+      const final: ActiveValue = { port: portid, node: this.node, epoch: written.value.epoch, state: 'active', reason, at: new Date(this.host.clock.wallNow()).toISOString() };
       let ok: boolean;
       try {
         ok = await this.casPut(g, written.rev, final, { del: this.ackKey(g, written.value.epoch) });
@@ -798,7 +813,7 @@ export class Cluster {
         throw new ClusterError('unavailable', `cannot complete the activation in etcd: ${(err as Error).message}`);
       }
       if (!ok) throw new ClusterError('superseded', `group ${g.grpid} was moved elsewhere while this activation fenced the old path`);
-      this.log.info({ subnqn: g.subsys.nqn, grpid: g.grpid, from: from ?? null, to: { port: portid, node: this.node }, epoch: final.epoch, fenceMs, ms: +(performance.now() - t0).toFixed(3), reason }, 'active path moved');
+      this.log.info({ subnqn: g.subsys.nqn, grpid: g.grpid, from: from ?? null, to: { port: portid, node: this.node }, epoch: final.epoch, fenceMs, ms: +(this.host.clock.now() - t0).toFixed(3), reason }, 'active path moved');
     } finally {
       g.busy--;
       this.applyLocal(g);
@@ -834,8 +849,8 @@ export class Cluster {
         if (settled) return;
         settled = true;
         this.waiters.delete(check);
-        clearTimeout(timer);
-        clearInterval(poll);
+        this.host.clock.clearTimeout(timer);
+        stopPoll();
         if (err) reject(err);
         else resolve(how!);
       };
@@ -845,9 +860,9 @@ export class Cluster {
         if (this.closed) return finish(new ClusterError('unavailable', 'the target is stopping'));
         if (this.suspended) return finish(new ClusterError('unavailable', `node ${this.node} lost its lease while fencing`));
       };
-      const timer = setTimeout(() => finish(new ClusterError('timeout', `node ${from.node} neither acknowledged the fence of port ${from.port} nor expired within ${timeoutMs} ms`)), timeoutMs);
+      const timer = this.host.clock.setTimeout(() => finish(new ClusterError('timeout', `node ${from.node} neither acknowledged the fence of port ${from.port} nor expired within ${timeoutMs} ms`)), timeoutMs);
       // The watch delivers both; a slow poll covers a watch that is reconnecting.
-      const poll = setInterval(() => {
+      const stopPoll = every(this.host.clock, Math.max(100, this.ttlMs / 4), () => {
         void Promise.all([this.etcd.range(ackKey), this.etcd.range(nodeKey)]).then(([a, n]) => {
           if (a.kvs[0]) this.acks.add(ackKey);
           const kv = n.kvs[0];
@@ -855,7 +870,7 @@ export class Cluster {
           else if ((this.nodes.get(from.node)?.incarnation ?? 0) !== 0 && n.revision > 0) this.nodes.delete(from.node);
           check();
         }, () => undefined);
-      }, Math.max(100, this.ttlMs / 4));
+      });
       this.waiters.add(check);
       check();
     });
@@ -878,7 +893,7 @@ export class Cluster {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const t of this.timers) clearInterval(t);
+    for (const stop of this.timers) stop();
     this.timers = [];
     this.watcher?.close();
     this.wake();

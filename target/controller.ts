@@ -11,6 +11,7 @@ import { AerResultValue, AsyncEventConfigBit } from '../shared/features.ts';
 import { LogPageId, type ErrorLogEntry } from '../shared/log-pages.ts';
 import { ShutdownNotification, ShutdownStatus, decodeCc, encodeCsts } from '../shared/fabrics.ts';
 import { Status, withDnr } from '../shared/status.ts';
+import { realClock, type Clock, type TimerHandle } from '../shared/clock.ts';
 import type { Logger } from './logger.ts';
 import type { Port } from './port.ts';
 import type { Completion } from './request.ts';
@@ -67,6 +68,8 @@ export interface ControllerOptions {
   maxIoQueues: number;
   mqes: number;
   log: Logger;
+  /** Keep-alive timing and timestamps (default: real time). */
+  clock?: Clock;
   /** Called once, when the controller is gone. */
   onGone: (ctrl: Controller, reason: string) => void;
 }
@@ -79,7 +82,8 @@ export class Controller {
   readonly port: Port;
   readonly hostnqn: string;
   readonly hostid: Buffer;
-  readonly createdAt = Date.now();
+  /** Wall-clock creation time (ms since the epoch). */
+  readonly createdAt: number;
   readonly log: Logger;
   readonly maxIoQueues: number;
   readonly mqes: number;
@@ -97,8 +101,9 @@ export class Controller {
 
   private readonly onGone: (ctrl: Controller, reason: string) => void;
   private gone = false;
-  private kaTimer: NodeJS.Timeout | null = null;
-  private lastTraffic = Date.now();
+  readonly #clock: Clock;
+  private kaTimer: TimerHandle | null = null;
+  private lastTraffic: number;
   /** Parked Asynchronous Event Requests. */
   private readonly aers: ((c: Completion) => void)[] = [];
   /** Events raised with no AER outstanding, delivered when one arrives. */
@@ -123,6 +128,9 @@ export class Controller {
     this.mqes = o.mqes;
     this.log = o.log.child({ cntlid: o.cntlid, port: o.port.portid });
     this.onGone = o.onGone;
+    this.#clock = o.clock ?? realClock;
+    this.createdAt = this.#clock.wallNow();
+    this.lastTraffic = this.#clock.now();
     this.armKeepAlive();
   }
 
@@ -140,7 +148,7 @@ export class Controller {
 
   /** Any command counts as traffic (CTRATT.TBKAS): the host may skip Keep Alive while busy. */
   touch(): void {
-    this.lastTraffic = Date.now();
+    this.lastTraffic = this.#clock.now();
   }
 
   setKato(ms: number): void {
@@ -149,23 +157,22 @@ export class Controller {
   }
 
   private armKeepAlive(): void {
-    if (this.kaTimer) clearTimeout(this.kaTimer);
+    const clock = this.#clock;
+    clock.clearTimeout(this.kaTimer);
     this.kaTimer = null;
     if (this.katoMs <= 0 || this.gone) return;
-    this.lastTraffic = Date.now();
+    this.lastTraffic = clock.now();
     const check = () => {
-      const idle = Date.now() - this.lastTraffic;
+      const idle = clock.now() - this.lastTraffic;
       if (idle >= this.katoMs) {
         this.log.warn({ kato: this.katoMs, idleMs: idle, hostnqn: this.hostnqn }, 'keep-alive timer expired: tearing the controller down');
         this.destroy('keep-alive timeout');
         return;
       }
       // KATO is 32 bits of ms; Node timers take at most 2^31-1 (longer ones fire after 1 ms): check again later.
-      this.kaTimer = setTimeout(check, Math.min(this.katoMs - idle, MAX_TIMER_MS));
-      this.kaTimer.unref();
+      this.kaTimer = clock.setTimeout(check, Math.min(this.katoMs - idle, MAX_TIMER_MS));
     };
-    this.kaTimer = setTimeout(check, Math.min(this.katoMs, MAX_TIMER_MS));
-    this.kaTimer.unref();
+    this.kaTimer = clock.setTimeout(check, Math.min(this.katoMs, MAX_TIMER_MS));
   }
 
   // ---------------------------------------------------------------- registers
@@ -275,7 +282,7 @@ export class Controller {
   destroy(reason: string): void {
     if (this.gone) return;
     this.gone = true;
-    if (this.kaTimer) clearTimeout(this.kaTimer);
+    this.#clock.clearTimeout(this.kaTimer);
     this.kaTimer = null;
     for (const resolve of this.aers.splice(0)) resolve({ status: Status.AbortedSqDeleted });
     for (const q of [...this.queues.values()]) q.destroy(reason);

@@ -71,6 +71,8 @@ export interface TargetCore {
   hostDhchap?(hostnqn: string): HostAuthConfig | undefined;
   /** Every timer and time read of the target's queues and controllers. */
   readonly clock: Clock;
+  /** clock.now() when the target was created (SMART power-on hours). */
+  readonly startedAt: number;
   /** Data-path switches, read once at the edge (target/cli.ts). */
   readonly switches: FeatureSwitches;
   /** Data-path counters of this target (tests, diagnostics). */

@@ -10,6 +10,7 @@
  * next revision. Every request has a timeout; endpoints are tried in order
  * when one cannot be reached.
  */
+import { realClock, sleepOn, type Clock } from '../shared/clock.ts';
 import type { Logger } from './logger.ts';
 
 export interface Kv {
@@ -121,6 +122,8 @@ export class EtcdClient {
   constructor(
     readonly endpoints: readonly string[],
     private readonly log: Logger,
+    /** The watch's reconnect backoff. */
+    readonly clock: Clock = realClock,
     /** Timeout of one request, unless the call gives its own. */
     private readonly timeoutMs = 2000,
   ) {
@@ -301,7 +304,7 @@ export class Watcher {
         if (this.closed) break;
         this.log.debug({ err: (err as Error).message, fromRevision: this.next }, 'etcd watch broken: re-opening');
         attempt++;
-        await new Promise((r) => setTimeout(r, backoff));
+        await sleepOn(this.client.clock, backoff);
         backoff = Math.min(backoff * 2, 1000);
         continue;
       }

@@ -3,6 +3,7 @@
  * (states are per port per group, as in Linux nvmet).
  */
 import { AnaState, type AnaStateValue, parseAnaState } from '../shared/log-pages.ts';
+import { realClock, type Clock, type TimerHandle } from '../shared/clock.ts';
 import type { PortConfig } from './config.ts';
 import { PortFaults } from './fault-injection.ts';
 
@@ -16,12 +17,14 @@ export class Port {
   state: PortState = 'down';
   /** Configured ANA state per group (the source of truth in 'ana' mode). */
   readonly anaStates = new Map<number, AnaStateValue>();
-  /** A pending ANA transition per group: the state reached when it ends. */
-  readonly transitions = new Map<number, { to: AnaStateValue; timer: NodeJS.Timeout }>();
+  /** A pending ANA transition per group: the state reached when it ends (timer null: ended by a fence, not by time). */
+  readonly transitions = new Map<number, { to: AnaStateValue; timer: TimerHandle | null }>();
   readonly subsystems = new Set<string>();
   readonly faults = new PortFaults();
+  readonly clock: Clock;
 
-  constructor(config: PortConfig) {
+  constructor(config: PortConfig, clock: Clock = realClock) {
+    this.clock = clock;
     this.portid = config.portid;
     this.config = config;
     for (const g of config.anaGroups) this.anaStates.set(g.grpid, parseAnaState(g.state));
@@ -43,7 +46,7 @@ export class Port {
   }
 
   clearTransitions(): void {
-    for (const t of this.transitions.values()) clearTimeout(t.timer);
+    for (const t of this.transitions.values()) this.clock.clearTimeout(t.timer);
     this.transitions.clear();
   }
 }

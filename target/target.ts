@@ -60,6 +60,7 @@ export class Target implements TargetCore, DiscoverySource {
   readonly log: Logger;
   readonly limits: TargetLimits;
   readonly clock: Clock;
+  readonly startedAt: number;
   readonly switches: FeatureSwitches;
   readonly counters: DataPathCounters = { directReadBytes: 0, stagedWrites: 0 };
   readonly discovery: DiscoveryService;
@@ -79,6 +80,7 @@ export class Target implements TargetCore, DiscoverySource {
     this.log = opts.log ?? silentLogger;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.clock = opts.clock ?? realClock;
+    this.startedAt = this.clock.now();
     this.switches = opts.switches ?? defaultFeatureSwitches;
     this.stateDir = opts.stateDir ?? path.join(os.tmpdir(), 'nvmets-state');
     this.discovery = new DiscoveryService(config.discoveryNqn, this, this.log);
@@ -92,7 +94,7 @@ export class Target implements TargetCore, DiscoverySource {
   static async create(config: TargetConfig, opts: TargetOptions = {}): Promise<Target> {
     const t = new Target(config, opts);
     try {
-      for (const pc of config.ports) t.portMap.set(pc.portid, new Port(pc));
+      for (const pc of config.ports) t.portMap.set(pc.portid, new Port(pc, t.clock));
       for (const sc of config.subsystems) {
         const subsys = new Subsystem(sc);
         t.subsystems.set(sc.nqn, subsys);
@@ -151,6 +153,7 @@ export class Target implements TargetCore, DiscoverySource {
     const ctrl = new Controller({
       ...opts,
       log: this.log,
+      clock: this.clock,
       maxIoQueues: Math.min(opts.subsystem?.config.qidMax ?? this.limits.maxIoQueues, this.limits.maxIoQueues),
       mqes: portMqes(this.limits.mqes, opts.port),
       onGone: (c, reason) => this.controllerGone(c, reason),
@@ -227,7 +230,7 @@ export class Target implements TargetCore, DiscoverySource {
   async setNamespaceActive(ctrl: Controller, nsid: number): Promise<Completion> {
     const subsys = ctrl.subsystem!;
     const ns = subsys.namespaces.get(nsid)!;
-    const started = performance.now();
+    const started = this.clock.now();
     try {
       await this.activate(subsys, ns.anagrpid, ctrl.port.portid, `Set Namespace Active (0xFE) nsid ${nsid} from cntlid ${ctrl.cntlid}`);
     } catch (err) {
@@ -236,7 +239,7 @@ export class Target implements TargetCore, DiscoverySource {
       ctrl.log.warn({ nsid, grpid: ns.anagrpid, err: err.message, status: err.status }, 'Set Namespace Active (0xFE) failed');
       return { status: err.status };
     }
-    ctrl.log.info({ nsid, grpid: ns.anagrpid, ms: +(performance.now() - started).toFixed(3) }, 'namespace active on this path (0xFE)');
+    ctrl.log.info({ nsid, grpid: ns.anagrpid, ms: +(this.clock.now() - started).toFixed(3) }, 'namespace active on this path (0xFE)');
     return { status: 0 };
   }
 
@@ -273,10 +276,10 @@ export class Target implements TargetCore, DiscoverySource {
       await Promise.all(namespaces.map((n) => n.drain((p) => p !== portid)));
       return;
     }
-    const t0 = performance.now();
+    const t0 = this.clock.now();
     subsys.orphanedGroups.delete(grpid);
     subsys.activePort.delete(grpid);
-    const fence = { to: AnaState.Optimized as AnaStateValue, timer: setTimeout(() => undefined, 0) };
+    const fence = { to: AnaState.Optimized as AnaStateValue, timer: null };
     port.transitions.set(grpid, fence);
     subsys.bumpAnaChange(grpid);
     // Fencing: nothing started through another port may still be executing.
@@ -284,7 +287,7 @@ export class Target implements TargetCore, DiscoverySource {
     if (port.transitions.get(grpid) === fence) port.transitions.delete(grpid);
     subsys.activePort.set(grpid, portid);
     subsys.bumpAnaChange(grpid);
-    const fenceMs = +(performance.now() - t0).toFixed(3);
+    const fenceMs = +(this.clock.now() - t0).toFixed(3);
     this.log.info({ subnqn: subsys.nqn, grpid, from: old ?? null, to: portid, fenceMs, reason }, 'active path moved');
     this.notifyAnaChange(subsys, [old, portid].filter((p): p is number => p !== undefined));
     if (subsys.config.persistActive) await this.saveActiveState(subsys);
@@ -362,15 +365,14 @@ export class Target implements TargetCore, DiscoverySource {
       throw new ControlError(`group ${grpid} on port ${portid} belongs to active-standby subsystem ${blocking[0]!.nqn}: move its active path instead`);
     }
     const pending = port.transitions.get(grpid);
-    if (pending) clearTimeout(pending.timer);
+    if (pending) this.clock.clearTimeout(pending.timer);
     port.transitions.delete(grpid);
     if (transitionMs > 0) {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         port.transitions.delete(grpid);
         port.anaStates.set(grpid, state);
         this.anaChanged(port, grpid, `transition to ${stateName} done`);
       }, transitionMs);
-      timer.unref();
       port.transitions.set(grpid, { to: state, timer });
       this.anaChanged(port, grpid, `transition to ${stateName} (${transitionMs} ms)`);
     } else {
@@ -470,7 +472,7 @@ export class Target implements TargetCore, DiscoverySource {
     if (this.portMap.has(pc.portid)) throw new ControlError(`port ${pc.portid} exists`);
     if (this.cluster) throw new ControlError('ports cannot be added at run time on a cluster node: change every node\'s configuration and restart the nodes one by one');
     for (const nqn of pc.subsystems) this.subsystem(nqn);
-    const port = new Port(pc);
+    const port = new Port(pc, this.clock);
     this.portMap.set(pc.portid, port);
     for (const nqn of pc.subsystems) {
       const subsys = this.subsystems.get(nqn)!;
