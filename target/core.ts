@@ -86,7 +86,6 @@ export interface DataPathCounters {
   stagedWrites: number;
 }
 
-
 export function mdtsBytes(limits: TargetLimits): number {
   return limits.mdts === 0 ? Number.MAX_SAFE_INTEGER : 4096 * 2 ** limits.mdts;
 }
