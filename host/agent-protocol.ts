@@ -12,6 +12,7 @@
  *
  * Also the shapes the agent answers with, which host/format.ts renders.
  */
+import { realClock } from '../shared/clock.ts';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -383,16 +384,16 @@ export class AgentClient {
   static connect(socket: string, timeoutMs = 5000): Promise<AgentClient> {
     return new Promise((resolve, reject) => {
       const sock = net.connect(socket);
-      const timer = setTimeout(() => {
+      const timer = realClock.setTimeout(() => {
         sock.destroy();
         reject(new AgentError('TIMEOUT', `the host agent (${socket}) did not accept a connection within ${timeoutMs} ms`));
       }, timeoutMs);
       sock.once('connect', () => {
-        clearTimeout(timer);
+        realClock.clearTimeout(timer);
         resolve(new AgentClient(socket, sock));
       });
       sock.once('error', (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
+        realClock.clearTimeout(timer);
         if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') reject(new AgentError('NO_AGENT', `no host agent is running (socket ${socket})`));
         else reject(new AgentError('NO_AGENT', `cannot reach the host agent at ${socket}: ${err.message}`));
       });

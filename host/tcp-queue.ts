@@ -59,7 +59,7 @@ import { connectCommand, encodeSqe, withCid, type Sqe } from '../shared/sqe.ts';
 import { Status, describeStatus } from '../shared/status.ts';
 import { HostError } from './errors.ts';
 import type { HostTransportStats } from './context.ts';
-import { CHECK_INVARIANTS, InvariantError } from './invariants.ts';
+import { DEV_CHECKS, InvariantError } from '../shared/dev-checks.ts';
 
 /** Linux assumes 8 KiB of in-capsule data on the admin queue and for Fabrics commands. */
 export const ADMIN_INCAPSULE_SIZE = 8192;
@@ -595,7 +595,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
 
   /** The one place a command changes state; the table and each state's data are checked in development and test runs. */
   #to(slot: Slot, next: CmdState): void {
-    if (CHECK_INVARIANTS) {
+    if (DEV_CHECKS) {
       const from = slot.state;
       if (!canCmdTransition(from, next)) {
         throw new InvariantError(`queue ${this.qid}: command tag ${slot.tag}: ${CMD_STATE_NAMES[from]} -> ${CMD_STATE_NAMES[next]} is not a transition`);

@@ -112,11 +112,6 @@ export class DeferredReadSink implements DirectReadSink {
   }
 }
 
-/** Off (NVMETS_DIRECT_READS=0): Node's own reads and 'data' events, for comparison or if a Node release breaks adoption. */
-export function directReadsEnabled(): boolean {
-  return process.env['NVMETS_DIRECT_READS'] !== '0';
-}
-
 interface HandleOwner {
   _handle: object | null;
 }

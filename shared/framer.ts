@@ -93,20 +93,20 @@ export class PduFramer {
   /** Set once the IC exchange negotiated them. */
   hdgst = false;
   ddgst = false;
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  #chunks: Buffer[] = [];
+  #buffered = 0;
   /** plen of the PDU whose header was validated and is being buffered. */
-  private pendingPlen = 0;
+  #pendingPlen = 0;
   /** Of that PDU: where its data starts and how long it is (0: no data). */
-  private pendingPdo = 0;
-  private pendingDataLen = 0;
+  #pendingPdo = 0;
+  #pendingDataLen = 0;
   /** Whether the receiver was already asked where this PDU's data goes (asked once). */
-  private placementAsked = false;
+  #placementAsked = false;
   /** The PDU whose data is going straight to its destination. */
-  private placing: Placement | null = null;
+  #placing: Placement | null = null;
   /** Set by the receiver to place large data itself (see DataPlacement). */
   placeData: DataPlacement | null = null;
-  private readonly scratch = Buffer.alloc(COMMON_HEADER_LENGTH);
+  readonly #scratch = Buffer.alloc(COMMON_HEADER_LENGTH);
 
   constructor(role: Role, limits: FramerLimits = DEFAULT_FRAMER_LIMITS) {
     this.role = role;
@@ -115,17 +115,17 @@ export class PduFramer {
 
   /** Bytes received but not yet delivered as a PDU. */
   get bufferedBytes(): number {
-    return this.buffered;
+    return this.#buffered;
   }
 
   /** True when a PDU has started arriving but is not complete. */
   get midPdu(): boolean {
-    return this.buffered > 0 || this.placing !== null;
+    return this.#buffered > 0 || this.#placing !== null;
   }
 
   /** True while a PDU's data is being placed into memory that `buf` shares (the receiver must not reuse it yet). */
   placingInto(buf: Buffer): boolean {
-    const dest = this.placing?.dest;
+    const dest = this.#placing?.dest;
     if (!dest || dest.buffer !== buf.buffer) return false;
     return dest.byteOffset < buf.byteOffset + buf.length && buf.byteOffset < dest.byteOffset + dest.length;
   }
@@ -141,33 +141,33 @@ export class PduFramer {
    */
   push(chunk: Buffer, deliver: (pdu: Pdu) => void): void {
     if (chunk.length === 0) return;
-    if (this.placing) {
-      const used = this.fill(this.placing, chunk);
-      if (this.placing.ddgstFilled < (this.placing.ddgst?.length ?? 0) || this.placing.filled < this.placing.dest.length) return;
-      this.finishPlacement(deliver);
+    if (this.#placing) {
+      const used = this.#fill(this.#placing, chunk);
+      if (this.#placing.ddgstFilled < (this.#placing.ddgst?.length ?? 0) || this.#placing.filled < this.#placing.dest.length) return;
+      this.#finishPlacement(deliver);
       if (used === chunk.length) return;
       chunk = chunk.subarray(used);
     }
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
     for (;;) {
-      if (this.pendingPlen === 0) {
-        if (this.buffered < COMMON_HEADER_LENGTH) return;
-        this.pendingPlen = this.checkCommonHeader(this.peekHeader());
+      if (this.#pendingPlen === 0) {
+        if (this.#buffered < COMMON_HEADER_LENGTH) return;
+        this.#pendingPlen = this.#checkCommonHeader(this.#peekHeader());
       }
-      if (this.buffered < this.pendingPlen) {
-        if (this.placeData && this.pendingDataLen > 0 && !this.placementAsked && this.buffered >= this.pendingPdo) this.startPlacement();
+      if (this.#buffered < this.#pendingPlen) {
+        if (this.placeData && this.#pendingDataLen > 0 && !this.#placementAsked && this.#buffered >= this.#pendingPdo) this.#startPlacement();
         return;
       }
-      const raw = this.take(this.pendingPlen);
-      this.pendingPlen = 0;
-      this.placementAsked = false;
-      const pdu = this.decode(raw);
-      this.hand(pdu, raw, deliver);
+      const raw = this.#take(this.#pendingPlen);
+      this.#pendingPlen = 0;
+      this.#placementAsked = false;
+      const pdu = this.#decode(raw);
+      this.#hand(pdu, raw, deliver);
     }
   }
 
-  private hand(pdu: Pdu, raw: Buffer, deliver: (pdu: Pdu) => void): void {
+  #hand(pdu: Pdu, raw: Buffer, deliver: (pdu: Pdu) => void): void {
     try {
       deliver(pdu);
     } catch (err) {
@@ -182,23 +182,23 @@ export class PduFramer {
    * the data goes; if it says, take the header and copy what data is here.
    * Everything buffered belongs to this PDU (less than plen is buffered).
    */
-  private startPlacement(): void {
-    this.placementAsked = true;
-    const first = this.chunks[0]!;
-    const head = first.length >= this.pendingPdo ? first.subarray(0, this.pendingPdo) : this.peekBytes(this.pendingPdo);
-    this.checkHeaderDigest(head);
+  #startPlacement(): void {
+    this.#placementAsked = true;
+    const first = this.#chunks[0]!;
+    const head = first.length >= this.#pendingPdo ? first.subarray(0, this.#pendingPdo) : this.#peekBytes(this.#pendingPdo);
+    this.#checkHeaderDigest(head);
     const type = head[0]! as PduTypeValue;
-    const dest = this.placeData!({ type, flags: head[1]!, header: head.subarray(0, head[2]!), dataLength: this.pendingDataLen });
+    const dest = this.placeData!({ type, flags: head[1]!, header: head.subarray(0, head[2]!), dataLength: this.#pendingDataLen });
     if (dest === null) return;
-    if (dest.length !== this.pendingDataLen) throw new RangeError(`data placement gave ${dest.length} bytes for ${this.pendingDataLen}`);
+    if (dest.length !== this.#pendingDataLen) throw new RangeError(`data placement gave ${dest.length} bytes for ${this.#pendingDataLen}`);
     const hasDdgst = (head[1]! & PduFlag.DDGSTF) !== 0;
     // The header is copied: it outlives the chunk it came in, and is small.
-    const placing: Placement = { head: Buffer.from(this.take(this.pendingPdo)), dest, filled: 0, ddgst: hasDdgst ? Buffer.alloc(DIGEST_LENGTH) : null, ddgstFilled: 0 };
-    this.placing = placing;
-    const chunks = this.chunks;
-    this.chunks = [];
-    this.buffered = 0;
-    for (const c of chunks) this.fill(placing, c);
+    const placing: Placement = { head: Buffer.from(this.#take(this.#pendingPdo)), dest, filled: 0, ddgst: hasDdgst ? Buffer.alloc(DIGEST_LENGTH) : null, ddgstFilled: 0 };
+    this.#placing = placing;
+    const chunks = this.#chunks;
+    this.#chunks = [];
+    this.#buffered = 0;
+    for (const c of chunks) this.#fill(placing, c);
     // Not all of it can be here: plen was not reached.
   }
 
@@ -209,7 +209,7 @@ export class PduFramer {
    * what follows is cheaper than a read of its own and a copy). Null otherwise.
    */
   directReadTarget(min: number, max: number): Buffer | null {
-    const p = this.placing;
+    const p = this.#placing;
     if (!p) return null;
     const left = p.dest.length - p.filled;
     return left >= min ? p.dest.subarray(p.filled, p.filled + Math.min(left, max)) : null;
@@ -217,14 +217,14 @@ export class PduFramer {
 
   /** `n` bytes were read into what directReadTarget() returned; delivers the PDU if that completed it. */
   pushDirect(n: number, deliver: (pdu: Pdu) => void): void {
-    const p = this.placing;
+    const p = this.#placing;
     if (!p || n <= 0 || n > p.dest.length - p.filled) throw new RangeError(`direct read of ${n} bytes does not fit the payload being placed`);
     p.filled += n;
-    if (p.filled === p.dest.length && !p.ddgst) this.finishPlacement(deliver);
+    if (p.filled === p.dest.length && !p.ddgst) this.#finishPlacement(deliver);
   }
 
   /** Copy what of `chunk` belongs to the PDU being placed; returns the bytes used. */
-  private fill(p: Placement, chunk: Buffer): number {
+  #fill(p: Placement, chunk: Buffer): number {
     let used = 0;
     const want = p.dest.length - p.filled;
     if (want > 0) {
@@ -241,21 +241,21 @@ export class PduFramer {
     return used;
   }
 
-  private finishPlacement(deliver: (pdu: Pdu) => void): void {
-    const p = this.placing!;
-    this.placing = null;
-    this.pendingPlen = 0;
-    this.placementAsked = false;
+  #finishPlacement(deliver: (pdu: Pdu) => void): void {
+    const p = this.#placing!;
+    this.#placing = null;
+    this.#pendingPlen = 0;
+    this.#placementAsked = false;
     const ddgst = p.ddgst ? p.ddgst.readUInt32LE(0) : null;
-    const pdu = this.decodeData(p.head, p.dest, ddgst, true);
-    this.hand(pdu, p.head, deliver);
+    const pdu = this.#decodeData(p.head, p.dest, ddgst, true);
+    this.#hand(pdu, p.head, deliver);
   }
 
   /** The first n buffered bytes, copied (they span chunks). */
-  private peekBytes(n: number): Buffer {
+  #peekBytes(n: number): Buffer {
     const out = Buffer.allocUnsafe(n);
     let filled = 0;
-    for (const c of this.chunks) {
+    for (const c of this.#chunks) {
       const k = Math.min(c.length, n - filled);
       c.copy(out, filled, 0, k);
       filled += k;
@@ -264,50 +264,50 @@ export class PduFramer {
     return out;
   }
 
-  private peekHeader(): Buffer {
-    const first = this.chunks[0]!;
+  #peekHeader(): Buffer {
+    const first = this.#chunks[0]!;
     if (first.length >= COMMON_HEADER_LENGTH) return first;
     let filled = 0;
-    for (const c of this.chunks) {
+    for (const c of this.#chunks) {
       const n = Math.min(c.length, COMMON_HEADER_LENGTH - filled);
-      c.copy(this.scratch, filled, 0, n);
+      c.copy(this.#scratch, filled, 0, n);
       filled += n;
       if (filled === COMMON_HEADER_LENGTH) break;
     }
-    return this.scratch;
+    return this.#scratch;
   }
 
   /** Take exactly n bytes from the front: a view when they sit in one chunk. */
-  private take(n: number): Buffer {
-    const first = this.chunks[0]!;
+  #take(n: number): Buffer {
+    const first = this.#chunks[0]!;
     let out: Buffer;
     if (first.length >= n) {
       out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
+      if (first.length === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
     } else {
       out = Buffer.allocUnsafe(n);
       let filled = 0;
       while (filled < n) {
-        const c = this.chunks[0]!;
+        const c = this.#chunks[0]!;
         const want = n - filled;
         if (c.length <= want) {
           c.copy(out, filled);
           filled += c.length;
-          this.chunks.shift();
+          this.#chunks.shift();
         } else {
           c.copy(out, filled, 0, want);
-          this.chunks[0] = c.subarray(want);
+          this.#chunks[0] = c.subarray(want);
           filled += want;
         }
       }
     }
-    this.buffered -= n;
+    this.#buffered -= n;
     return out;
   }
 
   /** Validates the 8-byte common header; returns plen. */
-  private checkCommonHeader(h: Buffer): number {
+  #checkCommonHeader(h: Buffer): number {
     const hdr = Buffer.from(h.subarray(0, COMMON_HEADER_LENGTH));
     const type = h[0]!;
     const flags = h[1]!;
@@ -322,7 +322,7 @@ export class PduFramer {
     if (hlen !== expectedHlen) {
       throw new ProtocolError(Fes.InvalidHeaderField, 2, `${pduTypeName(t)} hlen ${hlen}, expected ${expectedHlen}`, hdr);
     }
-    this.pendingDataLen = 0;
+    this.#pendingDataLen = 0;
     if (t === PduType.ICReq || t === PduType.ICResp) {
       if (plen !== IC_LENGTH) throw new ProtocolError(Fes.InvalidHeaderField, 4, `${pduTypeName(t)} plen ${plen}, expected 128`, hdr);
       return plen;
@@ -365,7 +365,7 @@ export class PduFramer {
     } else if (hasDdgst) {
       throw new ProtocolError(Fes.InvalidHeaderField, 1, 'DDGSTF set on a PDU without data', hdr);
     }
-    const limit = this.dataLimit(t);
+    const limit = this.#dataLimit(t);
     if (dataLen > limit) {
       throw new ProtocolError(
         Fes.DataTransferLimitExceeded,
@@ -377,12 +377,12 @@ export class PduFramer {
     if (t === PduType.CapsuleResp || t === PduType.R2T) {
       if (dataLen !== 0) throw new ProtocolError(Fes.InvalidHeaderField, 4, `${pduTypeName(t)} carries data`, hdr);
     }
-    this.pendingPdo = pdo;
-    this.pendingDataLen = dataLen;
+    this.#pendingPdo = pdo;
+    this.#pendingDataLen = dataLen;
     return plen;
   }
 
-  private dataLimit(t: PduTypeValue): number {
+  #dataLimit(t: PduTypeValue): number {
     switch (t) {
       case PduType.CapsuleCmd:
         return this.limits.maxInCapsuleData;
@@ -395,7 +395,7 @@ export class PduFramer {
     }
   }
 
-  private decode(raw: Buffer): Pdu {
+  #decode(raw: Buffer): Pdu {
     const type = raw[0]! as PduTypeValue;
     const flags = raw[1]!;
     const hlen = raw[2]!;
@@ -431,11 +431,11 @@ export class PduFramer {
     const hasDdgst = (flags & PduFlag.DDGSTF) !== 0;
     const dataStart = plen > headerEnd ? pdo : plen;
     const dataEnd = plen - (hasDdgst ? DIGEST_LENGTH : 0);
-    return this.decodeData(raw, raw.subarray(dataStart, dataEnd), hasDdgst ? raw.readUInt32LE(dataEnd) : null, false);
+    return this.#decodeData(raw, raw.subarray(dataStart, dataEnd), hasDdgst ? raw.readUInt32LE(dataEnd) : null, false);
   }
 
   /** A header digest that does not match ends the connection (before any data is placed). */
-  private checkHeaderDigest(head: Buffer): void {
+  #checkHeaderDigest(head: Buffer): void {
     if ((head[1]! & PduFlag.HDGSTF) === 0) return;
     const hlen = head[2]!;
     const expected = head.readUInt32LE(hlen);
@@ -454,11 +454,11 @@ export class PduFramer {
    * A PDU from its header (from byte 0: header, digest, maybe more), its data
    * and the data digest received (null: none).
    */
-  private decodeData(raw: Buffer, data: Buffer, ddgst: number | null, headerChecked: boolean): Pdu {
+  #decodeData(raw: Buffer, data: Buffer, ddgst: number | null, headerChecked: boolean): Pdu {
     const type = raw[0]! as PduTypeValue;
     const flags = raw[1]!;
     const hlen = raw[2]!;
-    if (!headerChecked) this.checkHeaderDigest(raw);
+    if (!headerChecked) this.#checkHeaderDigest(raw);
     let dataDigestError = false;
     if (ddgst !== null) dataDigestError = ddgst !== crc32cOf(data);
     switch (type) {

@@ -54,7 +54,6 @@ export const ANATT_SECONDS = 10;
 export const ANAGRPMAX = 128;
 export const KAS_100MS = 10;
 const NSID_ALL = 0xffffffff;
-const STARTED = Date.now();
 
 export function executeAdmin(req: Request, ctrl: Controller, core: TargetCore): Completion | Promise<Completion> {
   const subsys = ctrl.subsystem!;
@@ -62,7 +61,7 @@ export function executeAdmin(req: Request, ctrl: Controller, core: TargetCore): 
     case AdminOpcode.Identify:
       return identify(req, ctrl, subsys, core);
     case AdminOpcode.GetLogPage:
-      return getLogPage(req, ctrl, subsys);
+      return getLogPage(req, ctrl, subsys, core);
     case AdminOpcode.SetFeatures:
       return setFeatures(req, ctrl);
     case AdminOpcode.GetFeatures:
@@ -217,7 +216,7 @@ export function logPageWindow(req: Request, full: Buffer): Completion {
   return { status: 0, data: sliceLogPage(full, lp.offset, lp.numdBytes) };
 }
 
-function getLogPage(req: Request, ctrl: Controller, subsys: Subsystem): Completion {
+function getLogPage(req: Request, ctrl: Controller, subsys: Subsystem, core: TargetCore): Completion {
   const lp = decodeGetLogPageDwords(req.sqe.cdw10, req.sqe.cdw11, req.sqe.cdw12, req.sqe.cdw13, req.sqe.cdw14);
   let full: Buffer;
   switch (lp.lid) {
@@ -233,7 +232,7 @@ function getLogPage(req: Request, ctrl: Controller, subsys: Subsystem): Completi
         if (!ns) return { status: withDnr(Status.InvalidNamespaceOrFormat), errorLocation: SqeField.nsid };
         namespaces = [ns];
       }
-      full = smartLog(namespaces, ctrl);
+      full = smartLog(namespaces, ctrl, core);
       break;
     }
     case LogPageId.FirmwareSlot:
@@ -264,7 +263,7 @@ function dataUnits(bytes: bigint): bigint {
   return (units512 + 999n) / 1000n;
 }
 
-function smartLog(namespaces: Namespace[], ctrl: Controller): Buffer {
+function smartLog(namespaces: Namespace[], ctrl: Controller, core: TargetCore): Buffer {
   let bytesRead = 0n;
   let bytesWritten = 0n;
   let reads = 0n;
@@ -284,7 +283,7 @@ function smartLog(namespaces: Namespace[], ctrl: Controller): Buffer {
     hostReadCommands: reads,
     hostWriteCommands: writes,
     powerCycles: 1n,
-    powerOnHours: BigInt(Math.floor((Date.now() - STARTED) / 3_600_000)),
+    powerOnHours: BigInt(Math.floor((core.clock.now() - core.startedAt) / 3_600_000)),
     numErrorLogEntries: ctrl.counters.errors,
   });
 }

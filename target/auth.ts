@@ -58,7 +58,9 @@ import { Status, withDnr } from '../shared/status.ts';
 import type { HostAuthConfig } from './config/index.ts';
 import type { Controller } from './controller.ts';
 import type { TargetCore } from './core.ts';
-import { SqeField, type Completion, type QueueContext, type Request } from './request.ts';
+import type { Clock, TimerHandle } from '../shared/clock.ts';
+import { SqeField, type Completion, type Request } from './request.ts';
+import type { SubmissionQueue } from './sq.ts';
 
 /** A queue that has not authenticated this long after its Connect is closed (TargetLimits.authTimeoutMs overrides). */
 export const AUTH_TIMEOUT_MS = 30_000;
@@ -67,11 +69,8 @@ const FAILURE_GRACE_MS = 2_000;
 /** Delay between completing the command that carried AUTH_Failure1 and the teardown, so the completion is written first. */
 const TEARDOWN_DELAY_MS = 20;
 
-/** The queue as this module needs it (TcpQueue). */
-export interface AuthQueue extends QueueContext {
-  destroy(reason: string): void;
-  readonly isClosed: boolean;
-}
+/** The queue as this module needs it: the core's submission queue, whatever the transport. */
+type AuthQueue = SubmissionQueue;
 
 /** What the controller authenticates its host with, fixed at the admin Connect. */
 interface ControllerAuth {
@@ -83,7 +82,8 @@ interface ControllerAuth {
 
 type Step = 'negotiate' | 'challenge' | 'reply' | 'success1' | 'success2' | 'failure1' | 'done';
 
-interface QueueAuth {
+/** One queue's DH-HMAC-CHAP transaction (SubmissionQueue.auth). */
+export interface QueueAuth {
   readonly ctrl: Controller;
   readonly cfg: ControllerAuth | null;
   step: Step;
@@ -99,12 +99,12 @@ interface QueueAuth {
   sessionKey: Buffer | null;
   s2: number;
   c2: Buffer | null;
-  timer: NodeJS.Timeout | null;
+  timer: TimerHandle | null;
+  readonly clock: Clock;
   tornDown: boolean;
 }
 
 const controllers = new WeakMap<Controller, ControllerAuth>();
-const queues = new WeakMap<object, QueueAuth>();
 
 let seqnum = 0;
 /** S1: a per-process counter from a random start, never 0 (as nvme_auth_get_seqnum). */
@@ -137,28 +137,28 @@ export function authOnConnect(core: TargetCore, queue: AuthQueue, ctrl: Controll
     cfg = controllerAuthFor(core, ctrl);
     if (cfg) controllers.set(ctrl, cfg);
   } else cfg = controllers.get(ctrl) ?? null;
-  const st = newState(ctrl, cfg);
-  queues.set(queue, st);
+  const st = newState(ctrl, cfg, queue.clock);
+  queue.auth = st;
   if (!cfg) return 0;
   const timeoutMs = core.limits.authTimeoutMs ?? AUTH_TIMEOUT_MS;
-  st.timer = setTimeout(() => {
+  st.timer = st.clock.setTimeout(() => {
     st.timer = null;
     if (st.authenticated || queue.isClosed) return;
     ctrl.log.warn({ qid: queue.qid, hostnqn: ctrl.hostnqn, peer: queue.remoteAddress, timeoutMs }, 'DH-HMAC-CHAP: queue not authenticated in time; closing');
     // Only this connection (the admin queue's takes its controller with it).
     teardown(st, queue, 'DH-HMAC-CHAP authentication timeout', 0, false);
   }, timeoutMs);
-  st.timer.unref();
   if (queue.qid === 0) {
     ctrl.log.info({ hostnqn: ctrl.hostnqn, hash: hashName(cfg.hashId), dhgroup: dhGroupName(cfg.dhGroupId), bidirectional: cfg.ctrlKey !== null }, 'DH-HMAC-CHAP authentication required');
   }
   return CONNECT_AUTHREQ_ATR;
 }
 
-function newState(ctrl: Controller, cfg: ControllerAuth | null): QueueAuth {
+function newState(ctrl: Controller, cfg: ControllerAuth | null, clock: Clock): QueueAuth {
   return {
     ctrl,
     cfg,
+    clock,
     step: 'negotiate',
     authenticated: false,
     explanation: 0,
@@ -177,14 +177,14 @@ function newState(ctrl: Controller, cfg: ControllerAuth | null): QueueAuth {
 }
 
 /** True while this queue must authenticate before anything but Fabrics commands. */
-export function authPending(queue: QueueContext): boolean {
-  const st = queues.get(queue);
-  return st !== undefined && st.cfg !== null && !st.authenticated;
+export function authPending(queue: AuthQueue): boolean {
+  const st = queue.auth;
+  return st !== null && st.cfg !== null && !st.authenticated;
 }
 
 /** True once the queue completed DH-HMAC-CHAP (tests, status). */
-export function isAuthenticated(queue: QueueContext): boolean {
-  return queues.get(queue)?.authenticated === true;
+export function isAuthenticated(queue: AuthQueue): boolean {
+  return queue.auth?.authenticated === true;
 }
 
 // ---------------------------------------------------------------- commands
@@ -200,10 +200,10 @@ function checkCommand(req: Request): { length: number } | Completion {
 }
 
 function stateOf(queue: AuthQueue): QueueAuth | null {
-  let st = queues.get(queue);
+  let st = queue.auth;
   if (!st && queue.controller) {
-    st = newState(queue.controller, null);
-    queues.set(queue, st);
+    st = newState(queue.controller, null, queue.clock);
+    queue.auth = st;
   }
   return st ?? null;
 }
@@ -379,7 +379,7 @@ function reply(st: QueueAuth, queue: AuthQueue, msg: Extract<AuthMessage, { type
 }
 
 function succeeded(st: QueueAuth, queue: AuthQueue, bidirectional: boolean): void {
-  if (st.timer) clearTimeout(st.timer);
+  st.clock.clearTimeout(st.timer);
   st.timer = null;
   st.c1 = st.c2 = st.sessionKey = null;
   st.dh = null;
@@ -399,24 +399,23 @@ function fail(st: QueueAuth, queue: AuthQueue, explanation: number, why: string)
     { qid: queue.qid, cntlid: st.ctrl.cntlid, hostnqn: st.ctrl.hostnqn, peer: queue.remoteAddress, explanation: failureExplanationName(explanation) },
     `DH-HMAC-CHAP authentication failed: ${why}`,
   );
-  if (st.timer) clearTimeout(st.timer);
-  st.timer = setTimeout(() => {
+  st.clock.clearTimeout(st.timer);
+  st.timer = st.clock.setTimeout(() => {
     st.timer = null;
     teardown(st, queue, 'DH-HMAC-CHAP authentication failed (AUTH_Failure1 not read)', 0);
   }, FAILURE_GRACE_MS);
-  st.timer.unref();
 }
 
 /** The controller goes (nvmet_ctrl_fatal_error): all its queues close. `wholeController` false: only this queue. */
 function teardown(st: QueueAuth, queue: AuthQueue, reason: string, delayMs: number, wholeController = true): void {
   if (st.tornDown) return;
   st.tornDown = true;
-  if (st.timer) clearTimeout(st.timer);
+  st.clock.clearTimeout(st.timer);
   st.timer = null;
   const go = () => {
     if (wholeController && !st.ctrl.isGone) st.ctrl.destroy(reason);
     if (!queue.isClosed) queue.destroy(reason);
   };
-  if (delayMs > 0) setTimeout(go, delayMs);
+  if (delayMs > 0) st.clock.setTimeout(go, delayMs);
   else go();
 }

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { size } from './config/fields.ts';
 import { ConfigError, defaultConfig, loadConfigFile, type TargetConfig } from './config/index.ts';
 import { ControlServer, controlAddress } from './control.ts';
+import { featureSwitchesFromEnv } from '../shared/feature-switches.ts';
 import { createLogger } from './logger.ts';
 import { Target } from './target.ts';
 
@@ -78,7 +79,7 @@ async function main(): Promise<void> {
 
   let target: Target;
   try {
-    target = await Target.create(config, { log, stateDir: argv['state-dir'] });
+    target = await Target.create(config, { log, stateDir: argv['state-dir'], switches: featureSwitchesFromEnv() });
   } catch (err) {
     if ((err as Error).name !== 'ClusterError') throw err;
     // ext.cluster: etcd unreachable, another process holds this node's name, configurations differ.

@@ -6,6 +6,7 @@
  * Every request is validated before anything changes; a bad one is answered
  * with a message naming the problem and changes nothing.
  */
+import { realClock } from '../shared/clock.ts';
 import net from 'node:net';
 import { existsSync, unlinkSync } from 'node:fs';
 import { z } from 'zod';
@@ -307,7 +308,7 @@ export class ControlServer {
       case 'crash':
         // The process dies at once: nothing is flushed beyond what the stores already persisted.
         this.#log.fatal({ fault: 'crash' }, 'fault: crash requested, the process is killed now');
-        setTimeout(() => process.kill(process.pid, 'SIGKILL'), 20);
+        realClock.setTimeout(() => process.kill(process.pid, 'SIGKILL'), 20);
         return { crashing: true };
     }
   }
@@ -324,7 +325,7 @@ export function controlRequest(addr: ControlAddress, method: string, params: Par
   return new Promise((resolve, reject) => {
     const sock = addr.kind === 'unix' ? net.connect(addr.path) : net.connect({ host: addr.host, port: addr.port });
     let buffered = '';
-    const timer = setTimeout(() => {
+    const timer = realClock.setTimeout(() => {
       sock.destroy();
       reject(new Error(`control request ${method} timed out after ${timeoutMs} ms`));
     }, timeoutMs);
@@ -334,14 +335,14 @@ export function controlRequest(addr: ControlAddress, method: string, params: Par
       buffered += text;
       const nl = buffered.indexOf('\n');
       if (nl < 0) return;
-      clearTimeout(timer);
+      realClock.clearTimeout(timer);
       sock.end();
       const resp = JSON.parse(buffered.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
       if (resp.ok) resolve(resp.result);
       else reject(new ControlError(resp.error ?? 'request failed'));
     });
     sock.on('error', (err) => {
-      clearTimeout(timer);
+      realClock.clearTimeout(timer);
       reject(new Error(`cannot reach the target's control endpoint ${addr.kind === 'unix' ? addr.path : `${addr.host}:${addr.port}`}: ${err.message}`));
     });
   });

@@ -11,6 +11,7 @@ import { AerResultValue, AsyncEventConfigBit } from '../shared/features.ts';
 import { LogPageId, type ErrorLogEntry } from '../shared/log-pages.ts';
 import { ShutdownNotification, ShutdownStatus, decodeCc, encodeCsts } from '../shared/fabrics.ts';
 import { Status, withDnr } from '../shared/status.ts';
+import { realClock, type Clock, type TimerHandle } from '../shared/clock.ts';
 import type { Logger } from './logger.ts';
 import type { Port } from './port.ts';
 import type { Completion } from './request.ts';
@@ -67,6 +68,8 @@ export interface ControllerOptions {
   maxIoQueues: number;
   mqes: number;
   log: Logger;
+  /** Keep-alive timing and timestamps (default: real time). */
+  clock?: Clock;
   /** Called once, when the controller is gone. */
   onGone: (ctrl: Controller, reason: string) => void;
 }
@@ -79,7 +82,8 @@ export class Controller {
   readonly port: Port;
   readonly hostnqn: string;
   readonly hostid: Buffer;
-  readonly createdAt = Date.now();
+  /** Wall-clock creation time (ms since the epoch). */
+  readonly createdAt: number;
   readonly log: Logger;
   readonly maxIoQueues: number;
   readonly mqes: number;
@@ -95,19 +99,20 @@ export class Controller {
   /** Granted by Set Features Number of Queues (1-based counts); null until then. */
   grantedQueues: { nsqr: number; ncqr: number } | null = null;
 
-  private readonly onGone: (ctrl: Controller, reason: string) => void;
-  private gone = false;
-  private kaTimer: NodeJS.Timeout | null = null;
-  private lastTraffic = Date.now();
+  readonly #onGone: (ctrl: Controller, reason: string) => void;
+  #gone = false;
+  readonly #clock: Clock;
+  #kaTimer: TimerHandle | null = null;
+  #lastTraffic: number;
   /** Parked Asynchronous Event Requests. */
-  private readonly aers: ((c: Completion) => void)[] = [];
+  readonly #aers: ((c: Completion) => void)[] = [];
   /** Events raised with no AER outstanding, delivered when one arrives. */
-  private readonly pendingEvents: number[] = [];
+  readonly #pendingEvents: number[] = [];
   /** Log pages whose event was sent and not yet cleared by reading the log. */
-  private readonly maskedLogs = new Set<number>();
+  readonly #maskedLogs = new Set<number>();
   readonly changedNamespaces = new Set<number>();
-  private errorCount = 0n;
-  private readonly errors: ErrorLogEntry[] = [];
+  #errorCount = 0n;
+  readonly #errors: ErrorLogEntry[] = [];
   readonly counters = { commands: 0n, errors: 0n };
 
   constructor(o: ControllerOptions) {
@@ -122,12 +127,15 @@ export class Controller {
     this.maxIoQueues = o.maxIoQueues;
     this.mqes = o.mqes;
     this.log = o.log.child({ cntlid: o.cntlid, port: o.port.portid });
-    this.onGone = o.onGone;
-    this.armKeepAlive();
+    this.#onGone = o.onGone;
+    this.#clock = o.clock ?? realClock;
+    this.createdAt = this.#clock.wallNow();
+    this.#lastTraffic = this.#clock.now();
+    this.#armKeepAlive();
   }
 
   get isGone(): boolean {
-    return this.gone;
+    return this.#gone;
   }
   get ready(): boolean {
     return (this.csts & 1) === 1;
@@ -140,32 +148,31 @@ export class Controller {
 
   /** Any command counts as traffic (CTRATT.TBKAS): the host may skip Keep Alive while busy. */
   touch(): void {
-    this.lastTraffic = Date.now();
+    this.#lastTraffic = this.#clock.now();
   }
 
   setKato(ms: number): void {
     this.katoMs = ms;
-    this.armKeepAlive();
+    this.#armKeepAlive();
   }
 
-  private armKeepAlive(): void {
-    if (this.kaTimer) clearTimeout(this.kaTimer);
-    this.kaTimer = null;
-    if (this.katoMs <= 0 || this.gone) return;
-    this.lastTraffic = Date.now();
+  #armKeepAlive(): void {
+    const clock = this.#clock;
+    clock.clearTimeout(this.#kaTimer);
+    this.#kaTimer = null;
+    if (this.katoMs <= 0 || this.#gone) return;
+    this.#lastTraffic = clock.now();
     const check = () => {
-      const idle = Date.now() - this.lastTraffic;
+      const idle = clock.now() - this.#lastTraffic;
       if (idle >= this.katoMs) {
         this.log.warn({ kato: this.katoMs, idleMs: idle, hostnqn: this.hostnqn }, 'keep-alive timer expired: tearing the controller down');
         this.destroy('keep-alive timeout');
         return;
       }
       // KATO is 32 bits of ms; Node timers take at most 2^31-1 (longer ones fire after 1 ms): check again later.
-      this.kaTimer = setTimeout(check, Math.min(this.katoMs - idle, MAX_TIMER_MS));
-      this.kaTimer.unref();
+      this.#kaTimer = clock.setTimeout(check, Math.min(this.katoMs - idle, MAX_TIMER_MS));
     };
-    this.kaTimer = setTimeout(check, Math.min(this.katoMs, MAX_TIMER_MS));
-    this.kaTimer.unref();
+    this.#kaTimer = clock.setTimeout(check, Math.min(this.katoMs, MAX_TIMER_MS));
   }
 
   // ---------------------------------------------------------------- registers
@@ -190,7 +197,7 @@ export class Controller {
     }
     if (next.shn !== ShutdownNotification.None && prev.shn === ShutdownNotification.None) {
       this.csts = (this.csts & ~0xc) | (ShutdownStatus.Occurring << 2);
-      void this.shutdownStores().finally(() => {
+      void this.#shutdownStores().finally(() => {
         this.csts = (this.csts & ~0xc) | (ShutdownStatus.Complete << 2);
         this.log.info('shutdown complete (CSTS.SHST = 10b)');
       });
@@ -199,7 +206,7 @@ export class Controller {
     }
   }
 
-  private async shutdownStores(): Promise<void> {
+  async #shutdownStores(): Promise<void> {
     if (!this.subsystem) return;
     await Promise.allSettled([...this.subsystem.namespaces.values()].map((ns) => ns.store.flush()));
   }
@@ -208,10 +215,10 @@ export class Controller {
 
   /** Park an AER; resolves when an event is delivered or the controller goes. */
   parkAer(): Promise<Completion> | Completion {
-    if (this.aers.length > AERL) return { status: withDnr(Status.AsyncEventRequestLimitExceeded) };
-    const pending = this.pendingEvents.shift();
+    if (this.#aers.length > AERL) return { status: withDnr(Status.AsyncEventRequestLimitExceeded) };
+    const pending = this.#pendingEvents.shift();
     if (pending !== undefined) return { status: 0, result: pending };
-    return new Promise((resolve) => this.aers.push(resolve));
+    return new Promise((resolve) => this.#aers.push(resolve));
   }
 
   /**
@@ -221,31 +228,31 @@ export class Controller {
    */
   raiseEvent(kind: AsyncEventKind): boolean {
     const ev = EVENT[kind];
-    if (this.gone || (this.aec & ev.aecBit) === 0 || this.maskedLogs.has(ev.lid)) return false;
-    this.maskedLogs.add(ev.lid);
-    const aer = this.aers.shift();
+    if (this.#gone || (this.aec & ev.aecBit) === 0 || this.#maskedLogs.has(ev.lid)) return false;
+    this.#maskedLogs.add(ev.lid);
+    const aer = this.#aers.shift();
     if (aer) aer({ status: 0, result: ev.result });
-    else this.pendingEvents.push(ev.result);
+    else this.#pendingEvents.push(ev.result);
     this.log.debug({ event: kind }, 'asynchronous event');
     return true;
   }
 
   /** A log was read without RAE: its event type is unmasked. */
   logRead(lid: number, rae: boolean): void {
-    if (!rae) this.maskedLogs.delete(lid);
+    if (!rae) this.#maskedLogs.delete(lid);
   }
 
   get outstandingAers(): number {
-    return this.aers.length;
+    return this.#aers.length;
   }
 
   // ---------------------------------------------------------------- logs
 
   recordError(e: { sqid: number; cid: number; status: number; errorLocation?: number; lba?: number; nsid?: number; opcode: number }): void {
-    this.errorCount += 1n;
+    this.#errorCount += 1n;
     this.counters.errors += 1n;
-    this.errors.unshift({
-      errorCount: this.errorCount,
+    this.#errors.unshift({
+      errorCount: this.#errorCount,
       sqid: e.sqid,
       cid: e.cid,
       status: e.status,
@@ -262,25 +269,25 @@ export class Controller {
       trtypeSpecificInfo: 0,
       logPageVersion: 1,
     } as ErrorLogEntry);
-    if (this.errors.length > ERROR_LOG_ENTRIES) this.errors.length = ERROR_LOG_ENTRIES;
+    if (this.#errors.length > ERROR_LOG_ENTRIES) this.#errors.length = ERROR_LOG_ENTRIES;
   }
 
   errorLog(): readonly ErrorLogEntry[] {
-    return this.errors;
+    return this.#errors;
   }
 
   // ---------------------------------------------------------------- life
 
   /** Tear down: close every queue, fail parked AERs, tell the subsystem. */
   destroy(reason: string): void {
-    if (this.gone) return;
-    this.gone = true;
-    if (this.kaTimer) clearTimeout(this.kaTimer);
-    this.kaTimer = null;
-    for (const resolve of this.aers.splice(0)) resolve({ status: Status.AbortedSqDeleted });
+    if (this.#gone) return;
+    this.#gone = true;
+    this.#clock.clearTimeout(this.#kaTimer);
+    this.#kaTimer = null;
+    for (const resolve of this.#aers.splice(0)) resolve({ status: Status.AbortedSqDeleted });
     for (const q of [...this.queues.values()]) q.destroy(reason);
     this.queues.clear();
     this.log.info({ reason, hostnqn: this.hostnqn }, 'controller gone');
-    this.onGone(this, reason);
+    this.#onGone(this, reason);
   }
 }

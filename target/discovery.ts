@@ -53,20 +53,20 @@ export class DiscoveryService {
   readonly nqn: string;
   readonly controllers = new Map<number, Controller>();
   genctr = 1n;
-  private nextCntlid = 1;
-  private readonly source: DiscoverySource;
-  private readonly log: Logger;
+  #nextCntlid = 1;
+  readonly #source: DiscoverySource;
+  readonly #log: Logger;
 
   constructor(nqn: string, source: DiscoverySource, log: Logger) {
     this.nqn = nqn;
-    this.source = source;
-    this.log = log;
+    this.#source = source;
+    this.#log = log;
   }
 
   allocateCntlid(): number | null {
     for (let i = 0; i < 0xffef; i++) {
-      const id = this.nextCntlid;
-      this.nextCntlid = id >= 0xffef ? 1 : id + 1;
+      const id = this.#nextCntlid;
+      this.#nextCntlid = id >= 0xffef ? 1 : id + 1;
       if (!this.controllers.has(id)) return id;
     }
     return null;
@@ -91,10 +91,10 @@ export class DiscoveryService {
         tsas: tcpTsas(),
       },
     ];
-    for (const port of this.source.ports()) {
+    for (const port of this.#source.ports()) {
       if (port.state !== 'up') continue;
       for (const nqn of port.subsystems) {
-        const subsys = this.source.findSubsystem(nqn);
+        const subsys = this.#source.findSubsystem(nqn);
         if (!subsys || !subsys.isHostAllowed(ctrl.hostnqn)) continue;
         entries.push({
           trtype: TrType.Tcp,
@@ -138,7 +138,7 @@ export class DiscoveryService {
   /** Something a host could discover changed. */
   changed(reason: string): void {
     this.genctr += 1n;
-    this.log.info({ genctr: this.genctr.toString(), reason }, 'discovery log changed');
+    this.#log.info({ genctr: this.genctr.toString(), reason }, 'discovery log changed');
     for (const c of this.controllers.values()) c.raiseEvent('discovery-change');
   }
 }

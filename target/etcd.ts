@@ -10,6 +10,7 @@
  * next revision. Every request has a timeout; endpoints are tried in order
  * when one cannot be reached.
  */
+import { realClock, sleepOn, type Clock } from '../shared/clock.ts';
 import type { Logger } from './logger.ts';
 
 export interface Kv {
@@ -116,22 +117,28 @@ function compareJson(c: Compare): Record<string, unknown> {
 }
 
 export class EtcdClient {
-  private preferred = 0;
+  #preferred = 0;
+  readonly #log: Logger;
+  /** Timeout of one request, unless the call gives its own. */
+  readonly #timeoutMs: number;
 
   constructor(
     readonly endpoints: readonly string[],
-    private readonly log: Logger,
-    /** Timeout of one request, unless the call gives its own. */
-    private readonly timeoutMs = 2000,
+    log: Logger,
+    /** The watch's reconnect backoff. */
+    readonly clock: Clock = realClock,
+    timeoutMs = 2000,
   ) {
     if (endpoints.length === 0) throw new TypeError('etcd: no endpoint');
+    this.#log = log;
+    this.#timeoutMs = timeoutMs;
   }
 
   /** POST one gateway request; the next endpoint is tried when one cannot be reached. */
-  async call<T>(path: string, body: unknown, timeoutMs = this.timeoutMs): Promise<T> {
+  async call<T>(path: string, body: unknown, timeoutMs = this.#timeoutMs): Promise<T> {
     let last: unknown;
     for (let i = 0; i < this.endpoints.length; i++) {
-      const idx = (this.preferred + i) % this.endpoints.length;
+      const idx = (this.#preferred + i) % this.endpoints.length;
       const url = `${this.endpoints[idx]}${path}`;
       let res: Response;
       let text: string;
@@ -147,7 +154,7 @@ export class EtcdClient {
         last = err;
         continue;
       }
-      this.preferred = idx;
+      this.#preferred = idx;
       let json: Record<string, unknown>;
       try {
         json = JSON.parse(text) as Record<string, unknown>;
@@ -219,12 +226,12 @@ export class EtcdClient {
    * return the revision to continue from.
    */
   watch(prefix: string, fromRevision: number, handlers: { events: (events: WatchEvent[]) => void; resync: () => Promise<number> }): Watcher {
-    return new Watcher(this, prefix, fromRevision, handlers, this.log);
+    return new Watcher(this, prefix, fromRevision, handlers, this.#log);
   }
 
   /** The endpoint a new stream should use. */
   currentEndpoint(offset = 0): string {
-    return this.endpoints[(this.preferred + offset) % this.endpoints.length]!;
+    return this.endpoints[(this.#preferred + offset) % this.endpoints.length]!;
   }
 
   static prefixEnd = prefixEnd;
@@ -245,39 +252,42 @@ interface RawWatchMessage {
 }
 
 export class Watcher {
-  private next: number;
-  private closed = false;
-  private abort: AbortController | null = null;
+  #next: number;
+  #closed = false;
+  #abort: AbortController | null = null;
   /** Resolves when the watch loop has ended (after close()). */
   readonly done: Promise<void>;
 
-  constructor(
-    private readonly client: EtcdClient,
-    private readonly prefix: string,
-    fromRevision: number,
-    private readonly handlers: { events: (events: WatchEvent[]) => void; resync: () => Promise<number> },
-    private readonly log: Logger,
-  ) {
-    this.next = fromRevision;
-    this.done = this.run();
+  readonly #client: EtcdClient;
+  readonly #prefix: string;
+  readonly #handlers: { events: (events: WatchEvent[]) => void; resync: () => Promise<number> };
+  readonly #log: Logger;
+
+  constructor(client: EtcdClient, prefix: string, fromRevision: number, handlers: { events: (events: WatchEvent[]) => void; resync: () => Promise<number> }, log: Logger) {
+    this.#client = client;
+    this.#prefix = prefix;
+    this.#handlers = handlers;
+    this.#log = log;
+    this.#next = fromRevision;
+    this.done = this.#run();
   }
 
   close(): void {
-    this.closed = true;
-    this.abort?.abort();
+    this.#closed = true;
+    this.#abort?.abort();
   }
 
-  private async run(): Promise<void> {
+  async #run(): Promise<void> {
     let backoff = 100;
     let attempt = 0;
-    while (!this.closed) {
+    while (!this.#closed) {
       const ac = new AbortController();
-      this.abort = ac;
+      this.#abort = ac;
       try {
-        const res = await fetch(`${this.client.currentEndpoint(attempt)}/v3/watch`, {
+        const res = await fetch(`${this.#client.currentEndpoint(attempt)}/v3/watch`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ create_request: { key: EtcdClient.enc(this.prefix), range_end: EtcdClient.prefixEnd(this.prefix), start_revision: String(this.next) } }),
+          body: JSON.stringify({ create_request: { key: EtcdClient.enc(this.#prefix), range_end: EtcdClient.prefixEnd(this.#prefix), start_revision: String(this.#next) } }),
           signal: ac.signal,
         });
         if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
@@ -293,36 +303,36 @@ export class Watcher {
           while ((nl = buf.indexOf('\n')) >= 0) {
             const line = buf.slice(0, nl).trim();
             buf = buf.slice(nl + 1);
-            if (line) await this.message(JSON.parse(line) as RawWatchMessage);
+            if (line) await this.#message(JSON.parse(line) as RawWatchMessage);
           }
         }
-        if (!this.closed) throw new Error('stream ended');
+        if (!this.#closed) throw new Error('stream ended');
       } catch (err) {
-        if (this.closed) break;
-        this.log.debug({ err: (err as Error).message, fromRevision: this.next }, 'etcd watch broken: re-opening');
+        if (this.#closed) break;
+        this.#log.debug({ err: (err as Error).message, fromRevision: this.#next }, 'etcd watch broken: re-opening');
         attempt++;
-        await new Promise((r) => setTimeout(r, backoff));
+        await sleepOn(this.#client.clock, backoff);
         backoff = Math.min(backoff * 2, 1000);
         continue;
       }
     }
   }
 
-  private async message(m: RawWatchMessage): Promise<void> {
+  async #message(m: RawWatchMessage): Promise<void> {
     if (m.error) throw new Error(m.error.message ?? 'watch error');
     const r = m.result;
     if (!r) return;
     if (r.compact_revision && num(r.compact_revision) > 0) {
       // Compacted past our revision: re-read everything, continue after it.
-      this.log.warn({ compactRevision: r.compact_revision, wanted: this.next }, 'etcd watch: history compacted, resynchronizing');
-      this.next = (await this.handlers.resync()) + 1;
+      this.#log.warn({ compactRevision: r.compact_revision, wanted: this.#next }, 'etcd watch: history compacted, resynchronizing');
+      this.#next = (await this.#handlers.resync()) + 1;
       throw new Error('resynchronized');
     }
     if (r.canceled) throw new Error(`watch canceled: ${r.cancel_reason ?? ''}`);
     const events = (r.events ?? []).map((e) => ({ type: e.type ?? 'PUT', kv: kvOf(e.kv) }) satisfies WatchEvent);
     if (events.length) {
-      this.next = Math.max(this.next, ...events.map((e) => e.kv.modRevision + 1));
-      this.handlers.events(events);
+      this.#next = Math.max(this.#next, ...events.map((e) => e.kv.modRevision + 1));
+      this.#handlers.events(events);
     }
   }
 }

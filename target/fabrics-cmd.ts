@@ -19,7 +19,7 @@ import { authOnConnect, executeAuthReceive, executeAuthSend } from './auth.ts';
 import type { TargetCore } from './core.ts';
 import { DISCOVERY_DEFAULT_KATO_MS, type Controller } from './controller.ts';
 import { SqeField, type Completion, type Request } from './request.ts';
-import type { TcpQueue } from './tcp.ts';
+import type { SubmissionQueue } from './sq.ts';
 import type { Port } from './port.ts';
 
 /** CAP.TO: worst-case time to ready, 500 ms units (as nvmet). */
@@ -37,7 +37,7 @@ const invalid = (where: 'sqe' | 'data', offset: number): Completion => ({
   errorLocation: where === 'sqe' ? offset : undefined,
 });
 
-export function executeFabrics(req: Request, core: TargetCore, queue: TcpQueue): Completion | Promise<Completion> {
+export function executeFabrics(req: Request, core: TargetCore, queue: SubmissionQueue): Completion | Promise<Completion> {
   switch (fabricsType(req.sqe)) {
     case FabricsType.Connect:
       return connect(req, core, queue);
@@ -73,7 +73,7 @@ function notOnThisQueue(): Completion {
   return { status: withDnr(Status.InvalidOpcode), errorLocation: 4 };
 }
 
-function connect(req: Request, core: TargetCore, queue: TcpQueue): Completion {
+function connect(req: Request, core: TargetCore, queue: SubmissionQueue): Completion {
   if (!queue.awaitingConnect) {
     return { status: withDnr(Status.CommandSequenceError), errorLocation: SqeField.opcode };
   }

@@ -25,8 +25,8 @@ export class Namespace {
   enabled: boolean;
   readonly counters: NamespaceCounters = { readCommands: 0n, writeCommands: 0n, bytesRead: 0n, bytesWritten: 0n };
   /** Commands executing against the store, per portid. */
-  private readonly executing = new Map<number, number>();
-  private drainWaiters: { portFilter: (portid: number) => boolean; resolve: () => void }[] = [];
+  readonly #executing = new Map<number, number>();
+  #drainWaiters: { portFilter: (portid: number) => boolean; resolve: () => void }[] = [];
 
   constructor(opts: { nsid: number; identity: NamespaceIdentity; store: BlockStore; anagrpid: number; enabled?: boolean }) {
     this.nsid = opts.nsid;
@@ -48,30 +48,30 @@ export class Namespace {
    * wait for every operation of the ports it demotes.
    */
   async execute<T>(portid: number, op: () => Promise<T>): Promise<T> {
-    this.executing.set(portid, (this.executing.get(portid) ?? 0) + 1);
+    this.#executing.set(portid, (this.#executing.get(portid) ?? 0) + 1);
     try {
       return await op();
     } finally {
-      const n = (this.executing.get(portid) ?? 1) - 1;
-      if (n === 0) this.executing.delete(portid);
-      else this.executing.set(portid, n);
-      if (this.drainWaiters.length) this.wakeDrainWaiters();
+      const n = (this.#executing.get(portid) ?? 1) - 1;
+      if (n === 0) this.#executing.delete(portid);
+      else this.#executing.set(portid, n);
+      if (this.#drainWaiters.length) this.#wakeDrainWaiters();
     }
   }
 
   executingOn(portid: number): number {
-    return this.executing.get(portid) ?? 0;
+    return this.#executing.get(portid) ?? 0;
   }
 
   /** Resolves once no operation of a port matching the filter is executing. */
   drain(portFilter: (portid: number) => boolean): Promise<void> {
-    if (![...this.executing.keys()].some(portFilter)) return Promise.resolve();
-    return new Promise((resolve) => this.drainWaiters.push({ portFilter, resolve }));
+    if (![...this.#executing.keys()].some(portFilter)) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push({ portFilter, resolve }));
   }
 
-  private wakeDrainWaiters(): void {
-    const busy = [...this.executing.keys()];
-    this.drainWaiters = this.drainWaiters.filter((w) => {
+  #wakeDrainWaiters(): void {
+    const busy = [...this.#executing.keys()];
+    this.#drainWaiters = this.#drainWaiters.filter((w) => {
       if (busy.some(w.portFilter)) return true;
       w.resolve();
       return false;

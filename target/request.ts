@@ -1,11 +1,16 @@
 /**
  * A command on its way through the target: the decoded SQE, the data the host
- * sent with it, and the queue it arrived on. Handlers turn a Request into
- * exactly one Completion; the transport sends it.
+ * sent with it, the submission queue it arrived on and where it is in its life
+ * (req-state.ts). Handlers turn a Request into exactly one Completion; the
+ * core (core.ts, completeRequest) hands it to the transport.
+ *
+ * A transport allocates its requests (TcpCommand extends this with its
+ * transfer fields), as nvmet's transports embed nvmet_req in their command.
  */
 import type { Sqe } from '../shared/sqe.ts';
 import type { Controller } from './controller.ts';
-import type { Port } from './port.ts';
+import { ReqState } from './req-state.ts';
+import type { SubmissionQueue } from './sq.ts';
 import type { StagedWrite } from './store/index.ts';
 
 export interface Completion {
@@ -22,19 +27,11 @@ export interface Completion {
   readonly lba?: number;
 }
 
-/** The view of a queue that command handlers need. */
-export interface QueueContext {
-  readonly qid: number;
-  readonly port: Port;
-  readonly remoteAddress: string;
-  readonly controller: Controller | null;
-  /** Queue size granted at Connect (0's based). */
-  readonly sqsize: number;
-}
-
 export class Request {
   readonly sqe: Sqe;
-  readonly queue: QueueContext;
+  readonly sq: SubmissionQueue;
+  /** Where the command is in its life; changed only through moveTo (req-state.ts). */
+  state: ReqState = ReqState.New;
   /** Host-to-controller data (in-capsule or collected from H2CData), or null. */
   data: Buffer | null = null;
   /**
@@ -50,8 +47,8 @@ export class Request {
    */
   staged: StagedWrite | null = null;
 
-  constructor(queue: QueueContext, sqe: Sqe) {
-    this.queue = queue;
+  constructor(sq: SubmissionQueue, sqe: Sqe) {
+    this.sq = sq;
     this.sqe = sqe;
   }
 
@@ -61,7 +58,7 @@ export class Request {
   }
 
   get controller(): Controller | null {
-    return this.queue.controller;
+    return this.sq.controller;
   }
 }
 

@@ -29,13 +29,13 @@ export class Subsystem {
   /** ANA log change count, and per group. */
   anaChgcnt = 1n;
   readonly groupChgcnt = new Map<number, bigint>();
-  private nextCntlid: number;
+  #nextCntlid: number;
   allowedHosts: Set<string>;
 
   constructor(config: SubsystemConfig) {
     this.nqn = config.nqn;
     this.config = config;
-    this.nextCntlid = config.cntlidMin;
+    this.#nextCntlid = config.cntlidMin;
     this.allowedHosts = new Set(config.allowedHosts);
   }
 
@@ -57,8 +57,8 @@ export class Subsystem {
     const { cntlidMin: min, cntlidMax: max } = this.config;
     const span = max - min + 1;
     for (let i = 0; i < span; i++) {
-      const id = this.nextCntlid;
-      this.nextCntlid = id >= max ? min : id + 1;
+      const id = this.#nextCntlid;
+      this.#nextCntlid = id >= max ? min : id + 1;
       if (!this.controllers.has(id)) return id;
     }
     return null;

@@ -13,9 +13,11 @@ import os from 'node:os';
 import { AnaState, anaStateName, parseAnaState, type AnaStateValue } from '../shared/log-pages.ts';
 import { nguidToBytes, uuidToBytes, eui64ToBytes, bytesToNguid, bytesToUuid } from '../shared/identify.ts';
 import { Status } from '../shared/status.ts';
+import { realClock, type Clock } from '../shared/clock.ts';
+import { defaultFeatureSwitches, type FeatureSwitches } from '../shared/feature-switches.ts';
 import type { HostAuthConfig, NamespaceConfig, PortConfig, TargetConfig } from './config/index.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
-import type { TargetCore, TargetLimits } from './core.ts';
+import type { DataPathCounters, TargetCore, TargetLimits } from './core.ts';
 import { DiscoveryService, type DiscoverySource } from './discovery.ts';
 import { ANATT_SECONDS } from './admin-cmd.ts';
 import { Cluster, ClusterError } from './cluster.ts';
@@ -26,7 +28,8 @@ import { Port } from './port.ts';
 import type { Completion } from './request.ts';
 import { SMALL_CHUNK_SIZE, openStore } from './store/index.ts';
 import { Subsystem } from './subsystem.ts';
-import { PortListener } from './tcp.ts';
+import { LoopPort, type LoopHandlers, type LoopQueue } from './loop.ts';
+import { PortListener, type TcpQueue } from './tcp.ts';
 
 export const DEFAULT_LIMITS: TargetLimits = {
   mdts: 8, // 1 MiB
@@ -37,6 +40,10 @@ export const DEFAULT_LIMITS: TargetLimits = {
 
 export interface TargetOptions {
   log?: Logger;
+  /** Every timer and time read of the target (default: real time). */
+  clock?: Clock;
+  /** Data-path switches, read once at the edge (target/cli.ts: featureSwitchesFromEnv). Default: all on. */
+  switches?: FeatureSwitches;
   limits?: Partial<TargetLimits>;
   /** Where active paths are persisted for subsystems with persist_active. */
   stateDir?: string;
@@ -52,12 +59,18 @@ export class ControlError extends Error {
 export class Target implements TargetCore, DiscoverySource {
   readonly log: Logger;
   readonly limits: TargetLimits;
+  readonly clock: Clock;
+  readonly startedAt: number;
+  readonly switches: FeatureSwitches;
+  readonly counters: DataPathCounters = { directReadBytes: 0, stagedWrites: 0 };
   readonly discovery: DiscoveryService;
   readonly subsystems = new Map<string, Subsystem>();
   readonly portMap = new Map<number, Port>();
-  private readonly listeners = new Map<number, PortListener>();
-  private readonly stateDir: string;
-  private stopped = false;
+  readonly #listeners = new Map<number, PortListener>();
+  /** In-process loopback queues per port (loop.ts), closed with the port as its TCP connections are. */
+  readonly #loopPorts = new Map<number, LoopPort>();
+  readonly #stateDir: string;
+  #stopped = false;
   readonly config: TargetConfig;
   /** With ext.cluster: this process is one node of a multi-node target (target/cluster.ts). */
   cluster: Cluster | null = null;
@@ -66,7 +79,10 @@ export class Target implements TargetCore, DiscoverySource {
     this.config = config;
     this.log = opts.log ?? silentLogger;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
-    this.stateDir = opts.stateDir ?? path.join(os.tmpdir(), 'nvmets-state');
+    this.clock = opts.clock ?? realClock;
+    this.startedAt = this.clock.now();
+    this.switches = opts.switches ?? defaultFeatureSwitches;
+    this.#stateDir = opts.stateDir ?? path.join(os.tmpdir(), 'nvmets-state');
     this.discovery = new DiscoveryService(config.discoveryNqn, this, this.log);
   }
 
@@ -78,7 +94,7 @@ export class Target implements TargetCore, DiscoverySource {
   static async create(config: TargetConfig, opts: TargetOptions = {}): Promise<Target> {
     const t = new Target(config, opts);
     try {
-      for (const pc of config.ports) t.portMap.set(pc.portid, new Port(pc));
+      for (const pc of config.ports) t.portMap.set(pc.portid, new Port(pc, t.clock));
       for (const sc of config.subsystems) {
         const subsys = new Subsystem(sc);
         t.subsystems.set(sc.nqn, subsys);
@@ -91,7 +107,7 @@ export class Target implements TargetCore, DiscoverySource {
             const initial = nc.initialActivePort ?? sc.initialActivePort ?? sc.ports[0];
             if (initial !== undefined && initial !== null && !subsys.activePort.has(nc.anaGrpid)) subsys.activePort.set(nc.anaGrpid, initial);
           }
-          if (sc.persistActive && !config.cluster) await t.loadActiveState(subsys);
+          if (sc.persistActive && !config.cluster) await t.#loadActiveState(subsys);
         }
       }
       if (config.cluster) {
@@ -101,7 +117,7 @@ export class Target implements TargetCore, DiscoverySource {
       }
     } catch (err) {
       await t.cluster?.close();
-      await t.closeStores();
+      await t.#closeStores();
       throw err;
     }
     return t;
@@ -137,9 +153,10 @@ export class Target implements TargetCore, DiscoverySource {
     const ctrl = new Controller({
       ...opts,
       log: this.log,
+      clock: this.clock,
       maxIoQueues: Math.min(opts.subsystem?.config.qidMax ?? this.limits.maxIoQueues, this.limits.maxIoQueues),
       mqes: portMqes(this.limits.mqes, opts.port),
-      onGone: (c, reason) => this.controllerGone(c, reason),
+      onGone: (c, reason) => this.#controllerGone(c, reason),
     });
     if (opts.kind === 'discovery') this.discovery.controllers.set(ctrl.cntlid, ctrl);
     else if (opts.subsystem) {
@@ -163,14 +180,14 @@ export class Target implements TargetCore, DiscoverySource {
     return ctrl;
   }
 
-  private controllerGone(ctrl: Controller, reason: string): void {
+  #controllerGone(ctrl: Controller, reason: string): void {
     if (ctrl.kind === 'discovery') {
       this.discovery.controllers.delete(ctrl.cntlid);
       return;
     }
     const subsys = ctrl.subsystem!;
     subsys.controllers.delete(ctrl.cntlid);
-    this.promoteAwayFrom(subsys, ctrl.port.portid, reason);
+    this.#promoteAwayFrom(subsys, ctrl.port.portid, reason);
   }
 
   /**
@@ -178,8 +195,8 @@ export class Target implements TargetCore, DiscoverySource {
    * controller left (its last one went, or the port went down without any)
    * move to the next port with one, or to the next controller to connect.
    */
-  private promoteAwayFrom(subsys: Subsystem, portid: number, reason: string): void {
-    if (this.stopped || subsys.mode !== 'active-standby' || subsys.config.promotion !== 'implicit') return;
+  #promoteAwayFrom(subsys: Subsystem, portid: number, reason: string): void {
+    if (this.#stopped || subsys.mode !== 'active-standby' || subsys.config.promotion !== 'implicit') return;
     if (subsys.controllersOn(portid).some((c) => !c.isGone)) return;
     if (this.cluster?.manages(subsys)) {
       this.cluster.portLostControllers(subsys, portid, reason);
@@ -187,7 +204,7 @@ export class Target implements TargetCore, DiscoverySource {
     }
     for (const [grpid, active] of subsys.activePort) {
       if (active !== portid) continue;
-      const next = this.promotionCandidate(subsys, portid);
+      const next = this.#promotionCandidate(subsys, portid);
       if (next === null) {
         subsys.orphanedGroups.add(grpid);
         this.log.warn({ subnqn: subsys.nqn, grpid, port: portid, reason }, 'active port lost its last controller and no other port has one: the next controller to connect takes the group');
@@ -198,7 +215,7 @@ export class Target implements TargetCore, DiscoverySource {
   }
 
   /** The next port after `from` (in the subsystem's port order) with a live controller. */
-  private promotionCandidate(subsys: Subsystem, from: number): number | null {
+  #promotionCandidate(subsys: Subsystem, from: number): number | null {
     const order = subsys.config.ports;
     const start = order.indexOf(from);
     for (let i = 1; i <= order.length; i++) {
@@ -213,7 +230,7 @@ export class Target implements TargetCore, DiscoverySource {
   async setNamespaceActive(ctrl: Controller, nsid: number): Promise<Completion> {
     const subsys = ctrl.subsystem!;
     const ns = subsys.namespaces.get(nsid)!;
-    const started = performance.now();
+    const started = this.clock.now();
     try {
       await this.activate(subsys, ns.anagrpid, ctrl.port.portid, `Set Namespace Active (0xFE) nsid ${nsid} from cntlid ${ctrl.cntlid}`);
     } catch (err) {
@@ -222,13 +239,13 @@ export class Target implements TargetCore, DiscoverySource {
       ctrl.log.warn({ nsid, grpid: ns.anagrpid, err: err.message, status: err.status }, 'Set Namespace Active (0xFE) failed');
       return { status: err.status };
     }
-    ctrl.log.info({ nsid, grpid: ns.anagrpid, ms: +(performance.now() - started).toFixed(3) }, 'namespace active on this path (0xFE)');
+    ctrl.log.info({ nsid, grpid: ns.anagrpid, ms: +(this.clock.now() - started).toFixed(3) }, 'namespace active on this path (0xFE)');
     return { status: 0 };
   }
 
   // ---------------------------------------------------------------- active-standby
 
-  private readonly activations = new Map<string, Promise<void>>();
+  readonly #activations = new Map<string, Promise<void>>();
 
   /**
    * Make `portid` the active port of an ANA group. The old port is demoted at
@@ -240,16 +257,16 @@ export class Target implements TargetCore, DiscoverySource {
   activate(subsys: Subsystem, grpid: number, portid: number, reason: string): Promise<void> {
     if (this.cluster?.manages(subsys)) return this.cluster.activate(subsys, grpid, portid, reason);
     const key = `${subsys.nqn}\u0000${grpid}`;
-    const prev = this.activations.get(key) ?? Promise.resolve();
-    const next = prev.then(() => this.doActivate(subsys, grpid, portid, reason));
-    this.activations.set(key, next);
+    const prev = this.#activations.get(key) ?? Promise.resolve();
+    const next = prev.then(() => this.#doActivate(subsys, grpid, portid, reason));
+    this.#activations.set(key, next);
     void next.finally(() => {
-      if (this.activations.get(key) === next) this.activations.delete(key);
+      if (this.#activations.get(key) === next) this.#activations.delete(key);
     });
     return next;
   }
 
-  private async doActivate(subsys: Subsystem, grpid: number, portid: number, reason: string): Promise<void> {
+  async #doActivate(subsys: Subsystem, grpid: number, portid: number, reason: string): Promise<void> {
     const old = subsys.activePort.get(grpid);
     const port = this.portMap.get(portid)!;
     const namespaces = [...subsys.namespaces.values()].filter((n) => n.anagrpid === grpid);
@@ -259,10 +276,10 @@ export class Target implements TargetCore, DiscoverySource {
       await Promise.all(namespaces.map((n) => n.drain((p) => p !== portid)));
       return;
     }
-    const t0 = performance.now();
+    const t0 = this.clock.now();
     subsys.orphanedGroups.delete(grpid);
     subsys.activePort.delete(grpid);
-    const fence = { to: AnaState.Optimized as AnaStateValue, timer: setTimeout(() => undefined, 0) };
+    const fence = { to: AnaState.Optimized as AnaStateValue, timer: null };
     port.transitions.set(grpid, fence);
     subsys.bumpAnaChange(grpid);
     // Fencing: nothing started through another port may still be executing.
@@ -270,25 +287,25 @@ export class Target implements TargetCore, DiscoverySource {
     if (port.transitions.get(grpid) === fence) port.transitions.delete(grpid);
     subsys.activePort.set(grpid, portid);
     subsys.bumpAnaChange(grpid);
-    const fenceMs = +(performance.now() - t0).toFixed(3);
+    const fenceMs = +(this.clock.now() - t0).toFixed(3);
     this.log.info({ subnqn: subsys.nqn, grpid, from: old ?? null, to: portid, fenceMs, reason }, 'active path moved');
-    this.notifyAnaChange(subsys, [old, portid].filter((p): p is number => p !== undefined));
-    if (subsys.config.persistActive) await this.saveActiveState(subsys);
+    this.#notifyAnaChange(subsys, [old, portid].filter((p): p is number => p !== undefined));
+    if (subsys.config.persistActive) await this.#saveActiveState(subsys);
   }
 
   /** ANA-change event to every controller of the subsystem on these ports. */
-  private notifyAnaChange(subsys: Subsystem, portids: number[]): void {
+  #notifyAnaChange(subsys: Subsystem, portids: number[]): void {
     for (const c of subsys.controllers.values()) if (portids.includes(c.port.portid)) c.raiseEvent('ana-change');
   }
 
-  private stateFile(subsys: Subsystem): string {
-    return path.join(this.stateDir, `${subsys.nqn.replace(/[^A-Za-z0-9._-]/g, '_')}.active.json`);
+  #stateFile(subsys: Subsystem): string {
+    return path.join(this.#stateDir, `${subsys.nqn.replace(/[^A-Za-z0-9._-]/g, '_')}.active.json`);
   }
 
-  private async loadActiveState(subsys: Subsystem): Promise<void> {
+  async #loadActiveState(subsys: Subsystem): Promise<void> {
     let text: string;
     try {
-      text = await readFile(this.stateFile(subsys), 'utf8');
+      text = await readFile(this.#stateFile(subsys), 'utf8');
     } catch {
       return;
     }
@@ -298,15 +315,15 @@ export class Target implements TargetCore, DiscoverySource {
         const grpid = Number(g);
         if (subsys.activePort.has(grpid) && this.portMap.has(p) && subsys.config.ports.includes(p)) subsys.activePort.set(grpid, p);
       }
-      this.log.info({ subnqn: subsys.nqn, file: this.stateFile(subsys) }, 'active paths restored');
+      this.log.info({ subnqn: subsys.nqn, file: this.#stateFile(subsys) }, 'active paths restored');
     } catch (err) {
-      this.log.warn({ err, file: this.stateFile(subsys) }, 'ignoring unreadable active-path state file');
+      this.log.warn({ err, file: this.#stateFile(subsys) }, 'ignoring unreadable active-path state file');
     }
   }
 
-  private async saveActiveState(subsys: Subsystem): Promise<void> {
-    await mkdir(this.stateDir, { recursive: true });
-    await writeFile(this.stateFile(subsys), JSON.stringify(Object.fromEntries(subsys.activePort)), 'utf8');
+  async #saveActiveState(subsys: Subsystem): Promise<void> {
+    await mkdir(this.#stateDir, { recursive: true });
+    await writeFile(this.#stateFile(subsys), JSON.stringify(Object.fromEntries(subsys.activePort)), 'utf8');
   }
 
   /** Control API: make a port active for a namespace's group. */
@@ -316,7 +333,7 @@ export class Target implements TargetCore, DiscoverySource {
     const ns = subsys.namespaces.get(nsid);
     if (!ns) throw new ControlError(`subsystem ${nqn} has no namespace ${nsid}`);
     if (!subsys.config.ports.includes(portid)) throw new ControlError(`port ${portid} does not export ${nqn}`);
-    this.localPort(portid);
+    this.#localPort(portid);
     try {
       await this.activate(subsys, ns.anagrpid, portid, 'control API');
     } catch (err) {
@@ -348,30 +365,29 @@ export class Target implements TargetCore, DiscoverySource {
       throw new ControlError(`group ${grpid} on port ${portid} belongs to active-standby subsystem ${blocking[0]!.nqn}: move its active path instead`);
     }
     const pending = port.transitions.get(grpid);
-    if (pending) clearTimeout(pending.timer);
+    if (pending) this.clock.clearTimeout(pending.timer);
     port.transitions.delete(grpid);
     if (transitionMs > 0) {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         port.transitions.delete(grpid);
         port.anaStates.set(grpid, state);
-        this.anaChanged(port, grpid, `transition to ${stateName} done`);
+        this.#anaChanged(port, grpid, `transition to ${stateName} done`);
       }, transitionMs);
-      timer.unref();
       port.transitions.set(grpid, { to: state, timer });
-      this.anaChanged(port, grpid, `transition to ${stateName} (${transitionMs} ms)`);
+      this.#anaChanged(port, grpid, `transition to ${stateName} (${transitionMs} ms)`);
     } else {
       port.anaStates.set(grpid, state);
-      this.anaChanged(port, grpid, `set to ${stateName}`);
+      this.#anaChanged(port, grpid, `set to ${stateName}`);
     }
   }
 
-  private anaChanged(port: Port, grpid: number, what: string): void {
+  #anaChanged(port: Port, grpid: number, what: string): void {
     this.log.info({ port: port.portid, grpid, what }, 'ANA state changed');
     for (const nqn of port.subsystems) {
       const subsys = this.subsystems.get(nqn);
       if (!subsys || subsys.mode !== 'ana' || !subsys.reportedGroups(port).includes(grpid)) continue;
       subsys.bumpAnaChange(grpid);
-      this.notifyAnaChange(subsys, [port.portid]);
+      this.#notifyAnaChange(subsys, [port.portid]);
     }
   }
 
@@ -387,10 +403,30 @@ export class Target implements TargetCore, DiscoverySource {
   }
 
   /** A port this process serves (run-time changes and faults apply only to those). */
-  private localPort(portid: number): Port {
+  #localPort(portid: number): Port {
     const port = this.port(portid);
     if (this.isRemote(port)) throw new ControlError(`port ${portid} is served by cluster node ${port.config.node}, not by this node (${this.config.cluster!.node}): ask that node`);
     return port;
+  }
+
+  /**
+   * An in-process loopback queue on a port that is up (loop.ts): the same
+   * core as NVMe/TCP without a socket. It starts as a new connection does:
+   * its first command must be a Connect.
+   */
+  loopConnect(portid: number, handlers: LoopHandlers): LoopQueue {
+    const port = this.#localPort(portid);
+    let lp = this.#loopPorts.get(portid);
+    if (!lp) {
+      lp = new LoopPort(port, this);
+      this.#loopPorts.set(portid, lp);
+    }
+    return lp.connect(handlers);
+  }
+
+  /** The TCP connections on a port (diagnostics, tests that stall a connection below the transport). */
+  connections(portid: number): Iterable<TcpQueue> {
+    return this.#listeners.get(portid)?.connections ?? [];
   }
 
   /** The TCP port a target port listens on (after start). */
@@ -399,12 +435,12 @@ export class Target implements TargetCore, DiscoverySource {
   }
 
   async portUp(portid: number): Promise<void> {
-    const port = this.localPort(portid);
+    const port = this.#localPort(portid);
     if (port.state === 'up') return;
-    let listener = this.listeners.get(portid);
+    let listener = this.#listeners.get(portid);
     if (!listener) {
       listener = new PortListener(port, this);
-      this.listeners.set(portid, listener);
+      this.#listeners.set(portid, listener);
     }
     const bound = await listener.start();
     if (port.config.trsvcid === 0) {
@@ -418,15 +454,16 @@ export class Target implements TargetCore, DiscoverySource {
 
   /** Close the listener and reset its connections: controllers on it are gone. */
   async portDown(portid: number): Promise<void> {
-    const port = this.localPort(portid);
+    const port = this.#localPort(portid);
     if (port.state === 'down') return;
     port.state = 'down';
     this.log.info({ port: portid }, 'port down: listener closed, connections reset');
-    await this.listeners.get(portid)?.stop('port down');
+    await this.#listeners.get(portid)?.stop('port down');
+    this.#loopPorts.get(portid)?.stop('port down');
     // Controllers on the port went with its connections (and promoted away from
     // it); a port that had none must not keep its groups active either.
     for (const subsys of this.subsystems.values()) {
-      if (subsys.config.ports.includes(portid)) this.promoteAwayFrom(subsys, portid, `port ${portid} down`);
+      if (subsys.config.ports.includes(portid)) this.#promoteAwayFrom(subsys, portid, `port ${portid} down`);
     }
     this.discovery.changed(`port ${portid} down`);
   }
@@ -435,7 +472,7 @@ export class Target implements TargetCore, DiscoverySource {
     if (this.portMap.has(pc.portid)) throw new ControlError(`port ${pc.portid} exists`);
     if (this.cluster) throw new ControlError('ports cannot be added at run time on a cluster node: change every node\'s configuration and restart the nodes one by one');
     for (const nqn of pc.subsystems) this.subsystem(nqn);
-    const port = new Port(pc);
+    const port = new Port(pc, this.clock);
     this.portMap.set(pc.portid, port);
     for (const nqn of pc.subsystems) {
       const subsys = this.subsystems.get(nqn)!;
@@ -446,7 +483,7 @@ export class Target implements TargetCore, DiscoverySource {
       await this.portUp(pc.portid);
     } catch (err) {
       this.portMap.delete(pc.portid);
-      this.listeners.delete(pc.portid);
+      this.#listeners.delete(pc.portid);
       for (const nqn of pc.subsystems) {
         const sc = this.subsystems.get(nqn)!.config;
         sc.ports = sc.ports.filter((p) => p !== pc.portid);
@@ -456,7 +493,7 @@ export class Target implements TargetCore, DiscoverySource {
   }
 
   async removePort(portid: number): Promise<void> {
-    const port = this.localPort(portid);
+    const port = this.#localPort(portid);
     if (this.cluster) throw new ControlError('ports cannot be removed at run time on a cluster node: use port.down, or change every node\'s configuration and restart the nodes one by one');
     for (const nqn of port.subsystems) {
       const subsys = this.subsystems.get(nqn);
@@ -466,7 +503,7 @@ export class Target implements TargetCore, DiscoverySource {
     }
     await this.portDown(portid);
     port.clearTransitions();
-    this.listeners.delete(portid);
+    this.#listeners.delete(portid);
     this.portMap.delete(portid);
     for (const subsys of this.subsystems.values()) subsys.config.ports = subsys.config.ports.filter((p) => p !== portid);
     this.log.info({ port: portid }, 'port removed');
@@ -476,9 +513,9 @@ export class Target implements TargetCore, DiscoverySource {
 
   /** Connections on the port stay open but nothing is read or answered (new ones too). */
   setBlackhole(portid: number, on: boolean): void {
-    const port = this.localPort(portid);
+    const port = this.#localPort(portid);
     port.faults.blackhole = on;
-    for (const q of this.listeners.get(portid)?.connections ?? []) {
+    for (const q of this.#listeners.get(portid)?.connections ?? []) {
       if (on) q.freeze();
       else q.thaw();
     }
@@ -487,14 +524,14 @@ export class Target implements TargetCore, DiscoverySource {
 
   setLatency(portid: number, ms: number): void {
     if (!Number.isFinite(ms) || ms < 0 || ms > 600_000) throw new ControlError(`latency ${ms} ms out of range 0..600000`);
-    this.localPort(portid).faults.latencyMs = ms;
+    this.#localPort(portid).faults.latencyMs = ms;
     this.log.warn({ port: portid, fault: 'latency', ms }, ms ? `fault: ${ms} ms added to every completion` : 'fault cleared: latency');
   }
 
   /** Reset every connection on the port; the listener stays up. */
   dropConnections(portid: number): number {
-    this.localPort(portid);
-    const conns = [...(this.listeners.get(portid)?.connections ?? [])];
+    this.#localPort(portid);
+    const conns = [...(this.#listeners.get(portid)?.connections ?? [])];
     for (const q of conns) q.destroy('fault: connection dropped');
     this.log.warn({ port: portid, fault: 'drop', connections: conns.length }, 'fault: connections dropped');
     return conns.length;
@@ -502,7 +539,7 @@ export class Target implements TargetCore, DiscoverySource {
 
   /** Fail the next `count` commands on the port matching opcode/nsid/queue with `status`. */
   failNext(portid: number, rule: { count: number; status: number; opcode?: number | null; nsid?: number | null; queue?: 'io' | 'admin' | null }): void {
-    const port = this.localPort(portid);
+    const port = this.#localPort(portid);
     if (!Number.isInteger(rule.count) || rule.count < 1) throw new ControlError(`count ${rule.count} must be a positive integer`);
     if (!Number.isInteger(rule.status) || rule.status < 1 || rule.status > 0x7fff) throw new ControlError(`status ${rule.status} is not an NVMe status (1..0x7fff)`);
     port.faults.failRules.push({ opcode: rule.opcode ?? null, nsid: rule.nsid ?? null, queue: rule.queue ?? null, status: rule.status, remaining: rule.count });
@@ -510,7 +547,7 @@ export class Target implements TargetCore, DiscoverySource {
   }
 
   clearFaults(portid: number): void {
-    const port = this.localPort(portid);
+    const port = this.#localPort(portid);
     if (port.faults.blackhole) this.setBlackhole(portid, false);
     port.faults.latencyMs = 0;
     port.faults.failRules.length = 0;
@@ -535,7 +572,7 @@ export class Target implements TargetCore, DiscoverySource {
     }
     subsys.bumpAnaChange(nc.anaGrpid);
     this.log.info({ subnqn: nqn, nsid: nc.nsid }, 'namespace added');
-    this.namespaceChanged(subsys, nc.nsid);
+    this.#namespaceChanged(subsys, nc.nsid);
   }
 
   async removeNamespace(nqn: string, nsid: number): Promise<void> {
@@ -550,10 +587,10 @@ export class Target implements TargetCore, DiscoverySource {
     subsys.bumpAnaChange(ns.anagrpid);
     if (![...subsys.namespaces.values()].some((n) => n.anagrpid === ns.anagrpid)) subsys.activePort.delete(ns.anagrpid);
     this.log.info({ subnqn: nqn, nsid }, 'namespace removed');
-    this.namespaceChanged(subsys, nsid);
+    this.#namespaceChanged(subsys, nsid);
   }
 
-  private namespaceChanged(subsys: Subsystem, nsid: number): void {
+  #namespaceChanged(subsys: Subsystem, nsid: number): void {
     for (const c of subsys.controllers.values()) {
       c.changedNamespaces.add(nsid);
       c.raiseEvent('namespace-attribute');
@@ -572,7 +609,7 @@ export class Target implements TargetCore, DiscoverySource {
         state: p.state,
         subsystems: [...p.subsystems],
         anaGroups: p.groups().map((g) => ({ grpid: g, state: anaStateName(p.transitions.has(g) ? AnaState.Change : p.anaStates.get(g)!) })),
-        connections: this.listeners.get(p.portid)?.connections.size ?? 0,
+        connections: this.#listeners.get(p.portid)?.connections.size ?? 0,
         faults: p.faults.describe(),
         ...(p.config.node !== null ? { node: p.config.node } : {}),
       })),
@@ -611,23 +648,24 @@ export class Target implements TargetCore, DiscoverySource {
   }
 
   async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    for (const [portid, l] of this.listeners) {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const [portid, l] of this.#listeners) {
       await l.stop('target shutdown');
+      this.#loopPorts.get(portid)?.stop('target shutdown');
       const port = this.portMap.get(portid);
       if (port) port.state = 'down';
     }
     for (const p of this.portMap.values()) p.clearTransitions();
     for (const s of this.subsystems.values()) for (const c of [...s.controllers.values()]) c.destroy('target shutdown');
     for (const c of [...this.discovery.controllers.values()]) c.destroy('target shutdown');
-    await this.closeStores();
+    await this.#closeStores();
     // Only now (nothing executes, stores flushed) may the other nodes take our groups without waiting.
     await this.cluster?.close();
     this.log.info('target stopped');
   }
 
-  private async closeStores(): Promise<void> {
+  async #closeStores(): Promise<void> {
     const all = [...this.subsystems.values()].flatMap((s) => [...s.namespaces.values()]);
     await Promise.allSettled(all.map(async (ns) => {
       await ns.drain(() => true);

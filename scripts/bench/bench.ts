@@ -34,7 +34,6 @@ import { MALLOC_TUNABLES, NODE_HEAP_FLAGS, ROOT, dataProcessEnv, freePort, start
 import { percentile, runLoad, type LoadDevice, type LoadPattern, type LoadResult } from './load.ts';
 import { runRawClient, type RawKind } from './raw.ts';
 import { summarizeProfile, type CpuProfile, type ProfileSummary } from './profile.ts';
-import { directReadsEnabled } from '../../shared/direct-read.ts';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -723,7 +722,7 @@ function printTable(): void {
   out.push(`V8 heap flags: target and raw server ${NODE_HEAP_FLAGS.join(' ')}; this process (host and raw client) ${heapFlags.join(' ') || 'none (run it with npm run bench to get the same)'}`);
   const tunables = process.env.GLIBC_TUNABLES ?? '';
   out.push(`glibc malloc: target and raw server ${MALLOC_TUNABLES}; this process ${tunables.includes('glibc.malloc.trim_threshold') ? tunables : 'adaptive (run it with npm run bench to get the same)'}`);
-  out.push(`socket reads (target and host): ${directReadsEnabled() ? 'payloads straight into place (onread)' : "Node's own reads and 'data' events (NVMETS_DIRECT_READS=0)"}; the raw baseline: Node's own`);
+  out.push(`socket reads (target and host): ${featureSwitchesFromEnv().directReads ? 'payloads straight into place (onread)' : "Node's own reads and 'data' events (NVMETS_DIRECT_READS=0)"}; the raw baseline: Node's own`);
   out.push(`R2T write data on the target: ${process.env['NVMETS_STAGED_WRITES'] === '0' ? 'into pooled buffers, copied into the memory store (NVMETS_STAGED_WRITES=0)' : 'straight into memory store memory (redirect-on-write)'}`);
   out.push('');
   out.push('Goals');

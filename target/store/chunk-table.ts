@@ -22,39 +22,39 @@ export class ChunkTable {
    * Leaf index -> its chunks: an Int32Array of slot + 1 (0: not mapped), or,
    * while the leaf has one chunk mapped, the number slot * LEAF_CHUNKS + its place.
    */
-  private readonly leaves = new Map<number, Int32Array | number>();
-  private count = 0;
-  private lastLeafIndex = -1;
-  private lastLeaf: Int32Array | number | undefined = undefined;
+  readonly #leaves = new Map<number, Int32Array | number>();
+  #count = 0;
+  #lastLeafIndex = -1;
+  #lastLeaf: Int32Array | number | undefined = undefined;
 
   /** Chunks mapped. */
   get size(): number {
-    return this.count;
+    return this.#count;
   }
 
-  private leaf(index: number): Int32Array | number | undefined {
-    if (index === this.lastLeafIndex) return this.lastLeaf;
-    const leaf = this.leaves.get(index);
-    this.lastLeafIndex = index;
-    this.lastLeaf = leaf;
+  #leaf(index: number): Int32Array | number | undefined {
+    if (index === this.#lastLeafIndex) return this.#lastLeaf;
+    const leaf = this.#leaves.get(index);
+    this.#lastLeafIndex = index;
+    this.#lastLeaf = leaf;
     return leaf;
   }
 
-  private put(index: number, leaf: Int32Array | number): void {
-    this.leaves.set(index, leaf);
-    this.lastLeafIndex = index;
-    this.lastLeaf = leaf;
+  #put(index: number, leaf: Int32Array | number): void {
+    this.#leaves.set(index, leaf);
+    this.#lastLeafIndex = index;
+    this.#lastLeaf = leaf;
   }
 
-  private drop(index: number): void {
-    this.leaves.delete(index);
-    if (this.lastLeafIndex === index) this.lastLeaf = undefined;
+  #drop(index: number): void {
+    this.#leaves.delete(index);
+    if (this.#lastLeafIndex === index) this.#lastLeaf = undefined;
   }
 
   /** The chunk's slot, or -1 when it is not mapped. */
   get(ci: number): number {
     const index = Math.floor(ci / LEAF_CHUNKS);
-    const leaf = this.leaf(index);
+    const leaf = this.#leaf(index);
     if (leaf === undefined) return -1;
     const i = ci - index * LEAF_CHUNKS;
     if (typeof leaf !== 'number') return leaf[i]! - 1;
@@ -65,11 +65,11 @@ export class ChunkTable {
   set(ci: number, slot: number): number {
     const index = Math.floor(ci / LEAF_CHUNKS);
     const i = ci - index * LEAF_CHUNKS;
-    const leaf = this.leaf(index);
+    const leaf = this.#leaf(index);
     if (leaf === undefined || (typeof leaf === 'number' && leaf % LEAF_CHUNKS === i)) {
-      this.put(index, slot * LEAF_CHUNKS + i);
+      this.#put(index, slot * LEAF_CHUNKS + i);
       if (leaf === undefined) {
-        this.count++;
+        this.#count++;
         return -1;
       }
       return (leaf - i) / LEAF_CHUNKS;
@@ -80,11 +80,11 @@ export class ChunkTable {
       chunks = new Int32Array(LEAF_CHUNKS);
       const j = leaf % LEAF_CHUNKS;
       chunks[j] = (leaf - j) / LEAF_CHUNKS + 1;
-      this.put(index, chunks);
+      this.#put(index, chunks);
     } else chunks = leaf;
     const old = chunks[i]! - 1;
     chunks[i] = slot + 1;
-    if (old < 0) this.count++;
+    if (old < 0) this.#count++;
     return old;
   }
 
@@ -92,21 +92,21 @@ export class ChunkTable {
   delete(ci: number): number {
     const index = Math.floor(ci / LEAF_CHUNKS);
     const i = ci - index * LEAF_CHUNKS;
-    const leaf = this.leaf(index);
+    const leaf = this.#leaf(index);
     if (leaf === undefined) return -1;
     if (typeof leaf === 'number') {
       if (leaf % LEAF_CHUNKS !== i) return -1;
-      this.drop(index);
-      this.count--;
+      this.#drop(index);
+      this.#count--;
       return (leaf - i) / LEAF_CHUNKS;
     }
     const old = leaf[i]! - 1;
     if (old < 0) return -1;
     leaf[i] = 0;
-    this.count--;
+    this.#count--;
     // An empty leaf goes, so a trimmed sparse namespace gives its table back too.
     for (let k = 0; k < LEAF_CHUNKS; k++) if (leaf[k] !== 0) return old;
-    this.drop(index);
+    this.#drop(index);
     return old;
   }
 
@@ -119,7 +119,7 @@ export class ChunkTable {
   forEachIn(first: number, last: number, fn: (ci: number, slot: number) => void): void {
     const firstLeaf = Math.floor(first / LEAF_CHUNKS);
     const lastLeaf = Math.floor(last / LEAF_CHUNKS);
-    for (const [index, leaf] of this.leaves) {
+    for (const [index, leaf] of this.#leaves) {
       if (index < firstLeaf || index > lastLeaf) continue;
       if (typeof leaf === 'number') {
         const i = leaf % LEAF_CHUNKS;
@@ -135,9 +135,9 @@ export class ChunkTable {
   }
 
   clear(): void {
-    this.leaves.clear();
-    this.count = 0;
-    this.lastLeafIndex = -1;
-    this.lastLeaf = undefined;
+    this.#leaves.clear();
+    this.#count = 0;
+    this.#lastLeafIndex = -1;
+    this.#lastLeaf = undefined;
   }
 }

@@ -73,21 +73,24 @@ function notRegularFile(path: string, st: Stats): StoreError {
 
 export class FileStore implements BlockStore {
   readonly kind = 'file' as const;
-  private closed = false;
-  private closing: Promise<void> | undefined;
-  private inflight = 0;
-  private drained: (() => void) | undefined;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #inflight = 0;
+  #drained: (() => void) | undefined;
   /** Cached st_blocks * 512; refreshed at open, flush and after zeroing. */
-  private allocated: number;
+  #allocated: number;
+
+  readonly #handle: fsp.FileHandle;
 
   private constructor(
-    private readonly handle: fsp.FileHandle,
+    handle: fsp.FileHandle,
     readonly path: string,
     readonly blockSize: BlockSize,
     readonly nblocks: number,
     allocated: number,
   ) {
-    this.allocated = allocated;
+    this.#handle = handle;
+    this.#allocated = allocated;
   }
 
   /**
@@ -162,12 +165,12 @@ export class FileStore implements BlockStore {
   }
 
   async read(slba: number, nlb: number, into?: Buffer): Promise<Buffer> {
-    return this.op(async () => {
+    return this.#op(async () => {
       const len = checkRead(this, slba, nlb, into);
       // Not pooled (allocUnsafeSlow) and every byte is overwritten below.
       const out = into ?? Buffer.allocUnsafeSlow(len);
       try {
-        await this.readFully(out, len, slba * this.blockSize);
+        await this.#readFully(out, len, slba * this.blockSize);
       } catch (err) {
         throw osError(err, `file store ${this.path}: read slba=${slba} nlb=${nlb}`);
       }
@@ -176,10 +179,10 @@ export class FileStore implements BlockStore {
   }
 
   async write(slba: number, data: Buffer): Promise<void> {
-    return this.op(async () => {
+    return this.#op(async () => {
       checkWrite(this, slba, data);
       try {
-        await this.writeFully(data, 0, data.length, slba * this.blockSize);
+        await this.#writeFully(data, 0, data.length, slba * this.blockSize);
       } catch (err) {
         throw osError(err, `file store ${this.path}: write slba=${slba} nlb=${data.length / this.blockSize}`);
       }
@@ -187,48 +190,48 @@ export class FileStore implements BlockStore {
   }
 
   async writeZeroes(slba: number, nlb: number): Promise<void> {
-    return this.op(async () => {
+    return this.#op(async () => {
       checkRange(this, slba, nlb);
-      await this.zeroRange(slba, nlb, 'write zeroes');
+      await this.#zeroRange(slba, nlb, 'write zeroes');
     });
   }
 
   async deallocate(slba: number, nlb: number): Promise<void> {
-    return this.op(async () => {
+    return this.#op(async () => {
       checkRange(this, slba, nlb);
-      await this.zeroRange(slba, nlb, 'deallocate');
+      await this.#zeroRange(slba, nlb, 'deallocate');
     });
   }
 
   async flush(): Promise<void> {
-    return this.op(async () => {
+    return this.#op(async () => {
       try {
-        await this.handle.datasync();
+        await this.#handle.datasync();
       } catch (err) {
         throw osError(err, `file store ${this.path}: flush`);
       }
-      await this.refreshAllocated();
+      await this.#refreshAllocated();
     });
   }
 
   /** Waits for in-flight operations, then closes the file. Idempotent. */
   async close(): Promise<void> {
-    if (this.closing === undefined) {
-      this.closed = true;
-      this.closing = (async () => {
-        if (this.inflight > 0) {
+    if (this.#closing === undefined) {
+      this.#closed = true;
+      this.#closing = (async () => {
+        if (this.#inflight > 0) {
           await new Promise<void>((resolve) => {
-            this.drained = resolve;
+            this.#drained = resolve;
           });
         }
         try {
-          await this.handle.close();
+          await this.#handle.close();
         } catch (err) {
           throw osError(err, `file store ${this.path}: close`);
         }
       })();
     }
-    return this.closing;
+    return this.#closing;
   }
 
   /**
@@ -237,31 +240,31 @@ export class FileStore implements BlockStore {
    * allocation granularity and any data beyond the namespace.
    */
   allocatedBytes(): number {
-    return this.allocated;
+    return this.#allocated;
   }
 
   // -------------------------------------------------------------------------
 
   /** Run an operation unless closed, counting it so close() can wait for it. */
-  private async op<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.closed) throw closedError(this.kind);
-    this.inflight++;
+  async #op<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw closedError(this.kind);
+    this.#inflight++;
     try {
       return await fn();
     } finally {
-      if (--this.inflight === 0 && this.drained !== undefined) {
-        const d = this.drained;
-        this.drained = undefined;
+      if (--this.#inflight === 0 && this.#drained !== undefined) {
+        const d = this.#drained;
+        this.#drained = undefined;
         d();
       }
     }
   }
 
   /** Read len bytes at position into buf[0..len); bytes past EOF read as zeros. */
-  private async readFully(buf: Buffer, len: number, position: number): Promise<void> {
+  async #readFully(buf: Buffer, len: number, position: number): Promise<void> {
     let done = 0;
     while (done < len) {
-      const { bytesRead } = await this.handle.read(buf, done, len - done, position + done);
+      const { bytesRead } = await this.#handle.read(buf, done, len - done, position + done);
       if (bytesRead === 0) {
         buf.fill(0, done, len);
         return;
@@ -270,62 +273,62 @@ export class FileStore implements BlockStore {
     }
   }
 
-  private async writeFully(buf: Buffer, offset: number, len: number, position: number): Promise<void> {
+  async #writeFully(buf: Buffer, offset: number, len: number, position: number): Promise<void> {
     let done = 0;
     while (done < len) {
-      const { bytesWritten } = await this.handle.write(buf, offset + done, len - done, position + done);
+      const { bytesWritten } = await this.#handle.write(buf, offset + done, len - done, position + done);
       if (bytesWritten === 0) throw new Error('write made no progress');
       done += bytesWritten;
     }
   }
 
-  private async refreshAllocated(): Promise<void> {
+  async #refreshAllocated(): Promise<void> {
     try {
-      this.allocated = (await this.handle.stat()).blocks * 512;
+      this.#allocated = (await this.#handle.stat()).blocks * 512;
     } catch {
       // Keep the previous (approximate) value; not worth failing an I/O for.
     }
   }
 
   /** Make [slba, slba+nlb) read as zeros without growing the file. */
-  private async zeroRange(slba: number, nlb: number, what: string): Promise<void> {
+  async #zeroRange(slba: number, nlb: number, what: string): Promise<void> {
     const start = slba * this.blockSize;
     const end = start + nlb * this.blockSize;
     try {
-      const fileSize = (await this.handle.stat()).size;
+      const fileSize = (await this.#handle.stat()).size;
       if (start >= fileSize) return; // past EOF already reads as zeros
       if (end >= fileSize) {
         // Tail of the file: cut it off and re-extend to the same size; the
         // range becomes a hole. Concurrent I/O outside the range is unaffected.
-        await this.handle.truncate(start);
-        await this.handle.truncate(fileSize);
+        await this.#handle.truncate(start);
+        await this.#handle.truncate(fileSize);
       } else {
-        await this.zeroMiddle(start, end);
+        await this.#zeroMiddle(start, end);
       }
     } catch (err) {
       throw osError(err, `file store ${this.path}: ${what} slba=${slba} nlb=${nlb}`);
     }
-    await this.refreshAllocated();
+    await this.#refreshAllocated();
   }
 
   /** Write zeros over the non-zero 64 KiB granules of [start, end), 1 MiB at a time. */
-  private async zeroMiddle(start: number, end: number): Promise<void> {
+  async #zeroMiddle(start: number, end: number): Promise<void> {
     const z = zeros();
     const buf = Buffer.allocUnsafeSlow(Math.min(ZERO_PIECE, end - start));
     for (let pos = start; pos < end; ) {
       const n = Math.min(ZERO_PIECE, end - pos);
-      await this.readFully(buf, n, pos);
+      await this.#readFully(buf, n, pos);
       let run = -1; // start (within buf) of a run of non-zero granules, or -1
       for (let g = 0; g < n; g += ZERO_GRANULE) {
         const ge = Math.min(g + ZERO_GRANULE, n);
         if (!buf.subarray(g, ge).equals(z.subarray(0, ge - g))) {
           if (run < 0) run = g;
         } else if (run >= 0) {
-          await this.writeFully(z, 0, g - run, pos + run);
+          await this.#writeFully(z, 0, g - run, pos + run);
           run = -1;
         }
       }
-      if (run >= 0) await this.writeFully(z, 0, n - run, pos + run);
+      if (run >= 0) await this.#writeFully(z, 0, n - run, pos + run);
       pos += n;
     }
   }

@@ -64,19 +64,22 @@ export const SPARE_RUNS_LIMIT_BYTES = 8 * 1024 * 1024;
 /** A run of chunk slots holding one staged write's data until it is committed or discarded. */
 class StagedRun implements StagedWrite {
   state: 'staged' | 'committed' | 'discarded' = 'staged';
+  readonly #release: (run: StagedRun) => void;
   constructor(
     readonly store: MemoryStore,
     readonly slba: number,
     readonly firstSlot: number,
     readonly count: number,
     readonly data: Buffer,
-    private readonly release: (run: StagedRun) => void,
-  ) {}
+    release: (run: StagedRun) => void,
+  ) {
+    this.#release = release;
+  }
 
   discard(): void {
     if (this.state !== 'staged') return;
     this.state = 'discarded';
-    this.release(this);
+    this.#release(this);
   }
 }
 
@@ -92,30 +95,30 @@ interface Slab {
 export class MemoryStore implements BlockStore {
   readonly kind = 'memory' as const;
   readonly nblocks: number;
-  private readonly sizeBytes: number;
-  /** Chunk index -> slot (slab * this.slabChunks + chunk in slab). */
-  private readonly chunks = new ChunkTable();
-  private slabs: (Slab | null)[] = [];
+  readonly #sizeBytes: number;
+  /** Chunk index -> slot (slab * this.#slabChunks + chunk in slab). */
+  readonly #chunks = new ChunkTable();
+  #slabs: (Slab | null)[] = [];
   /** Slabs with room (free list or never used chunks). */
-  private withRoom = new Set<number>();
-  private freeSlabIds: number[] = [];
-  private allocated = 0;
-  private closed = false;
+  #withRoom = new Set<number>();
+  #freeSlabIds: number[] = [];
+  #allocated = 0;
+  #closed = false;
   /** Free slots in slab free lists. */
-  private holes = 0;
+  #holes = 0;
   /** Runs of slots (first slot) set aside for staged writes, by length in chunks; counted as used in their slab. */
-  private spareRuns = new Map<number, number[]>();
+  #spareRuns = new Map<number, number[]>();
   /** Slots set aside: staged and not yet committed or discarded, plus spare runs. */
-  private stagingSlots = 0;
+  #stagingSlots = 0;
   /** Slots in spare runs. */
-  private spareSlots = 0;
+  #spareSlots = 0;
   /** The slab whose never-used tail new runs are taken from. */
-  private runSlab = -1;
+  #runSlab = -1;
   /** Scratch for commitStagedWrite. */
-  private readonly replaced: number[] = [];
+  readonly #replaced: number[] = [];
 
-  private readonly chunkSize: number;
-  private readonly slabChunks: number;
+  readonly #chunkSize: number;
+  readonly #slabChunks: number;
   /** Redirect-on-write bounds for this namespace (see STAGING_LIMIT_BYTES, STAGING_HOLES_LIMIT_BYTES). */
   readonly stagingLimitBytes: number;
   readonly holesLimitBytes: number;
@@ -130,27 +133,27 @@ export class MemoryStore implements BlockStore {
     chunkSize: number = CHUNK_SIZE,
   ) {
     checkBlockSize('memory', blockSize);
-    this.sizeBytes = checkSizeBytes('memory', blockSize, sizeBytes);
+    this.#sizeBytes = checkSizeBytes('memory', blockSize, sizeBytes);
     this.nblocks = sizeBytes / blockSize;
     if (!Number.isInteger(chunkSize) || chunkSize < blockSize || chunkSize % blockSize !== 0 || (chunkSize & (chunkSize - 1)) !== 0 || chunkSize > SLAB_BYTES) {
       throw new RangeError(`memory store chunk size ${chunkSize} must be a power of two, a multiple of the block size ${blockSize}, at most ${SLAB_BYTES}`);
     }
-    this.chunkSize = chunkSize;
-    this.slabChunks = SLAB_BYTES / chunkSize;
+    this.#chunkSize = chunkSize;
+    this.#slabChunks = SLAB_BYTES / chunkSize;
     this.stagingLimitBytes = Math.min(STAGING_LIMIT_BYTES, Math.max(4 * SLAB_BYTES, sizeBytes / 2));
     this.holesLimitBytes = Math.min(STAGING_HOLES_LIMIT_BYTES, Math.max(SLAB_BYTES, sizeBytes / 8));
   }
 
   async read(slba: number, nlb: number, into?: Buffer): Promise<Buffer> {
-    return this.readNow(slba, nlb, into);
+    return this.#readNow(slba, nlb, into);
   }
 
   readSync(slba: number, nlb: number, into?: Buffer): Buffer {
-    return this.readNow(slba, nlb, into);
+    return this.#readNow(slba, nlb, into);
   }
 
-  private readNow(slba: number, nlb: number, into?: Buffer): Buffer {
-    if (this.closed) throw closedError(this.kind);
+  #readNow(slba: number, nlb: number, into?: Buffer): Buffer {
+    if (this.#closed) throw closedError(this.kind);
     const len = checkRead(this, slba, nlb, into);
     // Every byte is either copied from a chunk or zeroed below: no need for a zeroed allocation.
     const out = into ?? Buffer.allocUnsafe(len);
@@ -158,21 +161,21 @@ export class MemoryStore implements BlockStore {
     let pos = slba * this.blockSize;
     let outOff = 0;
     while (pos < end) {
-      let ci = Math.floor(pos / this.chunkSize);
-      const inChunk = pos - ci * this.chunkSize;
-      let n = Math.min(this.chunkSize - inChunk, end - pos);
-      const slot = this.chunks.get(ci);
+      let ci = Math.floor(pos / this.#chunkSize);
+      const inChunk = pos - ci * this.#chunkSize;
+      let n = Math.min(this.#chunkSize - inChunk, end - pos);
+      const slot = this.#chunks.get(ci);
       if (slot >= 0) {
         // Chunks written in order sit next to each other in their slab: copy such a run at once.
-        const slabIndex = Math.floor(slot / this.slabChunks);
+        const slabIndex = Math.floor(slot / this.#slabChunks);
         let next = slot + 1;
-        while (pos + n < end && next % this.slabChunks !== 0 && this.chunks.get(ci + 1) === next) {
+        while (pos + n < end && next % this.#slabChunks !== 0 && this.#chunks.get(ci + 1) === next) {
           ci++;
           next++;
-          n += Math.min(this.chunkSize, end - pos - n);
+          n += Math.min(this.#chunkSize, end - pos - n);
         }
-        const base = (slot % this.slabChunks) * this.chunkSize + inChunk;
-        this.slabs[slabIndex]!.buf.copy(out, outOff, base, base + n);
+        const base = (slot % this.#slabChunks) * this.#chunkSize + inChunk;
+        this.#slabs[slabIndex]!.buf.copy(out, outOff, base, base + n);
       } else out.fill(0, outOff, outOff + n);
       pos += n;
       outOff += n;
@@ -181,58 +184,58 @@ export class MemoryStore implements BlockStore {
   }
 
   stageWrite(slba: number, nlb: number): StagedWrite | null {
-    if (this.closed || !Number.isSafeInteger(slba) || !Number.isSafeInteger(nlb) || slba < 0 || nlb <= 0 || slba + nlb > this.nblocks) return null;
+    if (this.#closed || !Number.isSafeInteger(slba) || !Number.isSafeInteger(nlb) || slba < 0 || nlb <= 0 || slba + nlb > this.nblocks) return null;
     const start = slba * this.blockSize;
     const len = nlb * this.blockSize;
     // Whole, full-length chunks only: a partly covered chunk keeps bytes the write does not bring.
-    if (start % this.chunkSize !== 0 || len % this.chunkSize !== 0 || start + len > this.sizeBytes - (this.sizeBytes % this.chunkSize)) return null;
-    const count = len / this.chunkSize;
-    if (count > this.slabChunks) return null;
-    const first = this.takeRun(count);
+    if (start % this.#chunkSize !== 0 || len % this.#chunkSize !== 0 || start + len > this.#sizeBytes - (this.#sizeBytes % this.#chunkSize)) return null;
+    const count = len / this.#chunkSize;
+    if (count > this.#slabChunks) return null;
+    const first = this.#takeRun(count);
     if (first < 0) return null;
-    const base = (first % this.slabChunks) * this.chunkSize;
-    const data = this.slabs[Math.floor(first / this.slabChunks)]!.buf.subarray(base, base + len);
-    return new StagedRun(this, slba, first, count, data, (run) => this.dropRun(run.firstSlot, run.count));
+    const base = (first % this.#slabChunks) * this.#chunkSize;
+    const data = this.#slabs[Math.floor(first / this.#slabChunks)]!.buf.subarray(base, base + len);
+    return new StagedRun(this, slba, first, count, data, (run) => this.#dropRun(run.firstSlot, run.count));
   }
 
   commitStagedWrite(staged: StagedWrite, slba: number): boolean {
     if (!(staged instanceof StagedRun) || staged.store !== this || staged.state !== 'staged' || staged.slba !== slba) return false;
-    if (this.closed) throw closedError(this.kind);
+    if (this.#closed) throw closedError(this.kind);
     staged.state = 'committed';
-    this.stagingSlots -= staged.count;
-    const firstChunk = (slba * this.blockSize) / this.chunkSize;
+    this.#stagingSlots -= staged.count;
+    const firstChunk = (slba * this.blockSize) / this.#chunkSize;
     // The slots the range had: kept as a spare run when they were one (as after an earlier staged write), else freed.
-    const old = this.replaced;
+    const old = this.#replaced;
     old.length = 0;
     let oldIsRun = true;
     for (let i = 0; i < staged.count; i++) {
       const ci = firstChunk + i;
-      const slot = this.chunks.set(ci, staged.firstSlot + i);
+      const slot = this.#chunks.set(ci, staged.firstSlot + i);
       if (slot < 0) {
-        this.allocated += this.chunkSize;
+        this.#allocated += this.#chunkSize;
         oldIsRun = false;
         continue;
       }
-      if (i > 0 && (slot !== old[0]! + i || slot % this.slabChunks === 0)) oldIsRun = false;
+      if (i > 0 && (slot !== old[0]! + i || slot % this.#slabChunks === 0)) oldIsRun = false;
       old.push(slot);
     }
     if (oldIsRun) {
-      this.stagingSlots += staged.count;
-      this.dropRun(old[0]!, staged.count);
-    } else for (const slot of old) this.freeChunk(slot);
+      this.#stagingSlots += staged.count;
+      this.#dropRun(old[0]!, staged.count);
+    } else for (const slot of old) this.#freeChunk(slot);
     return true;
   }
 
   async write(slba: number, data: Buffer): Promise<void> {
-    this.writeNow(slba, data);
+    this.#writeNow(slba, data);
   }
 
   writeSync(slba: number, data: Buffer): void {
-    this.writeNow(slba, data);
+    this.#writeNow(slba, data);
   }
 
-  private writeNow(slba: number, data: Buffer): void {
-    if (this.closed) throw closedError(this.kind);
+  #writeNow(slba: number, data: Buffer): void {
+    if (this.#closed) throw closedError(this.kind);
     checkWrite(this, slba, data);
     const end = slba * this.blockSize + data.length;
     let pos = slba * this.blockSize;
@@ -243,21 +246,21 @@ export class MemoryStore implements BlockStore {
     let runSrc = 0;
     let runNextSlot = -1;
     while (pos < end) {
-      const ci = Math.floor(pos / this.chunkSize);
-      const inChunk = pos - ci * this.chunkSize;
-      const n = Math.min(this.chunkSize - inChunk, end - pos);
-      let slot = this.chunks.get(ci);
+      const ci = Math.floor(pos / this.#chunkSize);
+      const inChunk = pos - ci * this.#chunkSize;
+      const n = Math.min(this.#chunkSize - inChunk, end - pos);
+      let slot = this.#chunks.get(ci);
       if (slot < 0) {
-        slot = this.allocChunk();
-        this.chunks.set(ci, slot);
+        slot = this.#allocChunk();
+        this.#chunks.set(ci, slot);
         // The last chunk of a namespace that is not a multiple of the chunk size is shorter.
-        this.allocated += this.chunkLength(ci);
+        this.#allocated += this.#chunkLength(ci);
       }
-      if (slot !== runNextSlot || slot % this.slabChunks === 0) {
+      if (slot !== runNextSlot || slot % this.#slabChunks === 0) {
         const srcOff = pos - slba * this.blockSize;
         if (runSlab) data.copy(runSlab, runStart, runSrc, srcOff);
-        runSlab = this.slabs[Math.floor(slot / this.slabChunks)]!.buf;
-        runStart = (slot % this.slabChunks) * this.chunkSize + inChunk;
+        runSlab = this.#slabs[Math.floor(slot / this.#slabChunks)]!.buf;
+        runStart = (slot % this.#slabChunks) * this.#chunkSize + inChunk;
         runSrc = srcOff;
       }
       runNextSlot = slot + 1;
@@ -266,60 +269,60 @@ export class MemoryStore implements BlockStore {
     if (runSlab) data.copy(runSlab, runStart, runSrc, data.length);
   }
 
-  private chunkLength(ci: number): number {
-    return Math.min(this.chunkSize, this.sizeBytes - ci * this.chunkSize);
+  #chunkLength(ci: number): number {
+    return Math.min(this.#chunkSize, this.#sizeBytes - ci * this.#chunkSize);
   }
 
-  private newSlab(): number {
-    const id = this.freeSlabIds.pop() ?? this.slabs.length;
+  #newSlab(): number {
+    const id = this.#freeSlabIds.pop() ?? this.#slabs.length;
     // A slab no larger than the namespace needs (small test namespaces).
-    const chunks = Math.min(this.slabChunks, Math.ceil(this.sizeBytes / this.chunkSize));
-    this.slabs[id] = { buf: Buffer.alloc(chunks * this.chunkSize), used: 0, free: [], next: 0 };
-    this.withRoom.add(id);
+    const chunks = Math.min(this.#slabChunks, Math.ceil(this.#sizeBytes / this.#chunkSize));
+    this.#slabs[id] = { buf: Buffer.alloc(chunks * this.#chunkSize), used: 0, free: [], next: 0 };
+    this.#withRoom.add(id);
     return id;
   }
 
   /** A zeroed chunk slot. */
-  private allocChunk(): number {
+  #allocChunk(): number {
     let id: number | undefined;
-    for (const s of this.withRoom) {
+    for (const s of this.#withRoom) {
       id = s;
       break;
     }
-    id ??= this.newSlab();
-    const slab = this.slabs[id]!;
+    id ??= this.#newSlab();
+    const slab = this.#slabs[id]!;
     let k = slab.free.pop();
     if (k === undefined) k = slab.next++;
     else {
-      this.holes--;
-      slab.buf.fill(0, k * this.chunkSize, (k + 1) * this.chunkSize);
+      this.#holes--;
+      slab.buf.fill(0, k * this.#chunkSize, (k + 1) * this.#chunkSize);
     }
     slab.used++;
-    this.dropIfFull(id, slab);
-    return id * this.slabChunks + k;
+    this.#dropIfFull(id, slab);
+    return id * this.#slabChunks + k;
   }
 
   /** A slab with no free slot and no never-used tail left is no longer one with room. */
-  private dropIfFull(id: number, slab: Slab): void {
-    if (slab.free.length === 0 && slab.next * this.chunkSize >= slab.buf.length) this.withRoom.delete(id);
+  #dropIfFull(id: number, slab: Slab): void {
+    if (slab.free.length === 0 && slab.next * this.#chunkSize >= slab.buf.length) this.#withRoom.delete(id);
   }
 
-  private freeChunk(slot: number): void {
-    const id = Math.floor(slot / this.slabChunks);
-    const slab = this.slabs[id]!;
+  #freeChunk(slot: number): void {
+    const id = Math.floor(slot / this.#slabChunks);
+    const slab = this.#slabs[id]!;
     slab.used--;
     if (slab.used === 0) {
       // The whole slab is free: give its memory back.
-      this.holes -= slab.free.length;
-      this.slabs[id] = null;
-      this.withRoom.delete(id);
-      this.freeSlabIds.push(id);
-      if (this.runSlab === id) this.runSlab = -1;
+      this.#holes -= slab.free.length;
+      this.#slabs[id] = null;
+      this.#withRoom.delete(id);
+      this.#freeSlabIds.push(id);
+      if (this.#runSlab === id) this.#runSlab = -1;
       return;
     }
-    slab.free.push(slot % this.slabChunks);
-    this.holes++;
-    this.withRoom.add(id);
+    slab.free.push(slot % this.#slabChunks);
+    this.#holes++;
+    this.#withRoom.add(id);
   }
 
   /**
@@ -327,119 +330,119 @@ export class MemoryStore implements BlockStore {
    * run of that length, or the never-used tail of a slab. -1 when what is set
    * aside, or the holes, have reached their limits.
    */
-  private takeRun(count: number): number {
-    const spare = this.spareRuns.get(count);
+  #takeRun(count: number): number {
+    const spare = this.#spareRuns.get(count);
     if (spare !== undefined && spare.length > 0) {
-      this.spareSlots -= count;
+      this.#spareSlots -= count;
       return spare.pop()!;
     }
-    if ((this.stagingSlots + count) * this.chunkSize > this.stagingLimitBytes || this.holes * this.chunkSize > this.holesLimitBytes) return -1;
-    let slab = this.runSlab >= 0 ? this.slabs[this.runSlab]! : null;
-    if (slab === null || (slab.next + count) * this.chunkSize > slab.buf.length) {
-      this.runSlab = this.newSlab();
-      slab = this.slabs[this.runSlab]!;
-      if (count * this.chunkSize > slab.buf.length) return -1;
+    if ((this.#stagingSlots + count) * this.#chunkSize > this.stagingLimitBytes || this.#holes * this.#chunkSize > this.holesLimitBytes) return -1;
+    let slab = this.#runSlab >= 0 ? this.#slabs[this.#runSlab]! : null;
+    if (slab === null || (slab.next + count) * this.#chunkSize > slab.buf.length) {
+      this.#runSlab = this.#newSlab();
+      slab = this.#slabs[this.#runSlab]!;
+      if (count * this.#chunkSize > slab.buf.length) return -1;
     }
     const k = slab.next;
     slab.next += count;
     slab.used += count;
-    this.dropIfFull(this.runSlab, slab);
-    this.stagingSlots += count;
-    return this.runSlab * this.slabChunks + k;
+    this.#dropIfFull(this.#runSlab, slab);
+    this.#stagingSlots += count;
+    return this.#runSlab * this.#slabChunks + k;
   }
 
   /** A run counted in stagingSlots is no longer needed: kept as a spare, or its slots freed. */
-  private dropRun(first: number, count: number): void {
-    if (this.closed) return;
-    if ((this.spareSlots + count) * this.chunkSize <= SPARE_RUNS_LIMIT_BYTES) {
-      let list = this.spareRuns.get(count);
-      if (list === undefined) this.spareRuns.set(count, (list = []));
+  #dropRun(first: number, count: number): void {
+    if (this.#closed) return;
+    if ((this.#spareSlots + count) * this.#chunkSize <= SPARE_RUNS_LIMIT_BYTES) {
+      let list = this.#spareRuns.get(count);
+      if (list === undefined) this.#spareRuns.set(count, (list = []));
       list.push(first);
-      this.spareSlots += count;
+      this.#spareSlots += count;
       return;
     }
-    this.stagingSlots -= count;
-    for (let i = 0; i < count; i++) this.freeChunk(first + i);
+    this.#stagingSlots -= count;
+    for (let i = 0; i < count; i++) this.#freeChunk(first + i);
   }
 
   async writeZeroes(slba: number, nlb: number): Promise<void> {
-    if (this.closed) throw closedError(this.kind);
+    if (this.#closed) throw closedError(this.kind);
     checkRange(this, slba, nlb);
-    this.zeroRange(slba * this.blockSize, (slba + nlb) * this.blockSize);
+    this.#zeroRange(slba * this.blockSize, (slba + nlb) * this.blockSize);
   }
 
   async deallocate(slba: number, nlb: number): Promise<void> {
-    if (this.closed) throw closedError(this.kind);
+    if (this.#closed) throw closedError(this.kind);
     checkRange(this, slba, nlb);
-    this.zeroRange(slba * this.blockSize, (slba + nlb) * this.blockSize);
+    this.#zeroRange(slba * this.blockSize, (slba + nlb) * this.blockSize);
   }
 
   async flush(): Promise<void> {
-    if (this.closed) throw closedError(this.kind);
+    if (this.#closed) throw closedError(this.kind);
   }
 
   flushSync(): void {
-    if (this.closed) throw closedError(this.kind);
+    if (this.#closed) throw closedError(this.kind);
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    this.chunks.clear();
-    this.slabs = [];
-    this.withRoom.clear();
-    this.freeSlabIds = [];
-    this.allocated = 0;
-    this.holes = 0;
-    this.spareRuns.clear();
-    this.stagingSlots = 0;
-    this.spareSlots = 0;
-    this.runSlab = -1;
+    this.#closed = true;
+    this.#chunks.clear();
+    this.#slabs = [];
+    this.#withRoom.clear();
+    this.#freeSlabIds = [];
+    this.#allocated = 0;
+    this.#holes = 0;
+    this.#spareRuns.clear();
+    this.#stagingSlots = 0;
+    this.#spareSlots = 0;
+    this.#runSlab = -1;
   }
 
   allocatedBytes(): number {
-    return this.allocated;
+    return this.#allocated;
   }
 
   /** Memory behind the namespace, for tests and diagnostics: slabs in bytes, and of it what is set aside for staged writes (spare runs included), spare, and holes. */
   get memoryUse(): { slabBytes: number; stagingBytes: number; spareBytes: number; holeBytes: number } {
     let slabBytes = 0;
-    for (const slab of this.slabs) slabBytes += slab?.buf.length ?? 0;
-    return { slabBytes, stagingBytes: this.stagingSlots * this.chunkSize, spareBytes: this.spareSlots * this.chunkSize, holeBytes: this.holes * this.chunkSize };
+    for (const slab of this.#slabs) slabBytes += slab?.buf.length ?? 0;
+    return { slabBytes, stagingBytes: this.#stagingSlots * this.#chunkSize, spareBytes: this.#spareSlots * this.#chunkSize, holeBytes: this.#holes * this.#chunkSize };
   }
 
   /** Number of chunks currently allocated (for tests / diagnostics). */
   get chunkCount(): number {
-    return this.chunks.size;
+    return this.#chunks.size;
   }
 
   /** Zero bytes [start, end): free fully covered chunks, zero partial ones. */
-  private zeroRange(start: number, end: number): void {
-    const first = Math.floor(start / this.chunkSize);
-    const last = Math.floor((end - 1) / this.chunkSize);
-    if (last - first + 1 > this.chunks.size) {
+  #zeroRange(start: number, end: number): void {
+    const first = Math.floor(start / this.#chunkSize);
+    const last = Math.floor((end - 1) / this.#chunkSize);
+    if (last - first + 1 > this.#chunks.size) {
       // Huge range (e.g. trim of a whole 1 TiB namespace): walk the allocated
       // chunks instead of every chunk index in the range.
-      this.chunks.forEachIn(first, last, (ci, slot) => this.zeroChunk(ci, slot, start, end));
+      this.#chunks.forEachIn(first, last, (ci, slot) => this.#zeroChunk(ci, slot, start, end));
     } else {
       for (let ci = first; ci <= last; ci++) {
-        const slot = this.chunks.get(ci);
-        if (slot >= 0) this.zeroChunk(ci, slot, start, end);
+        const slot = this.#chunks.get(ci);
+        if (slot >= 0) this.#zeroChunk(ci, slot, start, end);
       }
     }
   }
 
-  private zeroChunk(ci: number, slot: number, start: number, end: number): void {
-    const cStart = ci * this.chunkSize;
-    const length = this.chunkLength(ci);
+  #zeroChunk(ci: number, slot: number, start: number, end: number): void {
+    const cStart = ci * this.#chunkSize;
+    const length = this.#chunkLength(ci);
     const from = Math.max(start, cStart) - cStart;
     const to = Math.min(end, cStart + length) - cStart;
     if (from === 0 && to === length) {
-      this.chunks.delete(ci);
-      this.allocated -= length;
-      this.freeChunk(slot);
+      this.#chunks.delete(ci);
+      this.#allocated -= length;
+      this.#freeChunk(slot);
     } else {
-      const base = (slot % this.slabChunks) * this.chunkSize;
-      this.slabs[Math.floor(slot / this.slabChunks)]!.buf.fill(0, base + from, base + to);
+      const base = (slot % this.#slabChunks) * this.#chunkSize;
+      this.#slabs[Math.floor(slot / this.#slabChunks)]!.buf.fill(0, base + from, base + to);
     }
   }
 }

@@ -16,7 +16,7 @@ import {
 export class NullStore implements BlockStore {
   readonly kind = 'null' as const;
   readonly nblocks: number;
-  private closed = false;
+  #closed = false;
 
   /** Throws RangeError if blockSize or sizeBytes (required, positive multiple of blockSize) is invalid. */
   constructor(
@@ -28,15 +28,15 @@ export class NullStore implements BlockStore {
   }
 
   async read(slba: number, nlb: number, into?: Buffer): Promise<Buffer> {
-    return this.readNow(slba, nlb, into);
+    return this.#readNow(slba, nlb, into);
   }
 
   readSync(slba: number, nlb: number, into?: Buffer): Buffer {
-    return this.readNow(slba, nlb, into);
+    return this.#readNow(slba, nlb, into);
   }
 
-  private readNow(slba: number, nlb: number, into?: Buffer): Buffer {
-    if (this.closed) throw closedError(this.kind);
+  #readNow(slba: number, nlb: number, into?: Buffer): Buffer {
+    if (this.#closed) throw closedError(this.kind);
     const len = checkRead(this, slba, nlb, into);
     if (into === undefined) return Buffer.alloc(len);
     into.fill(0, 0, len);
@@ -44,38 +44,38 @@ export class NullStore implements BlockStore {
   }
 
   async write(slba: number, data: Buffer): Promise<void> {
-    this.writeNow(slba, data);
+    this.#writeNow(slba, data);
   }
 
   writeSync(slba: number, data: Buffer): void {
-    this.writeNow(slba, data);
+    this.#writeNow(slba, data);
   }
 
-  private writeNow(slba: number, data: Buffer): void {
-    if (this.closed) throw closedError(this.kind);
+  #writeNow(slba: number, data: Buffer): void {
+    if (this.#closed) throw closedError(this.kind);
     checkWrite(this, slba, data);
   }
 
   async writeZeroes(slba: number, nlb: number): Promise<void> {
-    if (this.closed) throw closedError(this.kind);
+    if (this.#closed) throw closedError(this.kind);
     checkRange(this, slba, nlb);
   }
 
   async deallocate(slba: number, nlb: number): Promise<void> {
-    if (this.closed) throw closedError(this.kind);
+    if (this.#closed) throw closedError(this.kind);
     checkRange(this, slba, nlb);
   }
 
   async flush(): Promise<void> {
-    if (this.closed) throw closedError(this.kind);
+    if (this.#closed) throw closedError(this.kind);
   }
 
   flushSync(): void {
-    if (this.closed) throw closedError(this.kind);
+    if (this.#closed) throw closedError(this.kind);
   }
 
   async close(): Promise<void> {
-    this.closed = true;
+    this.#closed = true;
   }
 
   allocatedBytes(): number {

@@ -23,6 +23,7 @@ import { ControlServer, type ControlAddress } from '../../target/control.ts';
 import type { Target } from '../../target/target.ts';
 import { silentLogger } from '../../target/logger.ts';
 import { RawClient, type CommandResult } from './raw-client.ts';
+import type { ClientFactory, CommandClient } from './loop-client.ts';
 
 /** Status without DNR/More/CRD: SCT << 8 | SC. */
 export function sc(r: CommandResult): number {
@@ -34,12 +35,12 @@ export function dnr(r: CommandResult): boolean {
 
 /** Everything a test opens, closed in afterEach. */
 export class Resources {
-  readonly clients: RawClient[] = [];
+  readonly clients: CommandClient[] = [];
   readonly targets: Target[] = [];
   readonly controls: ControlServer[] = [];
   readonly dirs: string[] = [];
 
-  track<T extends RawClient>(c: T): T {
+  track<T extends CommandClient>(c: T): T {
     this.clients.push(c);
     return c;
   }
@@ -68,23 +69,27 @@ export class Resources {
 }
 
 /** An admin queue and one I/O queue of one controller. */
-export interface Pair {
-  admin: RawClient;
-  io: RawClient;
+export interface Pair<C extends CommandClient = RawClient> {
+  admin: C;
+  io: C;
   cntlid: number;
 }
 
-export async function connectPair(res: Resources, port: number, subnqn: string, opts: { hostnqn?: string; kato?: number } = {}): Promise<Pair> {
-  const admin = res.track(await RawClient.admin(port, { subnqn, hostnqn: opts.hostnqn, kato: opts.kato }));
-  const io = res.track(await RawClient.io(port, { subnqn, cntlid: admin.cntlid, qid: 1, hostnqn: opts.hostnqn }));
+export async function connectPair(res: Resources, port: number, subnqn: string, opts?: { hostnqn?: string; kato?: number }): Promise<Pair>;
+/** The same over another transport (`via`: RawClient or LoopClient, see loop-client.ts). */
+export async function connectPair(res: Resources, port: number, subnqn: string, opts: { hostnqn?: string; kato?: number; via: ClientFactory }): Promise<Pair<CommandClient>>;
+export async function connectPair(res: Resources, port: number, subnqn: string, opts: { hostnqn?: string; kato?: number; via?: ClientFactory } = {}): Promise<Pair<CommandClient>> {
+  const via = opts.via ?? RawClient;
+  const admin = res.track(await via.admin(port, { subnqn, hostnqn: opts.hostnqn, kato: opts.kato }));
+  const io = res.track(await via.io(port, { subnqn, cntlid: admin.cntlid, qid: 1, hostnqn: opts.hostnqn }));
   return { admin, io, cntlid: admin.cntlid };
 }
 
-export async function identify(c: RawClient, cns: number, nsid = 0, csi = 0): Promise<CommandResult> {
+export async function identify(c: CommandClient, cns: number, nsid = 0, csi = 0): Promise<CommandResult> {
   return c.command(identifyCommand({ cns, nsid, csi }));
 }
 
-export async function identifyData(c: RawClient, cns: number, nsid = 0): Promise<Buffer> {
+export async function identifyData(c: CommandClient, cns: number, nsid = 0): Promise<Buffer> {
   const r = await identify(c, cns, nsid);
   if (r.cqe.status !== 0) throw new Error(`Identify CNS ${cns} nsid ${nsid}: status 0x${r.cqe.status.toString(16)}`);
   return r.data;
@@ -107,35 +112,35 @@ export function getLogSqe(l: LogRead): Sqe {
   return l.sglLength === undefined ? s : { ...s, sgl: transportSgl(l.sglLength) };
 }
 
-export function getLog(c: RawClient, l: LogRead): Promise<CommandResult> {
+export function getLog(c: CommandClient, l: LogRead): Promise<CommandResult> {
   return c.command(getLogSqe(l));
 }
 
-export async function getLogData(c: RawClient, l: LogRead): Promise<Buffer> {
+export async function getLogData(c: CommandClient, l: LogRead): Promise<Buffer> {
   const r = await getLog(c, l);
   if (r.cqe.status !== 0) throw new Error(`Get Log Page 0x${l.lid.toString(16)}: status 0x${r.cqe.status.toString(16)}`);
   return r.data;
 }
 
 /** The ANA log as Linux reads it (NSID 0xFFFFFFFF), RAE set unless told. */
-export async function anaLog(c: RawClient, opts: { rgo?: boolean; rae?: boolean } = {}): Promise<AnaLog> {
+export async function anaLog(c: CommandClient, opts: { rgo?: boolean; rae?: boolean } = {}): Promise<AnaLog> {
   const data = await getLogData(c, { lid: LogPageId.Ana, length: 4096, lsp: opts.rgo ? 1 : 0, rae: opts.rae ?? true, nsid: 0xffffffff });
   return decodeAnaLog(data);
 }
 
-export async function anaStateOf(c: RawClient, grpid: number): Promise<number | undefined> {
+export async function anaStateOf(c: CommandClient, grpid: number): Promise<number | undefined> {
   return (await anaLog(c)).groups.find((g) => g.anagrpid === grpid)?.state;
 }
 
-export function setFeature(c: RawClient, fid: number, cdw11: number, opts: { save?: boolean } = {}): Promise<CommandResult> {
+export function setFeature(c: CommandClient, fid: number, cdw11: number, opts: { save?: boolean } = {}): Promise<CommandResult> {
   return c.command(setFeaturesCommand(fid, cdw11, opts));
 }
 
-export function getFeature(c: RawClient, fid: number, opts: { sel?: number; cdw11?: number; data?: number } = {}): Promise<CommandResult> {
+export function getFeature(c: CommandClient, fid: number, opts: { sel?: number; cdw11?: number; data?: number } = {}): Promise<CommandResult> {
   return c.command(getFeaturesCommand(fid, opts));
 }
 
-export async function enableAec(c: RawClient, bits: number): Promise<void> {
+export async function enableAec(c: CommandClient, bits: number): Promise<void> {
   const r = await setFeature(c, FeatureId.AsyncEventConfig, bits >>> 0);
   if (r.cqe.status !== 0) throw new Error(`Set Features AEC: status 0x${r.cqe.status.toString(16)}`);
 }
@@ -146,7 +151,7 @@ export class PendingAer {
   error: Error | null = null;
   readonly promise: Promise<CommandResult>;
 
-  constructor(c: RawClient) {
+  constructor(c: CommandClient) {
     this.promise = c.command(asyncEventRequestCommand());
     this.promise.then(
       (r) => {
@@ -174,7 +179,7 @@ export class PendingAer {
  * A Keep Alive round trip on the same admin queue: every completion the target
  * produced before handling it (an AER included) has then arrived.
  */
-export async function roundTrip(c: RawClient): Promise<void> {
+export async function roundTrip(c: CommandClient): Promise<void> {
   const r = await c.command(keepAliveCommand());
   if (r.cqe.status !== 0) throw new Error('Keep Alive failed');
 }

@@ -52,34 +52,34 @@ interface Pending {
 
 export class RawClient {
   readonly socket: net.Socket;
-  private readonly framer = new PduFramer('host', { maxInCapsuleData: 0, maxH2CData: 0, maxC2HData: 64 * 1024 * 1024 });
+  readonly #framer = new PduFramer('host', { maxInCapsuleData: 0, maxH2CData: 0, maxC2HData: 64 * 1024 * 1024 });
   wire: WireOptions = { hdgst: false, ddgst: false };
-  private pending = new Map<number, Pending>();
-  private waiters: ((p: Pdu) => void)[] = [];
+  #pending = new Map<number, Pending>();
+  #waiters: ((p: Pdu) => void)[] = [];
   /** PDUs not claimed by a command (ICResp, TermReq, unexpected). */
   readonly unclaimed: Pdu[] = [];
-  private nextCid = 1;
+  #nextCid = 1;
   maxh2cdata = 0;
   closed = false;
-  private closeWaiters: (() => void)[] = [];
+  #closeWaiters: (() => void)[] = [];
   cntlid = 0;
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
     socket.on('data', (chunk: Buffer) => {
       try {
-        this.framer.push(chunk, (pdu) => this.onPdu(pdu));
+        this.#framer.push(chunk, (pdu) => this.#onPdu(pdu));
       } catch (err) {
-        for (const p of this.pending.values()) p.reject(err as Error);
-        this.pending.clear();
+        for (const p of this.#pending.values()) p.reject(err as Error);
+        this.#pending.clear();
         socket.destroy();
       }
     });
     socket.on('close', () => {
       this.closed = true;
-      for (const p of this.pending.values()) p.reject(new Error('connection closed'));
-      this.pending.clear();
-      for (const w of this.closeWaiters.splice(0)) w();
+      for (const p of this.#pending.values()) p.reject(new Error('connection closed'));
+      this.#pending.clear();
+      for (const w of this.#closeWaiters.splice(0)) w();
     });
     socket.on('error', () => undefined);
   }
@@ -123,7 +123,7 @@ export class RawClient {
     this.sendRaw(encodeIcReq({ pfv: 0, hpda: opts.hpda ?? 0, hdgst: !!opts.hdgst, ddgst: !!opts.ddgst, maxr2t: 0 }));
     const pdu = await this.nextUnclaimed();
     if (pdu.type !== PduType.ICResp) throw new Error(`expected ICResp, got type ${pdu.type}`);
-    this.framer.setDigests(pdu.hdgst, pdu.ddgst);
+    this.#framer.setDigests(pdu.hdgst, pdu.ddgst);
     this.wire = { hdgst: pdu.hdgst, ddgst: pdu.ddgst };
     this.maxh2cdata = pdu.maxh2cdata;
     return pdu;
@@ -153,11 +153,11 @@ export class RawClient {
    * The SGL length is taken from the SQE as given (tests set it on purpose).
    */
   command(sqe: Sqe, opts: { data?: Buffer; inCapsule?: boolean; cid?: number } = {}): Promise<CommandResult> {
-    const cid = opts.cid ?? this.allocCid();
+    const cid = opts.cid ?? this.#allocCid();
     const s = withCid(sqe, cid);
     const inCapsule = opts.inCapsule ?? s.sgl.id === SGL_INCAPSULE;
     return new Promise((resolve, reject) => {
-      this.pending.set(cid, { resolve, reject, data: Buffer.alloc(0), writeData: inCapsule ? null : opts.data ?? null, c2hPdus: 0, r2ts: 0, maxh2c: this.maxh2cdata });
+      this.#pending.set(cid, { resolve, reject, data: Buffer.alloc(0), writeData: inCapsule ? null : opts.data ?? null, c2hPdus: 0, r2ts: 0, maxh2c: this.maxh2cdata });
       this.sendPdu(encodeCapsuleCmd(encodeSqe(s), inCapsule ? opts.data ?? null : null, this.wire));
     });
   }
@@ -174,14 +174,14 @@ export class RawClient {
    */
   track(cid: number, opts: { writeData?: Buffer } = {}): Promise<CommandResult> {
     return new Promise((resolve, reject) => {
-      this.pending.set(cid, { resolve, reject, data: Buffer.alloc(0), writeData: opts.writeData ?? null, c2hPdus: 0, r2ts: 0, maxh2c: this.maxh2cdata });
+      this.#pending.set(cid, { resolve, reject, data: Buffer.alloc(0), writeData: opts.writeData ?? null, c2hPdus: 0, r2ts: 0, maxh2c: this.maxh2cdata });
     });
   }
 
-  private allocCid(): number {
-    do this.nextCid = (this.nextCid + 1) & 0xffff;
-    while (this.pending.has(this.nextCid));
-    return this.nextCid;
+  #allocCid(): number {
+    do this.#nextCid = (this.#nextCid + 1) & 0xffff;
+    while (this.#pending.has(this.#nextCid));
+    return this.#nextCid;
   }
 
   sendRaw(buf: Buffer): void {
@@ -192,19 +192,19 @@ export class RawClient {
     this.socket.write(Buffer.concat(bufs));
   }
 
-  private onPdu(pdu: Pdu): void {
+  #onPdu(pdu: Pdu): void {
     switch (pdu.type) {
       case PduType.CapsuleResp: {
         const cqe = decodeCqe(pdu.cqe);
-        const p = this.pending.get(cqe.cid);
-        if (!p) return this.park(pdu);
-        this.pending.delete(cqe.cid);
+        const p = this.#pending.get(cqe.cid);
+        if (!p) return this.#park(pdu);
+        this.#pending.delete(cqe.cid);
         p.resolve({ cqe, data: p.data, c2hPdus: p.c2hPdus, successFlag: false, r2ts: p.r2ts });
         return;
       }
       case PduType.C2HData: {
-        const p = this.pending.get(pdu.cccid);
-        if (!p) return this.park(pdu);
+        const p = this.#pending.get(pdu.cccid);
+        if (!p) return this.#park(pdu);
         if (pdu.datao !== p.data.length) {
           p.reject(new Error(`C2HData offset ${pdu.datao}, expected ${p.data.length}`));
           return;
@@ -213,14 +213,14 @@ export class RawClient {
         p.c2hPdus += 1;
         if (pdu.dataDigestError) p.reject(new Error('C2HData data digest error'));
         if (pdu.success) {
-          this.pending.delete(pdu.cccid);
+          this.#pending.delete(pdu.cccid);
           p.resolve({ cqe: { result: 0, dw1: 0, sqhd: 0, sqid: 0, cid: pdu.cccid, status: 0 }, data: p.data, c2hPdus: p.c2hPdus, successFlag: true, r2ts: p.r2ts });
         }
         return;
       }
       case PduType.R2T: {
-        const p = this.pending.get(pdu.cccid);
-        if (!p || !p.writeData) return this.park(pdu);
+        const p = this.#pending.get(pdu.cccid);
+        if (!p || !p.writeData) return this.#park(pdu);
         p.r2ts += 1;
         const chunk = p.maxh2c || pdu.r2tl;
         for (let off = pdu.r2to; off < pdu.r2to + pdu.r2tl; off += chunk) {
@@ -230,12 +230,12 @@ export class RawClient {
         return;
       }
       default:
-        return this.park(pdu);
+        return this.#park(pdu);
     }
   }
 
-  private park(pdu: Pdu): void {
-    const w = this.waiters.shift();
+  #park(pdu: Pdu): void {
+    const w = this.#waiters.shift();
     if (w) w(pdu);
     else this.unclaimed.push(pdu);
   }
@@ -246,7 +246,7 @@ export class RawClient {
     if (ready) return Promise.resolve(ready);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('no PDU within timeout')), timeoutMs);
-      this.waiters.push((p) => {
+      this.#waiters.push((p) => {
         clearTimeout(timer);
         resolve(p);
       });
@@ -265,7 +265,7 @@ export class RawClient {
     if (this.closed) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('connection still open')), timeoutMs);
-      this.closeWaiters.push(() => {
+      this.#closeWaiters.push(() => {
         clearTimeout(timer);
         resolve();
       });
@@ -431,30 +431,30 @@ export function termReqFields(p: RawPdu): { fes: number; fei: number; errorData:
 /** Records every byte a socket receives from now on (alongside other listeners). */
 export class ByteTap {
   readonly socket: net.Socket;
-  private chunks: Buffer[] = [];
+  #chunks: Buffer[] = [];
   closed = false;
-  private waiters = new Set<() => void>();
+  #waiters = new Set<() => void>();
 
   constructor(socket: net.Socket) {
     this.socket = socket;
     socket.on('data', (c: Buffer) => {
-      this.chunks.push(Buffer.from(c));
-      this.wake();
+      this.#chunks.push(Buffer.from(c));
+      this.#wake();
     });
     socket.on('close', () => {
       this.closed = true;
-      this.wake();
+      this.#wake();
     });
     if (socket.destroyed) this.closed = true;
   }
 
-  private wake(): void {
-    for (const w of [...this.waiters]) w();
+  #wake(): void {
+    for (const w of [...this.#waiters]) w();
   }
 
   get bytes(): Buffer {
-    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
-    return this.chunks[0] ?? Buffer.alloc(0);
+    if (this.#chunks.length > 1) this.#chunks = [Buffer.concat(this.#chunks)];
+    return this.#chunks[0] ?? Buffer.alloc(0);
   }
 
   pdus(): RawPdu[] {
@@ -462,7 +462,7 @@ export class ByteTap {
   }
 
   clear(): void {
-    this.chunks = [];
+    this.#chunks = [];
   }
 
   /** Resolve with check()'s first truthy result, re-checked on every arrival. */
@@ -490,9 +490,9 @@ export class ByteTap {
       }, timeoutMs);
       const cleanup = () => {
         clearTimeout(timer);
-        this.waiters.delete(done);
+        this.#waiters.delete(done);
       };
-      this.waiters.add(done);
+      this.#waiters.add(done);
     });
   }
 

@@ -16,5 +16,15 @@ export async function startTarget(config: TargetConfig = testConfig(), opts: Tar
   const target = await Target.create(config, { log: createLogger({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent', pretty: false }), ...opts });
   await target.start();
   const ports = config.ports.map((p) => target.boundPort(p.portid));
+  for (const [i, p] of config.ports.entries()) loopTargets.set(ports[i]!, { target, portid: p.portid });
   return { target, ports };
+}
+
+/** Targets started here by the TCP port they bound: the loopback client (loop-client.ts) reaches a port by that number. */
+const loopTargets = new Map<number, { target: Target; portid: number }>();
+
+export function loopTargetFor(port: number): { target: Target; portid: number } {
+  const t = loopTargets.get(port);
+  if (!t) throw new Error(`no target started by the fixture on port ${port}`);
+  return t;
 }

@@ -6,14 +6,14 @@
  * pooled buffers for read data and receives write data into pooled buffers;
  * the host places read data straight into the destination. Both sides read
  * large payloads from the socket straight into place (onread), or with
- * NVMETS_DIRECT_READS=0 through Node's 'data' events. Every byte is checked,
+ * the directReads switch off (NVMETS_DIRECT_READS=0 at the CLI) through Node's 'data' events. Every byte is checked,
  * and every pooled buffer is back in the pool afterwards.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { HostSession } from '../../host/session.ts';
 import type { MultipathHead } from '../../host/multipath/index.ts';
+import { defaultFeatureSwitches } from '../../shared/feature-switches.ts';
 import { dataBuffers } from '../../target/buffer-pool.ts';
-import { directReads as targetDirectReads } from '../../target/tcp.ts';
 import type { Target } from '../../target/target.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
 
@@ -21,7 +21,6 @@ let session: HostSession | null = null;
 let target: Target | null = null;
 
 afterEach(async () => {
-  delete process.env['NVMETS_DIRECT_READS'];
   await session?.close();
   session = null;
   await target?.stop();
@@ -36,7 +35,8 @@ function pattern(bytes: number, seed: number, blockSize: number): Buffer {
 }
 
 async function setup(o: { digests: boolean; maxh2cdata?: number; inline?: number; directReads?: boolean }): Promise<MultipathHead> {
-  if (o.directReads === false) process.env['NVMETS_DIRECT_READS'] = '0';
+  // Both sides get the switch as the CLI edge would pass it (NVMETS_DIRECT_READS is read there only).
+  const switches = { ...defaultFeatureSwitches, directReads: o.directReads !== false };
   const t = await startTarget(
     testConfig((doc) => {
       for (const p of doc['ports']) {
@@ -44,9 +44,10 @@ async function setup(o: { digests: boolean; maxh2cdata?: number; inline?: number
         if (o.inline) p.param = { ...(p.param ?? {}), inline_data_size: String(o.inline) };
       }
     }, 1),
+    { switches },
   );
   target = t.target;
-  session = new HostSession({ switches: { directReads: o.directReads !== false } });
+  session = new HostSession({ switches });
   await session.connect({ traddr: '127.0.0.1', trsvcid: t.ports[0]!, subnqn: SUBNQN, nrIoQueues: 1, queueSize: 64, hdrDigest: o.digests, dataDigest: o.digests, katoMs: 5000 });
   return session.head({ subnqn: SUBNQN });
 }
@@ -63,7 +64,7 @@ describe('data path: every size, both directions, verified', () => {
   ]) {
     it(variant.name, async () => {
       const head = await setup(variant);
-      const direct0 = { target: targetDirectReads.bytes, host: session!.transportStats.directReadBytes };
+      const direct0 = { target: target!.counters.directReadBytes, host: session!.transportStats.directReadBytes };
       const bs = head.blockSize;
       const before = dataBuffers.outstanding;
       let slba = 0;
@@ -85,7 +86,7 @@ describe('data path: every size, both directions, verified', () => {
         expect(into.subarray(data.length).equals(Buffer.alloc(4096, 0xee)), 'nothing written past the read').toBe(true);
       }
       // Large payloads went from the socket straight into place on both sides, or never with the switch off.
-      const direct = { target: targetDirectReads.bytes - direct0.target, host: session!.transportStats.directReadBytes - direct0.host };
+      const direct = { target: target!.counters.directReadBytes - direct0.target, host: session!.transportStats.directReadBytes - direct0.host };
       if (variant.directReads === false) expect(direct).toEqual({ target: 0, host: 0 });
       else {
         // (8 KiB H2CData PDUs arrive whole with their headers: nothing to read straight in.)

@@ -60,8 +60,7 @@ describe('multipath failover against our target', () => {
     const run = workload(head, 5000);
     await new Promise((r) => setTimeout(r, 800));
     // A blackhole: the target stops reading its connections on port 1 (sockets stay open).
-    const listener = (t as unknown as { listeners: Map<number, { connections: Set<{ socket: { pause(): void } }> }> }).listeners.get(1)!;
-    for (const q of listener.connections) (q).socket.pause();
+    for (const q of t.connections(1)) q.socket.pause();
     const r = await run;
     clean(r);
     expect(head.state().counters.failovers).toBeGreaterThan(0);

@@ -9,6 +9,7 @@ import { getFeaturesCommand, identifyCommand, keepAliveCommand, readCommand, set
 import { RawClient } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
 import type { Target } from '../../target/target.ts';
+import { ManualClock } from '../helpers/manual-clock.ts';
 
 const FID_KATO = 0x0f;
 
@@ -22,8 +23,8 @@ afterEach(async () => {
   target = null;
 });
 
-async function boot(): Promise<number> {
-  const t = await startTarget(testConfig());
+async function boot(clock?: ManualClock): Promise<number> {
+  const t = await startTarget(testConfig(), clock ? { clock } : {});
   target = t.target;
   return t.ports[0]!;
 }
@@ -118,12 +119,27 @@ describe('keep-alive', () => {
     expect(live(b.admin.cntlid)).toBe(false);
   });
 
+  it('keep-alive runs on the target\'s clock: a silent controller lives 999 ms of it and is gone at 1000 ms', async () => {
+    const clock = new ManualClock();
+    const port = await boot(clock);
+    const { admin, io } = await controller(port, 1000);
+    await clock.advance(999);
+    expect(live(admin.cntlid)).toBe(true);
+    expect(admin.closed).toBe(false);
+    await clock.advance(1);
+    expect(live(admin.cntlid)).toBe(false);
+    await admin.waitClosed(1000);
+    await io.waitClosed(1000);
+  });
+
   it('KATO 0 on an I/O controller disables keep-alive', async () => {
-    const port = await boot();
+    // The target's time is a manual clock: 2.5 s pass without waiting for them.
+    const clock = new ManualClock();
+    const port = await boot(clock);
     const { admin, io } = await controller(port, 0);
     expect((await admin.command(getFeaturesCommand(FID_KATO))).cqe.result).toBe(0);
     expect(target!.snapshot().subsystems[0]!.controllers.find((c) => c.cntlid === admin.cntlid)!.kato).toBe(0);
-    await sleep(2500);
+    await clock.advance(2500);
     expect(admin.closed).toBe(false);
     expect(io.closed).toBe(false);
     expect(live(admin.cntlid)).toBe(true);

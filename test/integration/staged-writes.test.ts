@@ -10,8 +10,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { abortCommand, encodeSqe, readCommand, withCid, writeCommand } from '../../shared/sqe.ts';
+import { defaultFeatureSwitches, featureSwitchesFromEnv, type FeatureSwitches } from '../../shared/feature-switches.ts';
 import { MemoryStore } from '../../target/store/index.ts';
-import { stagedWrites } from '../../target/tcp.ts';
 import type { Target } from '../../target/target.ts';
 import { ByteTap, RawClient, handCapsule, handH2CData, patternBlocks } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
@@ -30,19 +30,24 @@ let target: Target | null = null;
 const clients: { close(): void }[] = [];
 afterEach(async () => {
   for (const c of clients.splice(0)) c.close();
-  delete process.env['NVMETS_STAGED_WRITES'];
   await target?.stop();
   target = null;
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function boot(): Promise<{ port: number; store: MemoryStore }> {
+/** Writes this target received straight into store memory (its data-path counter). */
+const stagedWrites = { get count(): number {
+  return target!.counters.stagedWrites;
+} };
+
+async function boot(switches: FeatureSwitches = defaultFeatureSwitches): Promise<{ port: number; store: MemoryStore }> {
   const t = await startTarget(
     testConfig((doc) => {
       doc['subsystems'][0].ext = { mode: 'ana' };
       for (const p of doc['ports']) p.ana_groups = [{ grpid: 1, ana: { state: 'optimized' } }];
     }, 1),
+    { switches },
   );
   target = t.target;
   const store = t.target.subsystem(SUBNQN).namespaces.get(NSID)!.store;
@@ -106,8 +111,8 @@ describe('staged writes (redirect-on-write) on the wire', () => {
   });
 
   it('with NVMETS_STAGED_WRITES=0 the data goes through a pooled buffer, the same on the wire', async () => {
-    process.env['NVMETS_STAGED_WRITES'] = '0';
-    const { port, store } = await boot();
+    // What NVMETS_STAGED_WRITES=0 sets at the CLI edge.
+    const { port, store } = await boot(featureSwitchesFromEnv({ NVMETS_STAGED_WRITES: '0' }));
     const { q } = await connect(port);
     const before = stagedWrites.count;
     const data = patternBlocks(SLBA, NLB, BS, 7);

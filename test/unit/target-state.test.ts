@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Controller } from '../../target/controller.ts';
 import { Namespace } from '../../target/namespace.ts';
 import { Port } from '../../target/port.ts';
+import { ReqState, RequestStateError, isAbortable, moveTo } from '../../target/req-state.ts';
 import { Subsystem } from '../../target/subsystem.ts';
 import { silentLogger } from '../../target/logger.ts';
 import { testConfig } from '../helpers/target-fixture.ts';
@@ -108,3 +109,33 @@ describe('ANA state per port', () => {
   });
 });
 
+
+describe('per-command state (req-state.ts)', () => {
+  const cmd = (state: ReqState) => ({ state, sqe: { cid: 7 } });
+
+  it('a command moves along its life, and refusals go straight to Completing', () => {
+    const c = cmd(ReqState.New);
+    for (const to of [ReqState.AwaitingR2TBudget, ReqState.TransferringHostToController, ReqState.ReadyToExecute, ReqState.Executing, ReqState.Completing, ReqState.Completed]) {
+      moveTo(c, to);
+      expect(c.state).toBe(to);
+    }
+    const refused = cmd(ReqState.New);
+    moveTo(refused, ReqState.Completing);
+    moveTo(refused, ReqState.Draining);
+    moveTo(refused, ReqState.Completed);
+    expect(refused.state).toBe(ReqState.Completed);
+  });
+
+  it('an impossible move throws in test builds, naming both states and the cid', () => {
+    expect(() => moveTo(cmd(ReqState.Completed), ReqState.Executing)).toThrow(RequestStateError);
+    expect(() => moveTo(cmd(ReqState.Executing), ReqState.ReadyToExecute)).toThrow(/cid 7: no transition Executing -> ReadyToExecute/);
+    expect(() => moveTo(cmd(ReqState.New), ReqState.Executing)).toThrow(/New -> Executing/);
+  });
+
+  it('Abort takes a command only before its handler starts', () => {
+    expect(isAbortable(ReqState.AwaitingR2TBudget)).toBe(true);
+    expect(isAbortable(ReqState.TransferringHostToController)).toBe(true);
+    expect(isAbortable(ReqState.Executing)).toBe(false);
+    expect(isAbortable(ReqState.Completing)).toBe(false);
+  });
+});
