@@ -172,7 +172,7 @@ export class PduFramer {
       deliver(pdu);
     } catch (err) {
       // A violation the receiver found in a whole PDU: report that PDU's header.
-      if (err instanceof ProtocolError && err.errorHeader.length === 0) throw err.withHeader(raw.subarray(0, raw[2]!));
+      if (err instanceof ProtocolError && err.errorHeader.length === 0) throw err.withHeader(raw.subarray(0, raw[2]));
       throw err;
     }
   }
@@ -188,7 +188,7 @@ export class PduFramer {
     const head = first.length >= this.#pendingPdo ? first.subarray(0, this.#pendingPdo) : this.#peekBytes(this.#pendingPdo);
     this.#checkHeaderDigest(head);
     const type = head[0]! as PduTypeValue;
-    const dest = this.placeData!({ type, flags: head[1]!, header: head.subarray(0, head[2]!), dataLength: this.#pendingDataLen });
+    const dest = this.placeData!({ type, flags: head[1]!, header: head.subarray(0, head[2]), dataLength: this.#pendingDataLen });
     if (dest === null) return;
     if (dest.length !== this.#pendingDataLen) throw new RangeError(`data placement gave ${dest.length} bytes for ${this.#pendingDataLen}`);
     const hasDdgst = (head[1]! & PduFlag.DDGSTF) !== 0;

@@ -37,7 +37,7 @@
  */
 import { sleepOn, type Clock, type TimerHandle } from '../shared/clock.ts';
 import os from 'node:os';
-import { AnaState, type AnaStateValue } from '../shared/log-pages.ts';
+import { AnaState } from '../shared/log-pages.ts';
 import { Status } from '../shared/status.ts';
 import type { ClusterConfig } from './config/index.ts';
 import type { Controller } from './controller.ts';
@@ -276,7 +276,7 @@ export class Cluster {
     let diff: string[];
     try {
       const t = JSON.parse(theirs) as Record<string, unknown>;
-      diff = Object.keys(mine).filter((k) => JSON.stringify((mine as Record<string, unknown>)[k]) !== JSON.stringify(t[k]));
+      diff = Object.keys(mine).filter((k) => JSON.stringify((mine)[k]) !== JSON.stringify(t[k]));
     } catch {
       diff = ['(unreadable)'];
     }
@@ -510,7 +510,7 @@ export class Cluster {
     else subsys.activePort.set(grpid, active);
     for (const p of local) {
       if (p.portid === moving && !this.#suspended) {
-        if (!p.transitions.has(grpid)) p.transitions.set(grpid, { to: AnaState.Optimized as AnaStateValue, timer: null });
+        if (!p.transitions.has(grpid)) p.transitions.set(grpid, { to: AnaState.Optimized, timer: null });
       } else p.transitions.delete(grpid);
     }
     const changed = local.filter((p) => subsys.anaState(p, grpid) !== before.get(p.portid)).map((p) => p.portid);

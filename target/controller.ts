@@ -268,7 +268,7 @@ export class Controller {
       commandSpecificInfo: 0n,
       trtypeSpecificInfo: 0,
       logPageVersion: 1,
-    } as ErrorLogEntry);
+    });
     if (this.#errors.length > ERROR_LOG_ENTRIES) this.#errors.length = ERROR_LOG_ENTRIES;
   }
 

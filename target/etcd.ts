@@ -162,7 +162,8 @@ export class EtcdClient {
         throw new EtcdError(`etcd ${path}: HTTP ${res.status}, not JSON: ${text.slice(0, 200)}`, -1);
       }
       if (!res.ok || typeof json['error'] === 'string') {
-        throw new EtcdError(`etcd ${path}: ${String(json['message'] ?? json['error'] ?? `HTTP ${res.status}`)}`, typeof json['code'] === 'number' ? json['code'] : -1);
+        const said = [json['message'], json['error']].find((v) => typeof v === 'string');
+        throw new EtcdError(`etcd ${path}: ${said ?? `HTTP ${res.status}`}`, typeof json['code'] === 'number' ? json['code'] : -1);
       }
       return json as T;
     }

@@ -194,7 +194,7 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
       },
       (e: unknown) => {
         clearTimeout(t);
-        reject(e as Error);
+        reject(e);
       },
     );
   });

@@ -476,7 +476,7 @@ export class ByteTap {
           r = check();
         } catch (err) {
           cleanup();
-          reject(err as Error);
+          reject(err);
           return;
         }
         if (r) {
