@@ -4,16 +4,7 @@
  * shutdown handshakes, Identify and Get Log Page.
  */
 import { result64 } from '../shared/cqe.ts';
-import {
-  Property,
-  ShutdownNotification,
-  ShutdownStatus,
-  decodeCap,
-  decodeCc,
-  decodeCsts,
-  encodeCc,
-  type Cap,
-} from '../shared/fabrics.ts';
+import { Property, ShutdownNotification, ShutdownStatus, decodeCap, decodeCc, decodeCsts, encodeCc, type Cap } from '../shared/fabrics.ts';
 import { IDENTIFY_DATA_SIZE } from '../shared/identify.ts';
 import { encodeGetLogPageDwords, type GetLogPageParams } from '../shared/log-pages.ts';
 import { adminOpcodeName } from '../shared/opcodes.ts';
@@ -52,10 +43,16 @@ export async function enableController(q: TcpQueue, timeoutMs: number): Promise<
   const cc = encodeCc({ en: true, css: 0, mps: 0, ams: 0, shn: 0, iosqes: 6, iocqes: 4 });
   await propertySet(q, Property.CC, cc, timeoutMs);
   const readyWithin = Math.max(1, cap.to) * 500;
-  await pollCsts(q, timeoutMs, readyWithin, (c) => {
-    if (c.cfs) throw new HostError('CONTROLLER_NOT_READY', 'controller fatal status (CSTS.CFS) after enable');
-    return c.rdy;
-  }, `CSTS.RDY not set within CAP.TO (${readyWithin} ms)`);
+  await pollCsts(
+    q,
+    timeoutMs,
+    readyWithin,
+    (c) => {
+      if (c.cfs) throw new HostError('CONTROLLER_NOT_READY', 'controller fatal status (CSTS.CFS) after enable');
+      return c.rdy;
+    },
+    `CSTS.RDY not set within CAP.TO (${readyWithin} ms)`,
+  );
   const vs = Number(await propertyGet(q, Property.VS, 4, timeoutMs));
   return { cap, vs };
 }
@@ -87,6 +84,11 @@ export async function identify(q: TcpQueue, cns: number, nsid: number, timeoutMs
 
 export async function getLogPage(q: TcpQueue, p: GetLogPageParams, nsid: number, timeoutMs: number): Promise<Buffer> {
   const dw = encodeGetLogPageDwords(p);
-  const r = await mustComplete(q, getLogPageCommand({ nsid, ...dw }, p.numdBytes), { readLength: p.numdBytes, timeoutMs }, `Get Log Page 0x${p.lid.toString(16)}`);
+  const r = await mustComplete(
+    q,
+    getLogPageCommand({ nsid, ...dw }, p.numdBytes),
+    { readLength: p.numdBytes, timeoutMs },
+    `Get Log Page 0x${p.lid.toString(16)}`,
+  );
   return r.data!;
 }

@@ -106,7 +106,18 @@ function sysfsAddress(c: Controller): string {
   return `traddr=${c.options.traddr},trsvcid=${c.options.trsvcid}`;
 }
 
-const COUNTER_KEYS: readonly (keyof HeadCounters)[] = ['ios', 'bytesRead', 'bytesWritten', 'failovers', 'retries', 'errors', 'requeues', 'fencedWrites', 'activations', 'noPathMs'];
+const COUNTER_KEYS: readonly (keyof HeadCounters)[] = [
+  'ios',
+  'bytesRead',
+  'bytesWritten',
+  'failovers',
+  'retries',
+  'errors',
+  'requeues',
+  'fencedWrites',
+  'activations',
+  'noPathMs',
+];
 
 function counterDelta(a: Readonly<HeadCounters>, b: Readonly<HeadCounters>): HeadCounters {
   const out = {} as HeadCounters;
@@ -286,7 +297,17 @@ export class HostAgent {
     const hostid = optStr(p, 'hostid');
     if (hostnqn) o['hostnqn'] = hostnqn;
     if (hostid) o['hostid'] = hostid;
-    for (const k of ['katoMs', 'reconnectDelayMs', 'ctrlLossTmoMs', 'fastIoFailTmoMs', 'nrIoQueues', 'queueSize', 'connectTimeoutMs', 'ioTimeoutMs', 'adminTimeoutMs'] as const) {
+    for (const k of [
+      'katoMs',
+      'reconnectDelayMs',
+      'ctrlLossTmoMs',
+      'fastIoFailTmoMs',
+      'nrIoQueues',
+      'queueSize',
+      'connectTimeoutMs',
+      'ioTimeoutMs',
+      'adminTimeoutMs',
+    ] as const) {
       if (p[k] !== undefined) o[k] = p[k];
     }
     for (const k of ['hdrDigest', 'dataDigest', 'disableSqflow'] as const) if (p[k] !== undefined) o[k] = p[k];
@@ -307,11 +328,20 @@ export class HostAgent {
     );
   }
 
-  async #connectOne(traddr: string, trsvcid: number | string, subnqn: string, extra: Omit<ConnectOptions, 'traddr' | 'trsvcid' | 'subnqn'>, instance: number): Promise<Controller> {
+  async #connectOne(
+    traddr: string,
+    trsvcid: number | string,
+    subnqn: string,
+    extra: Omit<ConnectOptions, 'traddr' | 'trsvcid' | 'subnqn'>,
+    instance: number,
+  ): Promise<Controller> {
     try {
       const ctrl = await this.session.connect({ ...extra, traddr, trsvcid, subnqn, instance });
       this.#subsystemNumber(subnqn);
-      this.#log.info({ event: 'controller-added', ctrl: ctrl.name, subnqn, traddr, trsvcid: ctrl.options.trsvcid, paths: ctrl.paths.map((x) => x.name) }, 'controller connected');
+      this.#log.info(
+        { event: 'controller-added', ctrl: ctrl.name, subnqn, traddr, trsvcid: ctrl.options.trsvcid, paths: ctrl.paths.map((x) => x.name) },
+        'controller connected',
+      );
       return ctrl;
     } finally {
       this.#reserved.delete(instance);
@@ -422,7 +452,10 @@ export class HostAgent {
       const nqns = [...h.subsystems.keys()].sort((a, b) => this.#subsystemNumber(a) - this.#subsystemNumber(b));
       for (const nqn of nqns) {
         const mine = new Set(h.subsystems.get(nqn));
-        const heads = this.session.heads().filter((x) => x.subnqn === nqn).sort((a, b) => a.nsid - b.nsid || a.name.localeCompare(b.name));
+        const heads = this.session
+          .heads()
+          .filter((x) => x.subnqn === nqn)
+          .sort((a, b) => a.nsid - b.nsid || a.name.localeCompare(b.name));
         const namespaces: TopologyNamespace[] = [];
         for (const head of heads) {
           const st = head.state();
@@ -430,7 +463,16 @@ export class HostAgent {
             .filter((p) => mine.has(byPath.get(p.name)!))
             .map((p) => {
               const c = byPath.get(p.name)!;
-              return { controller: c.name, path: p.name, transport: 'tcp', address: sysfsAddress(c), state: p.state, ana: p.ana, active: p.active, instance: c.instance };
+              return {
+                controller: c.name,
+                path: p.name,
+                transport: 'tcp',
+                address: sysfsAddress(c),
+                state: p.state,
+                ana: p.ana,
+                active: p.active,
+                instance: c.instance,
+              };
             })
             .sort((a, b) => a.instance - b.instance)
             .map(({ instance: _i, ...rest }) => rest);
@@ -498,7 +540,11 @@ export class HostAgent {
 
   async identifyController(p: Params): Promise<DataResult> {
     const { ctrl } = this.#adminTarget(str(p, 'device'));
-    const r = this.#checkOutcome(ctrl, 'Identify Controller', await ctrl.submitAdmin(identifyCommand({ cns: Cns.Controller }), { readLength: 4096, timeoutMs: ctrl.adminTimeoutMs }));
+    const r = this.#checkOutcome(
+      ctrl,
+      'Identify Controller',
+      await ctrl.submitAdmin(identifyCommand({ cns: Cns.Controller }), { readLength: 4096, timeoutMs: ctrl.adminTimeoutMs }),
+    );
     return { device: ctrl.name, data: (r.data ?? Buffer.alloc(4096)).toString('base64') };
   }
 
@@ -507,7 +553,11 @@ export class HostAgent {
     const given = optInt(p, 'nsid', 1, 0xffffffff);
     const nsid = given ?? head?.nsid;
     if (nsid === undefined) throw new AgentRequestError(`${ctrl.name} is a controller: give the namespace id (--namespace-id)`);
-    const r = this.#checkOutcome(ctrl, `Identify Namespace ${nsid}`, await ctrl.submitAdmin(identifyCommand({ cns: Cns.Namespace, nsid }), { readLength: 4096, timeoutMs: ctrl.adminTimeoutMs }));
+    const r = this.#checkOutcome(
+      ctrl,
+      `Identify Namespace ${nsid}`,
+      await ctrl.submitAdmin(identifyCommand({ cns: Cns.Namespace, nsid }), { readLength: 4096, timeoutMs: ctrl.adminTimeoutMs }),
+    );
     return { device: ctrl.name, nsid, data: (r.data ?? Buffer.alloc(4096)).toString('base64') };
   }
 
@@ -531,7 +581,11 @@ export class HostAgent {
       const n = Math.min(xfer, len - off);
       const last = off + n >= len;
       const dw = encodeGetLogPageDwords({ lid, numdBytes: n, offset: lpo + off, lsp, lsi, csi, uuidIndex, ot, rae: last ? rae : true });
-      const r = this.#checkOutcome(ctrl, `Get Log Page 0x${lid.toString(16)}`, await ctrl.submitAdmin(getLogPageCommand({ nsid, ...dw }, n), { readLength: n, timeoutMs: ctrl.adminTimeoutMs }));
+      const r = this.#checkOutcome(
+        ctrl,
+        `Get Log Page 0x${lid.toString(16)}`,
+        await ctrl.submitAdmin(getLogPageCommand({ nsid, ...dw }, n), { readLength: n, timeoutMs: ctrl.adminTimeoutMs }),
+      );
       r.data?.copy(out, off);
     }
     return { device: ctrl.name, data: out.toString('base64') };
@@ -540,7 +594,8 @@ export class HostAgent {
   async adminPassthru(p: Params): Promise<PassthruResult> {
     const { ctrl } = this.#adminTarget(str(p, 'device'));
     const opcode = int(p, 'opcode', 0, 255);
-    if (opcode === AdminOpcode.Fabrics) throw new AgentRequestError('opcode 0x7f: Fabrics commands belong to the controller (connect, properties), not to passthru');
+    if (opcode === AdminOpcode.Fabrics)
+      throw new AgentRequestError('opcode 0x7f: Fabrics commands belong to the controller (connect, properties), not to passthru');
     if (opcode === AdminOpcode.AsyncEventRequest) throw new AgentRequestError('opcode 0x0c: Asynchronous Event Requests are posted by the controller itself');
     const dataLen = int(p, 'dataLen', 0, 1 << 24, 0);
     let read = bool(p, 'read');
@@ -582,7 +637,11 @@ export class HostAgent {
       // The target answers 0xFE after the ANA change: read the ANA log of every
       // controller of the subsystem now, so that what we show next is current
       // (the ANA-change events would bring it a moment later anyway).
-      await Promise.all(this.#controllers().filter((c) => c.subnqn === ctrl.subnqn && c.state === 'live').map((c) => c.refreshAna()));
+      await Promise.all(
+        this.#controllers()
+          .filter((c) => c.subnqn === ctrl.subnqn && c.state === 'live')
+          .map((c) => c.refreshAna()),
+      );
     }
     return { device: ctrl.name, status: r.status, result: r.result >>> 0, latencyUs, data: read && dataLen > 0 && r.data ? r.data.toString('base64') : null };
   }
@@ -900,7 +959,10 @@ export class AgentServer {
         aborts.delete(id);
       }
     } catch (err) {
-      const message = err instanceof AgentRequestError || err instanceof HostError || (err as Error).name === 'MultipathError' ? (err as Error).message : `internal error: ${(err as Error).message}`;
+      const message =
+        err instanceof AgentRequestError || err instanceof HostError || (err as Error).name === 'MultipathError'
+          ? (err as Error).message
+          : `internal error: ${(err as Error).message}`;
       if (!(err instanceof AgentRequestError || err instanceof HostError)) this.#log.error({ err: (err as Error).stack }, 'request failed');
       else this.#log.warn({ error: message }, 'request refused');
       send({ id, ok: false, error: message });
@@ -966,4 +1028,3 @@ async function main(): Promise<void> {
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   void main();
 }
-

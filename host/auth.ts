@@ -83,13 +83,17 @@ async function send(q: TcpQueue, m: AuthMessage, timeoutMs: number, what: string
   const data = encodeAuthMessage(m);
   const r = await q.submit(authSendCommand(data.length), { data, timeoutMs });
   if (r.kind === 'path-error') throw new HostError('AUTH_FAILED', `queue ${q.qid}: DH-HMAC-CHAP ${what}: ${r.reason}`);
-  if (r.status !== 0) throw new HostError('AUTH_FAILED', `queue ${q.qid}: DH-HMAC-CHAP ${what}: Authentication Send failed: ${describeStatus(r.status)}`, { status: r.status });
+  if (r.status !== 0)
+    throw new HostError('AUTH_FAILED', `queue ${q.qid}: DH-HMAC-CHAP ${what}: Authentication Send failed: ${describeStatus(r.status)}`, { status: r.status });
 }
 
 async function receive(q: TcpQueue, timeoutMs: number, what: string): Promise<AuthMessage> {
   const r = await q.submit(authReceiveCommand(AUTH_RECEIVE_LENGTH), { readLength: AUTH_RECEIVE_LENGTH, timeoutMs });
   if (r.kind === 'path-error') throw new HostError('AUTH_FAILED', `queue ${q.qid}: DH-HMAC-CHAP ${what}: ${r.reason}`);
-  if (r.status !== 0) throw new HostError('AUTH_FAILED', `queue ${q.qid}: DH-HMAC-CHAP ${what}: Authentication Receive failed: ${describeStatus(r.status)}`, { status: r.status });
+  if (r.status !== 0)
+    throw new HostError('AUTH_FAILED', `queue ${q.qid}: DH-HMAC-CHAP ${what}: Authentication Receive failed: ${describeStatus(r.status)}`, {
+      status: r.status,
+    });
   try {
     return decodeAuthMessage(r.data ?? Buffer.alloc(0));
   } catch (err) {
@@ -112,7 +116,12 @@ async function authenticate(q: TcpQueue, p: HostAuthParams & { key: DhchapKey })
   const t = p.timeoutMs;
   transaction = (transaction + 1) & 0xffff;
   const tid = transaction;
-  await send(q, { type: 'negotiate', tid, scC: SC_C_NONE, protocols: [{ authId: DHCHAP_AUTH_ID, hashIds: ALL_HASH_IDS, dhGroupIds: ALL_DH_GROUP_IDS }] }, t, 'negotiate');
+  await send(
+    q,
+    { type: 'negotiate', tid, scC: SC_C_NONE, protocols: [{ authId: DHCHAP_AUTH_ID, hashIds: ALL_HASH_IDS, dhGroupIds: ALL_DH_GROUP_IDS }] },
+    t,
+    'negotiate',
+  );
   try {
     const ch = expect(await receive(q, t, 'challenge'), 'challenge', tid);
     if (!isHashId(ch.hashId)) throw new Fail2(FailureExplanation.HashUnusable, `challenge: unknown hash id ${ch.hashId}`);
@@ -124,7 +133,8 @@ async function authenticate(q: TcpQueue, p: HostAuthParams & { key: DhchapKey })
     if (ch.dhGroupId === DhGroupId.Null) {
       if (ch.dhValue.length !== 0) throw new Fail2(FailureExplanation.IncorrectPayload, 'challenge: a DH value with the null DH group');
     } else {
-      if (ch.dhValue.length !== dhValueLength(ch.dhGroupId)) throw new Fail2(FailureExplanation.DhGroupUnusable, `challenge: DH value of ${ch.dhValue.length} bytes for ${dhGroupName(ch.dhGroupId)}`);
+      if (ch.dhValue.length !== dhValueLength(ch.dhGroupId))
+        throw new Fail2(FailureExplanation.DhGroupUnusable, `challenge: DH value of ${ch.dhValue.length} bytes for ${dhGroupName(ch.dhGroupId)}`);
       const pair = createDhKeyPair(ch.dhGroupId);
       try {
         sessionKey = pair.sessionKey(ch.dhValue);

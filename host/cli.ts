@@ -98,17 +98,19 @@ function refuse(ctx: Issues, input: unknown, message: string): never {
  * timeout takes -1), in min..max. `missing`: the message when it is not given.
  */
 function number(name: string, min: number, max: number, missing?: string) {
-  return z.string({ error: (iss) => (iss.input === undefined && missing ? missing : `--${name}: "${String(iss.input)}" is not a number`) }).transform((v, ctx): number => {
-    let n: number;
-    try {
-      n = parseNumber(v);
-    } catch {
-      if (/^-\d+$/.test(v.trim())) n = Number(v);
-      else return refuse(ctx, v, `--${name}: "${v}" is not a number`);
-    }
-    if (n < min || n > max) return refuse(ctx, v, `--${name}: ${n} is out of range ${min}..${max}`);
-    return n;
-  });
+  return z
+    .string({ error: (iss) => (iss.input === undefined && missing ? missing : `--${name}: "${String(iss.input)}" is not a number`) })
+    .transform((v, ctx): number => {
+      let n: number;
+      try {
+        n = parseNumber(v);
+      } catch {
+        if (/^-\d+$/.test(v.trim())) n = Number(v);
+        else return refuse(ctx, v, `--${name}: "${v}" is not a number`);
+      }
+      if (n < min || n > max) return refuse(ctx, v, `--${name}: ${n} is out of range ${min}..${max}`);
+      return n;
+    });
 }
 
 /** A value through one of format.ts's parsers (sizes "4k", durations "10s"); its RangeError names the value. */
@@ -186,17 +188,18 @@ interface FabricsArgv {
 }
 
 const seconds = (name: string, min: number, max: number) => number(name, min, max).optional();
-const fabricsArgs = (formats: readonly [string, ...string[]]) => z.object({
-  transport: z.literal('tcp', { error: (iss) => `--transport ${String(iss.input)}: only tcp is supported` }),
-  trsvcid: number('trsvcid', 1, 65535),
-  'nr-io-queues': number('nr-io-queues', 1, 128).optional(),
-  'queue-size': number('queue-size', 16, 1024).optional(),
-  'keep-alive-tmo': seconds('keep-alive-tmo', 0, 4_294_967),
-  'reconnect-delay': seconds('reconnect-delay', 1, 2_147_483),
-  'ctrl-loss-tmo': seconds('ctrl-loss-tmo', -1, 2_147_483),
-  fast_io_fail_tmo: seconds('fast_io_fail_tmo', -1, 2_147_483),
-  'output-format': outputFormats(formats),
-});
+const fabricsArgs = (formats: readonly [string, ...string[]]) =>
+  z.object({
+    transport: z.literal('tcp', { error: (iss) => `--transport ${String(iss.input)}: only tcp is supported` }),
+    trsvcid: number('trsvcid', 1, 65535),
+    'nr-io-queues': number('nr-io-queues', 1, 128).optional(),
+    'queue-size': number('queue-size', 16, 1024).optional(),
+    'keep-alive-tmo': seconds('keep-alive-tmo', 0, 4_294_967),
+    'reconnect-delay': seconds('reconnect-delay', 1, 2_147_483),
+    'ctrl-loss-tmo': seconds('ctrl-loss-tmo', -1, 2_147_483),
+    fast_io_fail_tmo: seconds('fast_io_fail_tmo', -1, 2_147_483),
+    'output-format': outputFormats(formats),
+  });
 const FABRICS_ARGS = { connect: fabricsArgs(['normal', 'json']), discover: fabricsArgs(['normal', 'json', 'binary']) };
 
 /** Connect parameters for the agent, seconds turned into ms, and the output format; every value checked here. */
@@ -313,7 +316,12 @@ async function adminCall<T>(a: OneShotArgv, method: AgentMethod, params: Record<
   if (!a.subnqn) throw new UsageError('--subnqn is required with --traddr');
   const agent = new HostAgent({ switches: featureSwitchesFromEnv() });
   try {
-    const c = await agent.connect({ traddr: a.traddr, trsvcid: args(number('trsvcid', 1, 65535), a.trsvcid ?? '4420'), subnqn: a.subnqn, ...(a.hostnqn ? { hostnqn: a.hostnqn } : {}) });
+    const c = await agent.connect({
+      traddr: a.traddr,
+      trsvcid: args(number('trsvcid', 1, 65535), a.trsvcid ?? '4420'),
+      subnqn: a.subnqn,
+      ...(a.hostnqn ? { hostnqn: a.hostnqn } : {}),
+    });
     return (await agent.dispatch(method, { ...params, device: a.device ?? c.device })) as T;
   } finally {
     await agent.close();
@@ -349,7 +357,10 @@ async function cmdDiscover(a: FabricsArgv & { 'output-format': string; raw?: str
     ...(a['data-digest'] ? { dataDigest: true } : {}),
   });
   const raw = () =>
-    Buffer.concat([encodeDiscoveryLogHeader({ genctr: log.genctr, numrec: BigInt(log.entries.length), recfmt: log.recfmt }), ...log.entries.map((e) => encodeDiscoveryLogEntry(e))]);
+    Buffer.concat([
+      encodeDiscoveryLogHeader({ genctr: log.genctr, numrec: BigInt(log.entries.length), recfmt: log.recfmt }),
+      ...log.entries.map((e) => encodeDiscoveryLogEntry(e)),
+    ]);
   if (a.raw) {
     writeFileSync(a.raw, raw());
     out(`Discovery log is saved to ${a.raw}\n`);
@@ -448,7 +459,15 @@ async function cmdShow(a: { device?: string | undefined; 'output-format': string
     const d = a.device.replace(/^\/dev\//, '');
     const heads = s.heads.filter((h) => h.name === d);
     const controllers = s.controllers.filter((c) => c.name === d);
-    if (heads.length === 0 && controllers.length === 0) throw new Error(`${a.device}: no such device (${s.controllers.map((c) => c.name).concat(s.heads.map((h) => h.name)).join(', ') || 'nothing connected'})`);
+    if (heads.length === 0 && controllers.length === 0)
+      throw new Error(
+        `${a.device}: no such device (${
+          s.controllers
+            .map((c) => c.name)
+            .concat(s.heads.map((h) => h.name))
+            .join(', ') || 'nothing connected'
+        })`,
+      );
     s = { ...s, heads, controllers };
   }
   out(formatShow(s, fmt === 'json'));
@@ -498,7 +517,10 @@ interface GetLogArgv extends OneShotArgv {
 
 const getLogArgs = z.object({
   'log-id': number('log-id', 0, 255, '--log-id is required'),
-  'log-len': z.string().default('0').pipe(number('log-len', 0, 2 ** 31 - 1))
+  'log-len': z
+    .string()
+    .default('0')
+    .pipe(number('log-len', 0, 2 ** 31 - 1))
     .pipe(z.number().refine((n) => n !== 0 && n % 4 === 0, { error: 'non-zero or non-dw alignment log-len is required param (--log-len)' })),
   lsp: number('lsp', 0, 127),
   'namespace-id': number('namespace-id', 0, 0xffffffff).optional(),
@@ -719,7 +741,9 @@ function fail(e: unknown): never {
 async function main(): Promise<void> {
   const parser = yargs(hideBin(process.argv))
     .scriptName(PROG)
-    .usage(`$0 <command> [options]\n\nAn NVMe/TCP host with a multipath head, driven like nvme-cli. connect / connect-all start a host agent that keeps the connections; the other commands talk to it.`)
+    .usage(
+      `$0 <command> [options]\n\nAn NVMe/TCP host with a multipath head, driven like nvme-cli. connect / connect-all start a host agent that keeps the connections; the other commands talk to it.`,
+    )
     .option('agent', { type: 'string', describe: `host agent socket (env ${'NVMETS_HOST_AGENT'})`, default: g.agent, global: true })
     .option('agent-log', { type: 'string', describe: 'log file of an agent started now (default: the socket path with .log)', global: true })
     .option('log-level', { type: 'string', describe: 'log level of an agent started now', default: 'info', global: true })
@@ -730,15 +754,30 @@ async function main(): Promise<void> {
     })
     .command(
       'discover',
-      'read a discovery controller\'s log (no agent needed)',
-      (y) => fabricsOptions(y, { nqnRequired: false, defaultPort: '8009' }).option('raw', { alias: 'r', type: 'string', describe: 'save the raw discovery log to this file' }),
+      "read a discovery controller's log (no agent needed)",
+      (y) =>
+        fabricsOptions(y, { nqnRequired: false, defaultPort: '8009' }).option('raw', {
+          alias: 'r',
+          type: 'string',
+          describe: 'save the raw discovery log to this file',
+        }),
       run(cmdDiscover),
     )
-    .command('connect', 'connect a controller (starts the host agent if needed)', (y) => fabricsOptions(y, { nqnRequired: true, defaultPort: '4420' }), run(cmdConnect))
+    .command(
+      'connect',
+      'connect a controller (starts the host agent if needed)',
+      (y) => fabricsOptions(y, { nqnRequired: true, defaultPort: '4420' }),
+      run(cmdConnect),
+    )
     .command(
       'connect-all',
       'discover, then connect every NVMe/TCP subsystem entry (starts the host agent if needed)',
-      (y) => fabricsOptions(y, { nqnRequired: false, defaultPort: '8009' }).option('quiet', { alias: 'S', type: 'boolean', describe: 'do not report entries already connected' }),
+      (y) =>
+        fabricsOptions(y, { nqnRequired: false, defaultPort: '8009' }).option('quiet', {
+          alias: 'S',
+          type: 'boolean',
+          describe: 'do not report entries already connected',
+        }),
       run(cmdConnectAll),
     )
     .command(

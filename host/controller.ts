@@ -26,15 +26,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { CNTLID_DYNAMIC, type Cap } from '../shared/fabrics.ts';
-import {
-  AerInfo,
-  AerType,
-  FeatureId,
-  decodeAerResult,
-  decodeNumberOfQueues,
-  encodeAsyncEventConfig,
-  encodeNumberOfQueues,
-} from '../shared/features.ts';
+import { AerInfo, AerType, FeatureId, decodeAerResult, decodeNumberOfQueues, encodeAsyncEventConfig, encodeNumberOfQueues } from '../shared/features.ts';
 import {
   Cmic,
   Cns,
@@ -318,7 +310,12 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
     this.#id = id;
     this.#maxTransfer = id.mdts === 0 ? Number.MAX_SAFE_INTEGER : 4096 * 2 ** id.mdts;
     const depth = Math.min(o.queueSize, cap.mqes + 1);
-    const nq = await mustComplete(admin, setFeaturesCommand(FeatureId.NumberOfQueues, encodeNumberOfQueues({ submissionQueues: o.nrIoQueues, completionQueues: o.nrIoQueues })), { timeoutMs: t }, 'Set Features Number of Queues');
+    const nq = await mustComplete(
+      admin,
+      setFeaturesCommand(FeatureId.NumberOfQueues, encodeNumberOfQueues({ submissionQueues: o.nrIoQueues, completionQueues: o.nrIoQueues })),
+      { timeoutMs: t },
+      'Set Features Number of Queues',
+    );
     const granted = decodeNumberOfQueues(nq.result);
     const nIo = Math.min(o.nrIoQueues, granted.submissionQueues, granted.completionQueues);
     const aec = encodeAsyncEventConfig({
@@ -330,18 +327,23 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
     const ana = (id.cmic & Cmic.Ana) !== 0 ? await this.#readAnaLog(admin) : null;
     const ioccsz = Math.max(0, id.ioccsz * 16 - 64);
     const opened = await Promise.allSettled(
-      Array.from({ length: nIo }, (_, i) => TcpQueue.open({ ...common, qid: i + 1, depth, inCapsuleSize: ioccsz, cntlid: admin.cntlid, katoMs: 0, log: this.log }).then(
-        (q) => authenticateIfRequired(q, this.#authParams()).then(() => q, (err: unknown) => {
-          q.close('authentication failed');
-          throw err;
-        }),
-      )),
+      Array.from({ length: nIo }, (_, i) =>
+        TcpQueue.open({ ...common, qid: i + 1, depth, inCapsuleSize: ioccsz, cntlid: admin.cntlid, katoMs: 0, log: this.log }).then((q) =>
+          authenticateIfRequired(q, this.#authParams()).then(
+            () => q,
+            (err: unknown) => {
+              q.close('authentication failed');
+              throw err;
+            },
+          ),
+        ),
+      ),
     );
     const queues = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed || admin.closed) {
       for (const q of queues) q.close('association setup failed');
-      throw failed ? failed.reason : admin.error ?? new HostError('CONNECTION_CLOSED', 'admin queue closed during setup');
+      throw failed ? failed.reason : (admin.error ?? new HostError('CONNECTION_CLOSED', 'admin queue closed during setup'));
     }
     this.#io = queues;
     this.#rr = 0;
@@ -500,8 +502,8 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
           if (this.#scanPending) {
             this.#scanPending = false;
             this.#anaPending = this.#hasAna();
-            await getLogPage(admin, { lid: LogPageId.ChangedNamespaceList, numdBytes: CHANGED_NS_LIST_SIZE }, 0, this.options.adminTimeoutMs).then(
-              (b) => this.log.debug({ changed: decodeChangedNamespaceList(b) }, 'changed namespaces'),
+            await getLogPage(admin, { lid: LogPageId.ChangedNamespaceList, numdBytes: CHANGED_NS_LIST_SIZE }, 0, this.options.adminTimeoutMs).then((b) =>
+              this.log.debug({ changed: decodeChangedNamespaceList(b) }, 'changed namespaces'),
             );
             const found = await this.#scanNamespaces(admin);
             if (this.state === 'live' && admin === this.#admin) this.#applyNamespaces(found);

@@ -76,7 +76,8 @@ export async function readDiscoveryLog(q: TcpQueue, timeoutMs: number, maxRetrie
       for (let i = 0; i < numrec; i++) entries.push(decodeDiscoveryLogEntry(body, i * DISCOVERY_LOG_ENTRY_SIZE));
       return { genctr: head.genctr, recfmt: head.recfmt, entries };
     }
-    if (attempt >= maxRetries) throw new HostError('DISCOVERY_FAILED', `discovery log kept changing (genctr ${head.genctr} -> ${again.genctr}) over ${maxRetries + 1} reads`);
+    if (attempt >= maxRetries)
+      throw new HostError('DISCOVERY_FAILED', `discovery log kept changing (genctr ${head.genctr} -> ${again.genctr}) over ${maxRetries + 1} reads`);
   }
 }
 
@@ -179,17 +180,20 @@ export async function connectAll(opts: ConnectAllOptions, ctx: HostContext = hos
   const targets = entries.filter((e) => e.subtype === SubType.Nvme && e.trtype === TrType.Tcp);
   const settled = await Promise.allSettled(
     targets.map((e) =>
-      Controller.connect({
-        hostnqn: opts.hostnqn,
-        hostid: opts.hostid,
-        hdrDigest: opts.hdrDigest,
-        dataDigest: opts.dataDigest,
-        logger: opts.logger,
-        ...opts.connect,
-        traddr: e.traddr,
-        trsvcid: e.trsvcid,
-        subnqn: e.subnqn,
-      }, ctx),
+      Controller.connect(
+        {
+          hostnqn: opts.hostnqn,
+          hostid: opts.hostid,
+          hdrDigest: opts.hdrDigest,
+          dataDigest: opts.dataDigest,
+          logger: opts.logger,
+          ...opts.connect,
+          traddr: e.traddr,
+          trsvcid: e.trsvcid,
+          subnqn: e.subnqn,
+        },
+        ctx,
+      ),
     ),
   );
   const controllers: Controller[] = [];

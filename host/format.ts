@@ -131,7 +131,8 @@ const EFLAGS = [
 ];
 const SECTYPES = ['none', 'tls', 'tls13'];
 
-const pick = (table: readonly (string | undefined)[] | Record<number, string>, i: number): string => (table as Record<number, string | undefined>)[i] ?? 'unrecognized';
+const pick = (table: readonly (string | undefined)[] | Record<number, string>, i: number): string =>
+  (table as Record<number, string | undefined>)[i] ?? 'unrecognized';
 
 export function formatDiscoveryLog(log: DiscoveryLog, json = false): string {
   if (json) {
@@ -491,7 +492,9 @@ export function formatIdCtrl(data: Buffer, json = false): string {
     f('ofcs', c.ofcs),
   ];
   c.psd.forEach((p, i) => {
-    const mp = p.mxps ? `${Math.floor(p.mp / 10000)}.${String(p.mp % 10000).padStart(4, '0')}W` : `${Math.floor(p.mp / 100)}.${String(p.mp % 100).padStart(2, '0')}W`;
+    const mp = p.mxps
+      ? `${Math.floor(p.mp / 10000)}.${String(p.mp % 10000).padStart(4, '0')}W`
+      : `${Math.floor(p.mp / 100)}.${String(p.mp % 100).padStart(2, '0')}W`;
     lines.push(
       `ps   ${String(i).padStart(4)} : mp:${mp} ${p.nops ? 'non-' : ''}operational enlat:${p.enlat} exlat:${p.exlat} rrt:${p.rrt} rrl:${p.rrl}`,
       `            rwt:${p.rwt} rwl:${p.rwl} idle_power:${watts(p.idlp, p.ips)} active_power:${watts(p.actp, p.aps)}`,
@@ -583,7 +586,9 @@ export function formatIdNs(data: Buffer, nsid: number, json = false): string {
   );
   const inUse = flbasIndex(ns.flbas);
   ns.lbaf.forEach((l, i) => {
-    lines.push(`lbaf ${String(i).padStart(2)} : ms:${String(l.ms).padEnd(3)} lbads:${String(l.lbads).padEnd(2)} rp:${hexAlt(l.rp)} ${i === inUse ? '(in use)' : ''}`);
+    lines.push(
+      `lbaf ${String(i).padStart(2)} : ms:${String(l.ms).padEnd(3)} lbads:${String(l.lbads).padEnd(2)} rp:${hexAlt(l.rp)} ${i === inUse ? '(in use)' : ''}`,
+    );
   });
   return `${lines.join('\n')}\n`;
 }
@@ -686,7 +691,9 @@ function ms(n: number): string {
   if (n < 1000) return `${Math.round(n)} ms`;
   if (n < 60_000) return `${(n / 1000).toFixed(1)} s`;
   const s = Math.round(n / 1000);
-  return s < 3600 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  return s < 3600
+    ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+    : `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 function seconds(n: number, negative = 'off'): string {
@@ -718,7 +725,17 @@ function headLines(h: HeadSnapshot): string[] {
   ];
   const rows = [['path', 'state', 'ANA', 'active', 'usable', 'inflight', 'ios', 'errors', 'held out']];
   for (const p of [...h.paths].sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }))) {
-    rows.push([p.name, p.state, p.ana, p.active ? 'yes' : 'no', p.usable ? 'yes' : 'no', String(p.inflight), String(p.ios), String(p.errors), p.suspect ?? '-']);
+    rows.push([
+      p.name,
+      p.state,
+      p.ana,
+      p.active ? 'yes' : 'no',
+      p.usable ? 'yes' : 'no',
+      String(p.inflight),
+      String(p.ios),
+      String(p.errors),
+      p.suspect ?? '-',
+    ]);
   }
   lines.push(...table(rows, '    '));
   return lines;
@@ -743,7 +760,10 @@ function stamp(atMs: number): string {
 }
 
 export function formatIoProgress(p: IoProgress): string {
-  const paths = [...p.paths].sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true })).map((x) => `${x.name} ${x.state} ${x.ana}${x.active ? ' (active)' : ''}`).join(', ');
+  const paths = [...p.paths]
+    .sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }))
+    .map((x) => `${x.name} ${x.state} ${x.ana}${x.active ? ' (active)' : ''}`)
+    .join(', ');
   return `${stamp(p.elapsedMs)} ${p.phase === 'verify' ? 'verify ' : ''}${p.head} ${Math.round(p.iops)} IOPS ${p.mbps.toFixed(1)} MB/s  ios ${p.ios}  inflight ${p.inflight}  errors ${p.errors}  mismatches ${p.mismatches}  failovers ${p.failovers}  |  ${paths}\n`;
 }
 
@@ -781,7 +801,9 @@ export function formatIoSummary(s: IoSummary, json = false): string {
   ];
   for (const e of r.errors.slice(0, 5)) lines.push(`  error at ${(e.atMs / 1000).toFixed(2)} s: ${e.op} LBA ${e.slba}: ${e.message}`);
   for (const m of r.mismatches.slice(0, 5)) {
-    lines.push(`  mismatch at ${(m.atMs / 1000).toFixed(2)} s: LBA ${m.lba} ${m.kind} (expected generation ${m.expectedGeneration}, found ${m.foundGeneration}${m.foundLba >= 0 && m.foundLba !== m.lba ? ` of LBA ${m.foundLba}` : ''})`);
+    lines.push(
+      `  mismatch at ${(m.atMs / 1000).toFixed(2)} s: LBA ${m.lba} ${m.kind} (expected generation ${m.expectedGeneration}, found ${m.foundGeneration}${m.foundLba >= 0 && m.foundLba !== m.lba ? ` of LBA ${m.foundLba}` : ''})`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }

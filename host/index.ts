@@ -31,7 +31,16 @@ export function connectController(options: ConnectOptions, ctx?: HostContext): P
 export { Controller, type ControllerEvents } from './controller.ts';
 export { ALLOWED_FROM, ControllerStateMachine, canTransition } from './controller-state.ts';
 export { NsPath, namespaceInfo, type NamespaceInfo, type PathController } from './ns-path.ts';
-export { connectAll, discover, fetchDiscoveryLog, readDiscoveryLog, type ConnectAllOptions, type ConnectAllResult, type DiscoverOptions, type DiscoveredEntry } from './discovery.ts';
+export {
+  connectAll,
+  discover,
+  fetchDiscoveryLog,
+  readDiscoveryLog,
+  type ConnectAllOptions,
+  type ConnectAllResult,
+  type DiscoverOptions,
+  type DiscoveredEntry,
+} from './discovery.ts';
 export { DEFAULTS, defaultHostIdentity, resolveConnectOptions, type ConnectOptions, type IoQueuePolicy, type ResolvedConnectOptions } from './options.ts';
 export { HostError, type HostErrorCode } from './errors.ts';
 export { TcpQueue, CmdState, canCmdTransition, icRespProblem, type QueueOutcome, type SubmitOptions, type TcpQueueOptions } from './tcp-queue.ts';

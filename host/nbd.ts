@@ -623,11 +623,7 @@ class NbdConnection {
   // ---------------------------------------------------------------- parsing
 
   #canAccept(): boolean {
-    return (
-      this.#inflight < this.#ctx.maxInflight &&
-      this.#inflightBytes < MAX_INFLIGHT_BYTES &&
-      this.#socket.writableLength < MAX_QUEUED_REPLY_BYTES
-    );
+    return this.#inflight < this.#ctx.maxInflight && this.#inflightBytes < MAX_INFLIGHT_BYTES && this.#socket.writableLength < MAX_QUEUED_REPLY_BYTES;
   }
 
   #pump(): void {
@@ -856,7 +852,10 @@ class NbdConnection {
     if (h.type === NBD_CMD_FLUSH) return null; // offset and length are reserved
     if (h.offset + BigInt(h.length) > BigInt(this.#size)) {
       const grows = h.type === NBD_CMD_WRITE || h.type === NBD_CMD_WRITE_ZEROES;
-      return new RequestError(grows ? NBD_ENOSPC : NBD_EINVAL, `${commandName(h.type)} of ${h.length} bytes at ${h.offset} goes beyond the export size ${this.#size}`);
+      return new RequestError(
+        grows ? NBD_ENOSPC : NBD_EINVAL,
+        `${commandName(h.type)} of ${h.length} bytes at ${h.offset} goes beyond the export size ${this.#size}`,
+      );
     }
     return null;
   }
@@ -864,7 +863,8 @@ class NbdConnection {
   #onRequest(h: RequestHeader, payload: Buffer | undefined): void {
     const stats = this.#ctx.stats;
     stats.requests++;
-    if (this.#log.isLevelEnabled('trace')) this.#log.trace({ cmd: commandName(h.type), flags: h.flags, handle: h.handle.toString(), offset: h.offset.toString(), length: h.length }, 'request');
+    if (this.#log.isLevelEnabled('trace'))
+      this.#log.trace({ cmd: commandName(h.type), flags: h.flags, handle: h.handle.toString(), offset: h.offset.toString(), length: h.length }, 'request');
     if (h.type === NBD_CMD_DISC) {
       this.#log.debug({ inflight: this.#inflight }, 'NBD_CMD_DISC');
       this.#draining = true;

@@ -168,21 +168,26 @@ export class NsPath extends EventEmitter<PathEvents> implements Path {
     const c = this.#ctrl;
     if (c.state !== 'live') return Promise.resolve(c.failfastExpired ? FAILFAST : NOT_LIVE);
     const bs = this.#info.blockSize;
-    if (!Number.isSafeInteger(io.slba) || io.slba < 0 || !Number.isSafeInteger(io.nlb) || io.nlb < (io.kind === 'flush' ? 0 : 1)) return Promise.resolve(INVALID);
+    if (!Number.isSafeInteger(io.slba) || io.slba < 0 || !Number.isSafeInteger(io.nlb) || io.nlb < (io.kind === 'flush' ? 0 : 1))
+      return Promise.resolve(INVALID);
     switch (io.kind) {
       case 'read': {
         const bytes = io.nlb * bs;
         if (io.into && io.into.length !== bytes) return Promise.resolve(INVALID);
         if (io.nlb > this.#maxBlocks()) return this.#split(io);
-        return this.#run(readCommand(this.nsid, io.slba, io.nlb, bytes), io.into ? { readLength: bytes, readInto: io.into, timeoutMs: c.ioTimeoutMs } : { readLength: bytes, timeoutMs: c.ioTimeoutMs });
+        return this.#run(
+          readCommand(this.nsid, io.slba, io.nlb, bytes),
+          io.into ? { readLength: bytes, readInto: io.into, timeoutMs: c.ioTimeoutMs } : { readLength: bytes, timeoutMs: c.ioTimeoutMs },
+        );
       }
       case 'write':
       case 'compare': {
         if (!io.data || io.data.length !== io.nlb * bs) return Promise.resolve(INVALID);
         if (io.nlb > this.#maxBlocks()) return this.#split(io);
-        const sqe = io.kind === 'write'
-          ? writeCommand(this.nsid, io.slba, io.nlb, io.data.length, false, io.fua === true)
-          : compareCommand(this.nsid, io.slba, io.nlb, io.data.length, false);
+        const sqe =
+          io.kind === 'write'
+            ? writeCommand(this.nsid, io.slba, io.nlb, io.data.length, false, io.fua === true)
+            : compareCommand(this.nsid, io.slba, io.nlb, io.data.length, false);
         return this.#run(sqe, { data: io.data, timeoutMs: c.ioTimeoutMs });
       }
       case 'flush':

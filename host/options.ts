@@ -175,7 +175,9 @@ function intIn(min: number, max: number, allowMinusOne = false) {
 }
 
 /** An NQN option: the problem says what is wrong with the value as given. */
-const nqnOption = z.string({ error: (iss) => `"${String(iss.input)}" is not a string` }).refine((v) => nqnProblem(v) === null, { error: (iss) => `"${String(iss.input)}" ${nqnProblem(iss.input as string)}` });
+const nqnOption = z
+  .string({ error: (iss) => `"${String(iss.input)}" is not a string` })
+  .refine((v) => nqnProblem(v) === null, { error: (iss) => `"${String(iss.input)}" ${nqnProblem(iss.input as string)}` });
 
 const trueOrFalse = z.boolean({ error: 'must be true or false' });
 
@@ -194,19 +196,34 @@ const MS = 2 ** 31 - 1;
 /** The options of one controller kind, in the order problems are listed; absent means the default. */
 function connectSchema(kind: 'io' | 'discovery') {
   return z.object({
-    traddr: z.string({ error: 'required (IP address or host name)' }).refine((v) => v.trim() !== '', { error: 'required (IP address or host name)', abort: true })
+    traddr: z
+      .string({ error: 'required (IP address or host name)' })
+      .refine((v) => v.trim() !== '', { error: 'required (IP address or host name)', abort: true })
       .refine((v) => isIP(v) !== 0 || /^[A-Za-z0-9.-]+$/.test(v), { error: (iss) => `"${String(iss.input)}" is neither an IP address nor a host name` }),
     // nvme-cli's trsvcid is text: digits are a port number; anything else is reported as given.
-    trsvcid: z.preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v.trim()) : v), intIn(1, 65535)).default(kind === 'discovery' ? DISCOVERY_PORT : NVME_PORT),
-    subnqn: kind === 'discovery' ? nqnOption.default(DISCOVERY_NQN) : nqnOption.default('').refine((v) => v !== DISCOVERY_NQN, { error: 'the discovery NQN names a discovery controller: use discover()' }),
+    trsvcid: z
+      .preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v.trim()) : v), intIn(1, 65535))
+      .default(kind === 'discovery' ? DISCOVERY_PORT : NVME_PORT),
+    subnqn:
+      kind === 'discovery'
+        ? nqnOption.default(DISCOVERY_NQN)
+        : nqnOption.default('').refine((v) => v !== DISCOVERY_NQN, { error: 'the discovery NQN names a discovery controller: use discover()' }),
     hostnqn: nqnOption.optional(),
-    hostid: z.string({ error: (iss) => `"${String(iss.input)}" is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)` })
-      .regex(UUID_RE, { error: (iss) => `"${String(iss.input)}" is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)` }).optional(),
+    hostid: z
+      .string({ error: (iss) => `"${String(iss.input)}" is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)` })
+      .regex(UUID_RE, { error: (iss) => `"${String(iss.input)}" is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)` })
+      .optional(),
     katoMs: intIn(0, 0xffffffff).default(kind === 'discovery' ? 0 : DEFAULTS.katoMs),
     reconnectDelayMs: intIn(1, MS).default(DEFAULTS.reconnectDelayMs),
     ctrlLossTmoMs: intIn(0, MS, true).default(DEFAULTS.ctrlLossTmoMs),
     fastIoFailTmoMs: intIn(0, MS, true).default(DEFAULTS.fastIoFailTmoMs),
-    nrIoQueues: kind === 'discovery' ? z.unknown().optional().transform(() => 0) : intIn(1, MAX_IO_QUEUES).optional(),
+    nrIoQueues:
+      kind === 'discovery'
+        ? z
+            .unknown()
+            .optional()
+            .transform(() => 0)
+        : intIn(1, MAX_IO_QUEUES).optional(),
     queueSize: intIn(MIN_QUEUE_SIZE, MAX_QUEUE_SIZE).default(DEFAULTS.queueSize),
     ioTimeoutMs: intIn(1, MS).default(DEFAULTS.ioTimeoutMs),
     adminTimeoutMs: intIn(1, MS).default(DEFAULTS.adminTimeoutMs),
@@ -215,7 +232,9 @@ function connectSchema(kind: 'io' | 'discovery') {
     hdrDigest: trueOrFalse.default(DEFAULTS.hdrDigest),
     dataDigest: trueOrFalse.default(DEFAULTS.dataDigest),
     disableSqflow: trueOrFalse.default(DEFAULTS.disableSqflow),
-    ioQueuePolicy: z.enum(['round-robin', 'least-inflight'], { error: (iss) => `"${String(iss.input)}" is not round-robin or least-inflight` }).default(DEFAULTS.ioQueuePolicy),
+    ioQueuePolicy: z
+      .enum(['round-robin', 'least-inflight'], { error: (iss) => `"${String(iss.input)}" is not round-robin or least-inflight` })
+      .default(DEFAULTS.ioQueuePolicy),
     dhchapKey: dhchapSecret.optional(),
     dhchapCtrlKey: dhchapSecret.optional(),
   });
@@ -230,7 +249,10 @@ export function resolveConnectOptions(o: ConnectOptions, kind: 'io' | 'discovery
     problems.push('dhchapCtrlKey: needs dhchapKey too (the host authenticates first)');
   }
   if (!r.success || problems.length) {
-    throw new HostError('OPTIONS_INVALID', `invalid connect options (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  - ${problems.join('\n  - ')}`);
+    throw new HostError(
+      'OPTIONS_INVALID',
+      `invalid connect options (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  - ${problems.join('\n  - ')}`,
+    );
   }
   const v = r.data;
   const ident = v.hostnqn !== undefined && v.hostid !== undefined ? null : defaultHostIdentity();

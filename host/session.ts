@@ -62,7 +62,9 @@ export class HostSession extends EventEmitter<SessionEvents> {
   }
 
   /** Discovery, then a controller per NVM subsystem entry (every port). */
-  async connectAll(options: ConnectAllOptions): Promise<{ controllers: Controller[]; entries: DiscoveredEntry[]; failures: { entry: DiscoveredEntry; error: Error }[] }> {
+  async connectAll(
+    options: ConnectAllOptions,
+  ): Promise<{ controllers: Controller[]; entries: DiscoveredEntry[]; failures: { entry: DiscoveredEntry; error: Error }[] }> {
     const r = await connectAll(options, this.#ctx);
     for (const c of r.controllers) this.adopt(c);
     return r;
@@ -102,7 +104,8 @@ export class HostSession extends EventEmitter<SessionEvents> {
   /** The head of a subsystem's namespace (the first head when only one exists). */
   head(selector?: { subnqn?: string; nsid?: number; name?: string }): MultipathHead {
     const all = this.heads().filter(
-      (h) => (!selector?.subnqn || h.subnqn === selector.subnqn) && (!selector?.nsid || h.nsid === selector.nsid) && (!selector?.name || h.name === selector.name),
+      (h) =>
+        (!selector?.subnqn || h.subnqn === selector.subnqn) && (!selector?.nsid || h.nsid === selector.nsid) && (!selector?.name || h.name === selector.name),
     );
     if (all.length === 0) throw new Error(`no multipath head${selector ? ` matching ${JSON.stringify(selector)}` : ''}`);
     return all[0]!;

@@ -275,7 +275,11 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
       const r = await q.submit(sqe, { data, timeoutMs: Math.max(1, deadline - clock.now()) });
       if (r.kind === 'path-error') throw new HostError('CONNECTION_FAILED', `queue ${o.qid}: Connect: ${r.reason}`);
       if (r.status !== 0) {
-        throw new HostError('CONNECT_REJECTED', `queue ${o.qid}: Connect to ${o.subnqn} rejected: ${describeStatus(r.status)} (dw0 0x${r.result.toString(16)})`, { status: r.status });
+        throw new HostError(
+          'CONNECT_REJECTED',
+          `queue ${o.qid}: Connect to ${o.subnqn} rejected: ${describeStatus(r.status)} (dw0 0x${r.result.toString(16)})`,
+          { status: r.status },
+        );
       }
       if (o.qid === 0) q.cntlid = r.result & 0xffff;
       q.connectResult = r.result >>> 0;
@@ -360,9 +364,12 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
   #initialize(o: TcpQueueOptions, deadline: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const clock = this.clock;
-      const timer = clock.setTimeout(() => {
-        this.#fail(new HostError('CONNECT_TIMEOUT', `queue ${o.qid}: no ICResp from ${o.host}:${o.port} within ${o.connectTimeoutMs} ms`));
-      }, Math.max(1, deadline - clock.now()));
+      const timer = clock.setTimeout(
+        () => {
+          this.#fail(new HostError('CONNECT_TIMEOUT', `queue ${o.qid}: no ICResp from ${o.host}:${o.port} within ${o.connectTimeoutMs} ms`));
+        },
+        Math.max(1, deadline - clock.now()),
+      );
       this.#icWaiter = {
         resolve: (ic) => {
           clock.clearTimeout(timer);
@@ -505,9 +512,14 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
 
   #lookup(cid: number, what: string): Slot {
     const slot = this.#slots[cid & TAG_MASK];
-    if (!slot || slot.state === CmdState.Free) throw new ProtocolError(Fes.InvalidHeaderField, 8, `${what} for command id 0x${cid.toString(16)}: no such command in flight`);
+    if (!slot || slot.state === CmdState.Free)
+      throw new ProtocolError(Fes.InvalidHeaderField, 8, `${what} for command id 0x${cid.toString(16)}: no such command in flight`);
     if (slot.gen !== cid >>> TAG_BITS) {
-      throw new ProtocolError(Fes.InvalidHeaderField, 8, `${what} for command id 0x${cid.toString(16)}: stale generation (in flight: 0x${slot.cid.toString(16)})`);
+      throw new ProtocolError(
+        Fes.InvalidHeaderField,
+        8,
+        `${what} for command id 0x${cid.toString(16)}: stale generation (in flight: 0x${slot.cid.toString(16)})`,
+      );
     }
     return slot;
   }
@@ -522,14 +534,16 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
     const cid = h.header.readUInt16LE(8);
     const slot = this.#slots[cid & TAG_MASK];
     const datao = h.header.readUInt32LE(12);
-    if (!slot || slot.state !== CmdState.ReceivingData || slot.gen !== cid >>> TAG_BITS || datao !== slot.received || datao + h.dataLength > slot.readLength) return null;
+    if (!slot || slot.state !== CmdState.ReceivingData || slot.gen !== cid >>> TAG_BITS || datao !== slot.received || datao + h.dataLength > slot.readLength)
+      return null;
     slot.readBuf ??= Buffer.allocUnsafe(slot.readLength);
     return slot.readBuf.subarray(datao, datao + h.dataLength);
   }
 
   #onC2HData(pdu: C2HDataPdu): void {
     const slot = this.#lookup(pdu.cccid, 'C2HData');
-    if (slot.state !== CmdState.ReceivingData) throw new ProtocolError(Fes.InvalidHeaderField, 8, `C2HData for command 0x${pdu.cccid.toString(16)} that reads no data`);
+    if (slot.state !== CmdState.ReceivingData)
+      throw new ProtocolError(Fes.InvalidHeaderField, 8, `C2HData for command 0x${pdu.cccid.toString(16)} that reads no data`);
     if (pdu.datao !== slot.received) {
       throw new ProtocolError(Fes.DataTransferOutOfRange, 12, `C2HData offset ${pdu.datao}, expected ${slot.received}`);
     }
@@ -561,7 +575,8 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
   #onR2T(pdu: R2TPdu): void {
     const slot = this.#lookup(pdu.cccid, 'R2T');
     const data = slot.r2tData;
-    if (slot.state !== CmdState.SendingData || data === null) throw new ProtocolError(Fes.InvalidHeaderField, 8, `R2T for command 0x${pdu.cccid.toString(16)} with no data to transfer`);
+    if (slot.state !== CmdState.SendingData || data === null)
+      throw new ProtocolError(Fes.InvalidHeaderField, 8, `R2T for command 0x${pdu.cccid.toString(16)} with no data to transfer`);
     if (pdu.r2tl === 0) throw new ProtocolError(Fes.InvalidHeaderField, 16, 'R2T with length 0');
     if (pdu.r2to !== slot.h2cSent) throw new ProtocolError(Fes.DataTransferOutOfRange, 12, `R2T offset ${pdu.r2to}, expected ${slot.h2cSent}`);
     const end = pdu.r2to + pdu.r2tl;
@@ -603,9 +618,7 @@ export class TcpQueue extends EventEmitter<TcpQueueEvents> {
       const bad =
         next === CmdState.Free
           ? slot.resolve === null
-          : slot.resolve === null ||
-            (next === CmdState.SendingData) !== (slot.r2tData !== null) ||
-            (next === CmdState.ReceivingData) !== (slot.readLength > 0);
+          : slot.resolve === null || (next === CmdState.SendingData) !== (slot.r2tData !== null) || (next === CmdState.ReceivingData) !== slot.readLength > 0;
       if (bad) throw new InvariantError(`queue ${this.qid}: command tag ${slot.tag} entering ${CMD_STATE_NAMES[next]} with inconsistent data`);
     }
     slot.state = next;
@@ -709,4 +722,3 @@ function connectSocket(clock: Clock, host: string, port: number, timeoutMs: numb
     });
   });
 }
-

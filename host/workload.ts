@@ -227,12 +227,21 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
           open.pinned[i] = gen;
           continue;
         }
-        mismatches.push({ lba, kind: gen === -1 ? 'corrupt' : 'stale', expectedGeneration: pinned ?? expectGen, foundGeneration: gen, foundLba: got?.lba ?? -1, atMs });
+        mismatches.push({
+          lba,
+          kind: gen === -1 ? 'corrupt' : 'stale',
+          expectedGeneration: pinned ?? expectGen,
+          foundGeneration: gen,
+          foundLba: got?.lba ?? -1,
+          atMs,
+        });
         continue;
       }
       const kind: Mismatch['kind'] | null =
         got === null
-          ? expectGen === 0 ? null : 'lost'
+          ? expectGen === 0
+            ? null
+            : 'lost'
           : !got.intact
             ? 'corrupt'
             : got.lba !== lba
@@ -240,7 +249,9 @@ export async function runWorkload(dev: BlockDevice, o: WorkloadOptions): Promise
               : got.generation === expectGen
                 ? null
                 : got.generation < expectGen
-                  ? expectGen > 0 && got.generation > 0 ? 'stale' : 'lost'
+                  ? expectGen > 0 && got.generation > 0
+                    ? 'stale'
+                    : 'lost'
                   : 'stale';
       if (kind && !(expectGen === 0 && got !== null && got.lba === lba && got.intact)) {
         // A block we never wrote may hold data from an earlier run: only ours is checked.

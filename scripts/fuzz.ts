@@ -18,7 +18,9 @@ import { formatReport, runFuzz } from './lib/fuzz/engine.ts';
 
 function usage(problem?: string): never {
   if (problem) process.stderr.write(`fuzz: ${problem}\n`);
-  process.stderr.write('usage: npx tsx scripts/fuzz.ts [--inputs N] [--seconds S] [--seed X] [--replay I[,I...]] [--batch B] [--concurrency C] [--rss-limit-mb M]\n');
+  process.stderr.write(
+    'usage: npx tsx scripts/fuzz.ts [--inputs N] [--seconds S] [--seed X] [--replay I[,I...]] [--batch B] [--concurrency C] [--rss-limit-mb M]\n',
+  );
   process.exit(2);
 }
 

@@ -70,7 +70,10 @@ export async function soak(opts: { seconds: number; seed?: number; log?: (line: 
       const t = procStat(target.pid);
       targetMax.rssMb = Math.max(targetMax.rssMb, t.rssMb);
       targetMax.fds = Math.max(targetMax.fds, t.fds);
-      if (samples.length % 10 === 0) log(`[${(e.atMs / 1000).toFixed(0)}s] ${e.ios} I/Os, errors ${e.errors}, mismatches ${e.mismatches}, host RSS ${(e.rss / 2 ** 20).toFixed(0)} MB, fds ${e.fds}`);
+      if (samples.length % 10 === 0)
+        log(
+          `[${(e.atMs / 1000).toFixed(0)}s] ${e.ios} I/Os, errors ${e.errors}, mismatches ${e.mismatches}, host RSS ${(e.rss / 2 ** 20).toFixed(0)} MB, fds ${e.fds}`,
+        );
     }
     if (e.type === 'head' && e.event === 'failover-end') failovers++;
   });
@@ -166,6 +169,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(`soak: ${seconds} s, seed ${seed}`);
   const report = await soak({ seconds, seed, log: (l) => console.log(l) });
   console.log(JSON.stringify(report, null, 2));
-  console.log(`soak: ${report.ios} verified I/Os, faults survived ${Object.entries(report.faults).map(([k, v]) => `${k} ${v}`).join(', ')}, errors ${report.errors}, mismatches ${report.mismatches}`);
+  console.log(
+    `soak: ${report.ios} verified I/Os, faults survived ${Object.entries(report.faults)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}, errors ${report.errors}, mismatches ${report.mismatches}`,
+  );
   process.exitCode = report.problems.length ? 1 : 0;
 }

@@ -330,7 +330,9 @@ export function decodeAuthMessage(b: Buffer): AuthMessage {
     if (id === AuthMessageId.Negotiate) {
       const napd = b[7]!;
       if (b.length < NEGOTIATE_HEADER_LENGTH + napd * PROTOCOL_DESCRIPTOR_LENGTH) {
-        throw payload(`AUTH_Negotiate with ${napd} protocol descriptors needs ${NEGOTIATE_HEADER_LENGTH + napd * PROTOCOL_DESCRIPTOR_LENGTH} bytes, got ${b.length}`);
+        throw payload(
+          `AUTH_Negotiate with ${napd} protocol descriptors needs ${NEGOTIATE_HEADER_LENGTH + napd * PROTOCOL_DESCRIPTOR_LENGTH} bytes, got ${b.length}`,
+        );
       }
       const protocols: DhchapProtocol[] = [];
       for (let i = 0; i < napd; i++) {
@@ -521,14 +523,7 @@ export function dhchapResponse(role: 'host' | 'controller', p: ResponseParams): 
   fixed.writeUInt16LE(p.tid & 0xffff, 4);
   fixed[6] = p.scC ?? SC_C_NONE;
   const [label, first, second] = role === 'host' ? ['HostHost', p.hostnqn, p.subnqn] : ['Controller', p.subnqn, p.hostnqn];
-  return createHmac(h, k)
-    .update(c)
-    .update(fixed)
-    .update(label, 'latin1')
-    .update(first, 'utf8')
-    .update(Buffer.of(0))
-    .update(second, 'utf8')
-    .digest();
+  return createHmac(h, k).update(c).update(fixed).update(label, 'latin1').update(first, 'utf8').update(Buffer.of(0)).update(second, 'utf8').digest();
 }
 
 /** A random non-zero 32-bit sequence number (0 means "no controller authentication" in the reply). */

@@ -31,7 +31,6 @@ export const FeatureId = {
 } as const;
 export type FeatureIdValue = (typeof FeatureId)[keyof typeof FeatureId];
 
-
 // ---------------------------------------------------------------------------
 // CDW10 of Get Features / Set Features
 
@@ -75,7 +74,7 @@ export function encodeSetFeaturesCdw10(p: { fid: number; sv?: boolean }): number
 }
 
 export function decodeSetFeaturesCdw10(cdw10: number): SetFeaturesCdw10 {
-  return { fid: cdw10 & 0xff, sv: (cdw10 >>> 31) === 1 };
+  return { fid: cdw10 & 0xff, sv: cdw10 >>> 31 === 1 };
 }
 
 // ---------------------------------------------------------------------------
@@ -148,10 +147,7 @@ const AEC_FLAGS: readonly (readonly [keyof AsyncEventConfig, number])[] = [
   ['zoneDescriptorChanged', AsyncEventConfigBit.ZoneDescriptorChanged],
   ['discoveryLogChange', AsyncEventConfigBit.DiscoveryLogChange],
 ];
-const AEC_KNOWN: number = AEC_FLAGS.reduce<number>(
-  (m, [, bit]) => (m | bit) >>> 0,
-  AsyncEventConfigBit.SmartCriticalWarningsMask,
-);
+const AEC_KNOWN: number = AEC_FLAGS.reduce<number>((m, [, bit]) => (m | bit) >>> 0, AsyncEventConfigBit.SmartCriticalWarningsMask);
 
 export function encodeAsyncEventConfig(c: Partial<AsyncEventConfig>): number {
   let v = uint(c.smartCriticalWarnings ?? 0, 8, 'smartCriticalWarnings');
@@ -163,7 +159,7 @@ export function encodeAsyncEventConfig(c: Partial<AsyncEventConfig>): number {
 
 export function decodeAsyncEventConfig(cdw11: number): AsyncEventConfig {
   const v = cdw11 >>> 0;
-  const has = (bit: number): boolean => ((v & bit) >>> 0) !== 0;
+  const has = (bit: number): boolean => (v & bit) >>> 0 !== 0;
   return {
     smartCriticalWarnings: v & 0xff,
     namespaceAttribute: has(AsyncEventConfigBit.NamespaceAttribute),
@@ -243,13 +239,7 @@ export interface Arbitration {
 }
 
 export function encodeArbitration(a: Partial<Arbitration>): number {
-  return (
-    (uint(a.ab ?? 0, 3, 'ab') |
-      (uint(a.lpw ?? 0, 8, 'lpw') << 8) |
-      (uint(a.mpw ?? 0, 8, 'mpw') << 16) |
-      (uint(a.hpw ?? 0, 8, 'hpw') << 24)) >>>
-    0
-  );
+  return (uint(a.ab ?? 0, 3, 'ab') | (uint(a.lpw ?? 0, 8, 'lpw') << 8) | (uint(a.mpw ?? 0, 8, 'mpw') << 16) | (uint(a.hpw ?? 0, 8, 'hpw') << 24)) >>> 0;
 }
 
 export function decodeArbitration(dw: number): Arbitration {
@@ -283,10 +273,7 @@ export interface TemperatureThreshold {
 }
 
 export function encodeTemperatureThreshold(t: Partial<TemperatureThreshold>): number {
-  return (
-    (uint(t.tmpth ?? 0, 16, 'tmpth') | (uint(t.tmpsel ?? 0, 4, 'tmpsel') << 16) | (uint(t.thsel ?? 0, 2, 'thsel') << 20)) >>>
-    0
-  );
+  return (uint(t.tmpth ?? 0, 16, 'tmpth') | (uint(t.tmpsel ?? 0, 4, 'tmpsel') << 16) | (uint(t.thsel ?? 0, 2, 'thsel') << 20)) >>> 0;
 }
 
 export function decodeTemperatureThreshold(dw: number): TemperatureThreshold {

@@ -18,18 +18,7 @@
  * per-PDU allocation, one copy.
  */
 import { DIGEST_LENGTH, crc32cOf } from './digest.ts';
-import {
-  COMMON_HEADER_LENGTH,
-  Fes,
-  HeaderLength,
-  PduFlag,
-  PduType,
-  ProtocolError,
-  TERM_MAX_DATA,
-  pduTypeName,
-  type Pdu,
-  type PduTypeValue,
-} from './pdu.ts';
+import { COMMON_HEADER_LENGTH, Fes, HeaderLength, PduFlag, PduType, ProtocolError, TERM_MAX_DATA, pduTypeName, type Pdu, type PduTypeValue } from './pdu.ts';
 
 export type Role = 'target' | 'host';
 
@@ -193,7 +182,13 @@ export class PduFramer {
     if (dest.length !== this.#pendingDataLen) throw new RangeError(`data placement gave ${dest.length} bytes for ${this.#pendingDataLen}`);
     const hasDdgst = (head[1]! & PduFlag.DDGSTF) !== 0;
     // The header is copied: it outlives the chunk it came in, and is small.
-    const placing: Placement = { head: Buffer.from(this.#take(this.#pendingPdo)), dest, filled: 0, ddgst: hasDdgst ? Buffer.alloc(DIGEST_LENGTH) : null, ddgstFilled: 0 };
+    const placing: Placement = {
+      head: Buffer.from(this.#take(this.#pendingPdo)),
+      dest,
+      filled: 0,
+      ddgst: hasDdgst ? Buffer.alloc(DIGEST_LENGTH) : null,
+      ddgstFilled: 0,
+    };
     this.#placing = placing;
     const chunks = this.#chunks;
     this.#chunks = [];
@@ -367,12 +362,7 @@ export class PduFramer {
     }
     const limit = this.#dataLimit(t);
     if (dataLen > limit) {
-      throw new ProtocolError(
-        Fes.DataTransferLimitExceeded,
-        4,
-        `${pduTypeName(t)} carries ${dataLen} data bytes, limit ${limit}`,
-        hdr,
-      );
+      throw new ProtocolError(Fes.DataTransferLimitExceeded, 4, `${pduTypeName(t)} carries ${dataLen} data bytes, limit ${limit}`, hdr);
     }
     if (t === PduType.CapsuleResp || t === PduType.R2T) {
       if (dataLen !== 0) throw new ProtocolError(Fes.InvalidHeaderField, 4, `${pduTypeName(t)} carries data`, hdr);

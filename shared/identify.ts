@@ -367,16 +367,7 @@ export interface IdentifyNamespaceCsIndependent {
 // ---------------------------------------------------------------------------
 // Field layout engine (module private)
 
-type FieldKind =
-  | 'u8'
-  | 'u16'
-  | 'u24'
-  | 'u32'
-  | 'u64'
-  | 'u128'
-  | { readonly ascii: number }
-  | { readonly nqn: number }
-  | { readonly bytes: number };
+type FieldKind = 'u8' | 'u16' | 'u24' | 'u32' | 'u64' | 'u128' | { readonly ascii: number } | { readonly nqn: number } | { readonly bytes: number };
 
 interface Field<T> {
   readonly name: keyof T & string;

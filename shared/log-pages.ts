@@ -26,7 +26,6 @@ export type LogPageIdValue = (typeof LogPageId)[keyof typeof LogPageId];
 // ---------------------------------------------------------------------------
 // Module-private helpers
 
-
 // ---------------------------------------------------------------------------
 // Error Information (LID 01h): 64-byte entries
 
@@ -510,11 +509,7 @@ export interface DiscoveryLogEntry {
 }
 
 /** trtype..subnqn are required; cntlid defaults to FFFFh (dynamic), asqsz to 32, the rest to 0. */
-export type DiscoveryLogEntryInput = Pick<
-  DiscoveryLogEntry,
-  'trtype' | 'adrfam' | 'subtype' | 'trsvcid' | 'traddr' | 'subnqn'
-> &
-  Partial<DiscoveryLogEntry>;
+export type DiscoveryLogEntryInput = Pick<DiscoveryLogEntry, 'trtype' | 'adrfam' | 'subtype' | 'trsvcid' | 'traddr' | 'subnqn'> & Partial<DiscoveryLogEntry>;
 
 export interface DiscoveryLog {
   readonly genctr: bigint;
@@ -600,9 +595,7 @@ export function encodeDiscoveryLog(log: DiscoveryLogInput): Buffer {
   writeU64(buf, 0, log.genctr, 'genctr');
   buf.writeBigUInt64LE(BigInt(log.entries.length), 8);
   buf.writeUInt16LE(uint(log.recfmt ?? 0, 16, 'recfmt'), 16);
-  log.entries.forEach((e, i) =>
-    encodeDiscoveryEntryAt(buf, DISCOVERY_LOG_HEADER_SIZE + i * DISCOVERY_LOG_ENTRY_SIZE, e, `entries[${i}]`),
-  );
+  log.entries.forEach((e, i) => encodeDiscoveryEntryAt(buf, DISCOVERY_LOG_HEADER_SIZE + i * DISCOVERY_LOG_ENTRY_SIZE, e, `entries[${i}]`));
   return buf;
 }
 
@@ -703,13 +696,7 @@ export function encodeGetLogPageDwords(p: GetLogPageParams): GetLogPageDwords {
   };
 }
 
-export function decodeGetLogPageDwords(
-  cdw10: number,
-  cdw11 = 0,
-  cdw12 = 0,
-  cdw13 = 0,
-  cdw14 = 0,
-): DecodedGetLogPage {
+export function decodeGetLogPageDwords(cdw10: number, cdw11 = 0, cdw12 = 0, cdw13 = 0, cdw14 = 0): DecodedGetLogPage {
   const numd = (cdw11 & 0xffff) * 0x10000 + ((cdw10 >>> 16) & 0xffff);
   return {
     lid: cdw10 & 0xff,

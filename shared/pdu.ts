@@ -135,15 +135,7 @@ export interface R2TPdu {
   readonly r2tl: number;
 }
 
-export type Pdu =
-  | IcReqPdu
-  | IcRespPdu
-  | TermReqPdu
-  | CapsuleCmdPdu
-  | CapsuleRespPdu
-  | H2CDataPdu
-  | C2HDataPdu
-  | R2TPdu;
+export type Pdu = IcReqPdu | IcRespPdu | TermReqPdu | CapsuleCmdPdu | CapsuleRespPdu | H2CDataPdu | C2HDataPdu | R2TPdu;
 
 /**
  * A violation of the transport protocol. It carries the FES and FEI to send in a
@@ -200,13 +192,7 @@ function commonHeader(header: Buffer, type: number, flags: number, hlen: number,
  * Assemble a PDU: `fill` writes the type specific header fields of a header of
  * `hlen` bytes; data (if any) follows at pdo, then its digest.
  */
-function assemble(
-  type: PduTypeValue,
-  flags: number,
-  fill: (header: Buffer) => void,
-  data: Buffer | null,
-  wire: WireOptions,
-): Buffer[] {
+function assemble(type: PduTypeValue, flags: number, fill: (header: Buffer) => void, data: Buffer | null, wire: WireOptions): Buffer[] {
   const hlen = HeaderLength[type];
   const hdgstLen = wire.hdgst ? DIGEST_LENGTH : 0;
   const dataLen = data ? data.length : 0;
@@ -256,12 +242,7 @@ export function encodeIcResp(p: Omit<IcRespPdu, 'type'>): Buffer {
   return b;
 }
 
-export function encodeTermReq(
-  type: typeof PduType.H2CTermReq | typeof PduType.C2HTermReq,
-  fes: number,
-  fei: number,
-  errorHeader: Buffer,
-): Buffer {
+export function encodeTermReq(type: typeof PduType.H2CTermReq | typeof PduType.C2HTermReq, fes: number, fei: number, errorHeader: Buffer): Buffer {
   const copy = errorHeader.subarray(0, TERM_MAX_DATA);
   const plen = 24 + copy.length;
   const b = Buffer.alloc(plen);
@@ -282,11 +263,7 @@ export function encodeCapsuleResp(cqe: Buffer, wire: WireOptions): Buffer[] {
   return assemble(PduType.CapsuleResp, 0, (h) => cqe.copy(h, 8), null, wire);
 }
 
-export function encodeH2CData(
-  p: { cccid: number; ttag: number; datao: number; last: boolean },
-  data: Buffer,
-  wire: WireOptions,
-): Buffer[] {
+export function encodeH2CData(p: { cccid: number; ttag: number; datao: number; last: boolean }, data: Buffer, wire: WireOptions): Buffer[] {
   return assemble(
     PduType.H2CData,
     p.last ? PduFlag.LAST_PDU : 0,
@@ -301,11 +278,7 @@ export function encodeH2CData(
   );
 }
 
-export function encodeC2HData(
-  p: { cccid: number; datao: number; last: boolean; success: boolean },
-  data: Buffer,
-  wire: WireOptions,
-): Buffer[] {
+export function encodeC2HData(p: { cccid: number; datao: number; last: boolean; success: boolean }, data: Buffer, wire: WireOptions): Buffer[] {
   if (p.success && !p.last) throw new RangeError('C2HData SUCCESS requires LAST_PDU');
   return assemble(
     PduType.C2HData,

@@ -109,7 +109,13 @@ function identify(req: Request, ctrl: Controller, subsys: Subsystem, core: Targe
     case Cns.ActiveNamespaceList: {
       if (id.nsid >= 0xfffffffe) return invalidNs;
       const nsids = [...subsys.namespaces.values()].filter((n) => n.enabled).map((n) => n.nsid);
-      return { status: 0, data: encodeNamespaceList(nsids.sort((a, b) => a - b), id.nsid) };
+      return {
+        status: 0,
+        data: encodeNamespaceList(
+          nsids.sort((a, b) => a - b),
+          id.nsid,
+        ),
+      };
     }
     case Cns.NamespaceDescriptorList: {
       const ns = activeNamespace(subsys, id.nsid);
@@ -382,7 +388,10 @@ export function getFeatures(req: Request, ctrl: Controller): Completion {
   const current = f.sel === 0;
   switch (f.fid) {
     case FeatureId.NumberOfQueues:
-      return { status: 0, result: current ? numberOfQueuesResult(ctrl) : encodeNumberOfQueues({ submissionQueues: ctrl.maxIoQueues, completionQueues: ctrl.maxIoQueues }) };
+      return {
+        status: 0,
+        result: current ? numberOfQueuesResult(ctrl) : encodeNumberOfQueues({ submissionQueues: ctrl.maxIoQueues, completionQueues: ctrl.maxIoQueues }),
+      };
     case FeatureId.AsyncEventConfig:
       return { status: 0, result: current ? ctrl.aec : 0 };
     case FeatureId.KeepAliveTimer:

@@ -149,7 +149,10 @@ export function authOnConnect(core: TargetCore, queue: AuthQueue, ctrl: Controll
     teardown(st, queue, 'DH-HMAC-CHAP authentication timeout', 0, false);
   }, timeoutMs);
   if (queue.qid === 0) {
-    ctrl.log.info({ hostnqn: ctrl.hostnqn, hash: hashName(cfg.hashId), dhgroup: dhGroupName(cfg.dhGroupId), bidirectional: cfg.ctrlKey !== null }, 'DH-HMAC-CHAP authentication required');
+    ctrl.log.info(
+      { hostnqn: ctrl.hostnqn, hash: hashName(cfg.hashId), dhgroup: dhGroupName(cfg.dhGroupId), bidirectional: cfg.ctrlKey !== null },
+      'DH-HMAC-CHAP authentication required',
+    );
   }
   return CONNECT_AUTHREQ_ATR;
 }
@@ -229,7 +232,10 @@ export function executeAuthSend(req: Request, queue: AuthQueue): Completion {
   }
   if (msg.type === 'failure2') {
     st.authenticated = false;
-    st.ctrl.log.warn({ qid: queue.qid, hostnqn: st.ctrl.hostnqn, peer: queue.remoteAddress, explanation: failureExplanationName(msg.explanation) }, 'DH-HMAC-CHAP: the host rejected the controller (AUTH_Failure2); closing');
+    st.ctrl.log.warn(
+      { qid: queue.qid, hostnqn: st.ctrl.hostnqn, peer: queue.remoteAddress, explanation: failureExplanationName(msg.explanation) },
+      'DH-HMAC-CHAP: the host rejected the controller (AUTH_Failure2); closing',
+    );
     teardown(st, queue, 'DH-HMAC-CHAP: host sent AUTH_Failure2', TEARDOWN_DELAY_MS);
     return { status: 0 };
   }
@@ -307,7 +313,12 @@ export function executeAuthReceive(req: Request, queue: AuthQueue): Completion {
 
 function failure1(st: QueueAuth, queue: AuthQueue, al: number): Completion {
   if (al < FAILURE_LENGTH) return { status: withDnr(Status.InvalidField), errorLocation: AuthCommandOffset.length };
-  const data = encodeAuthMessage({ type: 'failure1', tid: st.tid, reason: FailureReason.AuthenticationFailure, explanation: st.explanation || FailureExplanation.Failed });
+  const data = encodeAuthMessage({
+    type: 'failure1',
+    tid: st.tid,
+    reason: FailureReason.AuthenticationFailure,
+    explanation: st.explanation || FailureExplanation.Failed,
+  });
   teardown(st, queue, `DH-HMAC-CHAP authentication failed: ${failureExplanationName(st.explanation || FailureExplanation.Failed)}`, TEARDOWN_DELAY_MS);
   return { status: 0, data };
 }
@@ -332,7 +343,10 @@ function negotiate(st: QueueAuth, queue: AuthQueue, msg: Extract<AuthMessage, { 
   const dhGroupId = proto.dhGroupIds.includes(cfg.dhGroupId) ? cfg.dhGroupId : proto.dhGroupIds.find((id) => isDhGroupId(id));
   if (dhGroupId === undefined) return fail(st, queue, FailureExplanation.DhGroupUnusable, `no usable DH group among [${proto.dhGroupIds.join(', ')}]`);
   if (hashId !== cfg.hashId || dhGroupId !== cfg.dhGroupId) {
-    st.ctrl.log.info({ qid: queue.qid, hash: hashName(hashId), dhgroup: dhGroupName(dhGroupId) }, 'DH-HMAC-CHAP: the host does not offer the configured hash or DH group; using its choice');
+    st.ctrl.log.info(
+      { qid: queue.qid, hash: hashName(hashId), dhgroup: dhGroupName(dhGroupId) },
+      'DH-HMAC-CHAP: the host does not offer the configured hash or DH group; using its choice',
+    );
   }
   st.hashId = hashId;
   st.dhGroupId = dhGroupId;

@@ -31,7 +31,9 @@ const defaultsOptions = z.object({
 async function main(): Promise<void> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName('nvmets-target')
-    .usage('$0 [--config FILE] [options]\n\nStarts an NVMe/TCP target. Without --config: one subsystem with a 1 GiB memory namespace on 127.0.0.1:4420 and :4421, active-standby, port 1 active.')
+    .usage(
+      '$0 [--config FILE] [options]\n\nStarts an NVMe/TCP target. Without --config: one subsystem with a 1 GiB memory namespace on 127.0.0.1:4420 and :4421, active-standby, port 1 active.',
+    )
     .option('config', { alias: 'c', type: 'string', describe: 'nvmetcli JSON config file (with optional "ext" extensions)' })
     .option('addr', { type: 'string', describe: 'listen address for the built-in default ports', default: '127.0.0.1' })
     .option('ports', { type: 'string', describe: 'TCP ports for the built-in default config, comma separated', default: '4420,4421' })

@@ -128,7 +128,6 @@ interface Group {
   promotedAt: number;
 }
 
-
 export class Cluster {
   readonly node: string;
   readonly cfg: ClusterConfig;
@@ -232,17 +231,30 @@ export class Cluster {
       }
     });
     this.#timers.push(safetyNet);
-    this.#log.info({ lease: this.#lease, ttlMs: this.#ttlMs, incarnation: this.#incarnation, ms: +(this.#host.clock.now() - t0).toFixed(1), active: this.describe() }, 'joined the cluster');
+    this.#log.info(
+      { lease: this.#lease, ttlMs: this.#ttlMs, incarnation: this.#incarnation, ms: +(this.#host.clock.now() - t0).toFixed(1), active: this.describe() },
+      'joined the cluster',
+    );
   }
 
   /** Register <prefix>/nodes/<node> on our lease; wait (bounded) while a previous incarnation's lease lives. */
   async #register(waitMs: number): Promise<void> {
     const key = this.#nodeKey(this.node);
-    const value = JSON.stringify({ node: this.node, pid: process.pid, host: os.hostname(), started: new Date(this.#host.clock.wallNow()).toISOString(), lease: this.#lease });
+    const value = JSON.stringify({
+      node: this.node,
+      pid: process.pid,
+      host: os.hostname(),
+      started: new Date(this.#host.clock.wallNow()).toISOString(),
+      lease: this.#lease,
+    });
     const deadline = this.#host.clock.now() + waitMs;
     let warned = false;
     for (;;) {
-      const r = await this.#etcd.txn([{ key, target: 'CREATE', result: 'EQUAL', value: 0 }], [{ put: { key, value, lease: this.#lease! } }, { range: { key } }], [{ range: { key } }]);
+      const r = await this.#etcd.txn(
+        [{ key, target: 'CREATE', result: 'EQUAL', value: 0 }],
+        [{ put: { key, value, lease: this.#lease! } }, { range: { key } }],
+        [{ range: { key } }],
+      );
       const kv = r.responses[r.succeeded ? 1 : 0]?.[0];
       if (r.succeeded && kv) {
         this.#incarnation = kv.createRevision;
@@ -254,7 +266,10 @@ export class Cluster {
         return;
       }
       if (this.#host.clock.now() > deadline) {
-        throw new ClusterError('conflict', `cluster node ${this.node}: ${key} is held by a live lease (${kv?.lease}: ${kv?.value}); is another process running as node ${this.node}?`);
+        throw new ClusterError(
+          'conflict',
+          `cluster node ${this.node}: ${key} is held by a live lease (${kv?.lease}: ${kv?.value}); is another process running as node ${this.node}?`,
+        );
       }
       if (!warned) {
         warned = true;
@@ -276,15 +291,21 @@ export class Cluster {
     let diff: string[];
     try {
       const t = JSON.parse(theirs) as Record<string, unknown>;
-      diff = Object.keys(mine).filter((k) => JSON.stringify((mine)[k]) !== JSON.stringify(t[k]));
+      diff = Object.keys(mine).filter((k) => JSON.stringify(mine[k]) !== JSON.stringify(t[k]));
     } catch {
       diff = ['(unreadable)'];
     }
     const others = (await this.#etcd.range(this.#nodesPrefix, { prefix: true })).kvs.filter((kv) => kv.key !== this.#nodeKey(this.node));
     if (others.length > 0) {
-      throw new ClusterError('conflict', `subsystem ${subsys.nqn}: this node's configuration differs from the one the live node(s) ${others.map((kv) => kv.key.slice(this.#nodesPrefix.length)).join(', ')} present (${diff.join(', ')}); every node must present the same subsystem`);
+      throw new ClusterError(
+        'conflict',
+        `subsystem ${subsys.nqn}: this node's configuration differs from the one the live node(s) ${others.map((kv) => kv.key.slice(this.#nodesPrefix.length)).join(', ')} present (${diff.join(', ')}); every node must present the same subsystem`,
+      );
     }
-    this.#log.warn({ subnqn: subsys.nqn, differs: diff }, 'subsystem configuration changed since the cluster last ran (no other node is alive): recording the new one');
+    this.#log.warn(
+      { subnqn: subsys.nqn, differs: diff },
+      'subsystem configuration changed since the cluster last ran (no other node is alive): recording the new one',
+    );
     await this.#etcd.put(key, text);
   }
 
@@ -297,7 +318,10 @@ export class Cluster {
       if (other === this.node) continue;
       const r = JSON.parse(kv.value) as { min: number; max: number };
       if (r.min <= max && min <= r.max) {
-        throw new ClusterError('conflict', `subsystem ${subsys.nqn}: this node's controller ids ${min}..${max} overlap node ${other}'s ${r.min}..${r.max}; give every node its own attr.cntlid_min..cntlid_max`);
+        throw new ClusterError(
+          'conflict',
+          `subsystem ${subsys.nqn}: this node's controller ids ${min}..${max} overlap node ${other}'s ${r.min}..${r.max}; give every node its own attr.cntlid_min..cntlid_max`,
+        );
       }
     }
     // Recorded only once accepted: a refused node leaves nothing behind.
@@ -312,7 +336,14 @@ export class Cluster {
     const initial = subsys.activePort.get(grpid);
     const owner = initial === undefined ? null : this.nodeOf(initial);
     if (initial === undefined || owner === null) return;
-    const value: ActiveValue = { port: initial, node: owner, epoch: 1, state: 'active', reason: 'initial_active_port (the first node to start)', at: new Date(this.#host.clock.wallNow()).toISOString() };
+    const value: ActiveValue = {
+      port: initial,
+      node: owner,
+      epoch: 1,
+      state: 'active',
+      reason: 'initial_active_port (the first node to start)',
+      at: new Date(this.#host.clock.wallNow()).toISOString(),
+    };
     const r = await this.#etcd.txn([{ key, target: 'CREATE', result: 'EQUAL', value: 0 }], [{ put: { key, value: JSON.stringify(value) } }]);
     if (r.succeeded) this.#log.info({ subnqn: subsys.nqn, grpid, port: initial, node: owner }, 'active path created from the configuration');
   }
@@ -407,7 +438,7 @@ export class Cluster {
   #suspend(reason: string): void {
     if (this.#suspended || this.#closed) return;
     this.#suspended = true;
-    this.#log.warn({ reason }, 'self-fenced: this node\'s ports report inaccessible until etcd confirms its lease again');
+    this.#log.warn({ reason }, "self-fenced: this node's ports report inaccessible until etcd confirms its lease again");
     for (const g of this.#groups.values()) this.#applyLocal(g);
     this.#wake();
   }
@@ -532,9 +563,16 @@ export class Cluster {
     const namespaces = groupNamespaces(g);
     await Promise.all(namespaces.map((n) => n.drain(() => true)));
     const drainedMs = +(this.#host.clock.now() - t0).toFixed(3);
-    await Promise.all(namespaces.map((n) => n.store.flush().catch((err: unknown) => {
-      this.#log.error({ err: (err as Error).message, nsid: n.nsid }, 'flush before the fence acknowledgement failed (the writes completed; durability is the store\'s)');
-    })));
+    await Promise.all(
+      namespaces.map((n) =>
+        n.store.flush().catch((err: unknown) => {
+          this.#log.error(
+            { err: (err as Error).message, nsid: n.nsid },
+            "flush before the fence acknowledgement failed (the writes completed; durability is the store's)",
+          );
+        }),
+      ),
+    );
     const key = this.#ackKey(g, v.epoch);
     const deadline = this.#host.clock.now() + this.cfg.fenceTimeoutMs;
     for (let attempt = 0; !this.#closed && this.#host.clock.now() < deadline; attempt++) {
@@ -545,8 +583,22 @@ export class Cluster {
         return;
       }
       try {
-        await this.#etcd.put(key, JSON.stringify({ node: this.node, epoch: v.epoch, drainedMs, at: new Date(this.#host.clock.wallNow()).toISOString() }), this.#lease);
-        this.#log.info({ subnqn: g.subsys.nqn, grpid: g.grpid, epoch: v.epoch, to: { port: v.port, node: v.node }, drainedMs, ms: +(this.#host.clock.now() - t0).toFixed(3) }, 'fenced for another node: acknowledged');
+        await this.#etcd.put(
+          key,
+          JSON.stringify({ node: this.node, epoch: v.epoch, drainedMs, at: new Date(this.#host.clock.wallNow()).toISOString() }),
+          this.#lease,
+        );
+        this.#log.info(
+          {
+            subnqn: g.subsys.nqn,
+            grpid: g.grpid,
+            epoch: v.epoch,
+            to: { port: v.port, node: v.node },
+            drainedMs,
+            ms: +(this.#host.clock.now() - t0).toFixed(3),
+          },
+          'fenced for another node: acknowledged',
+        );
         return;
       } catch (err) {
         this.#log.warn({ err: (err as Error).message, attempt }, 'cannot write the fence acknowledgement yet');
@@ -635,7 +687,10 @@ export class Cluster {
           this.#log.warn({ err: (err as Error).message }, 'implicit promotion did not complete');
         });
       } else {
-        this.#log.warn({ subnqn: subsys.nqn, grpid: g.grpid, port: portid, reason }, 'active port lost its last controller: marked orphaned, a node with a controller takes the group');
+        this.#log.warn(
+          { subnqn: subsys.nqn, grpid: g.grpid, port: portid, reason },
+          'active port lost its last controller: marked orphaned, a node with a controller takes the group',
+        );
         void this.#setOrphaned(g, g.modRev, true);
       }
     }
@@ -668,7 +723,14 @@ export class Cluster {
   /** The requester of a move died: we served the old path, take it back (no one else served I/O meanwhile). */
   async #giveBack(g: Group, rev: number, v: ActiveValue): Promise<void> {
     const from = v.from!;
-    const next: ActiveValue = { port: from.port, node: this.node, epoch: v.epoch + 1, state: 'active', reason: `the move to port ${v.port} was abandoned (node ${v.node} gone): back to port ${from.port}`, at: new Date(this.#host.clock.wallNow()).toISOString() };
+    const next: ActiveValue = {
+      port: from.port,
+      node: this.node,
+      epoch: v.epoch + 1,
+      state: 'active',
+      reason: `the move to port ${v.port} was abandoned (node ${v.node} gone): back to port ${from.port}`,
+      at: new Date(this.#host.clock.wallNow()).toISOString(),
+    };
     try {
       if (await this.#casPut(g, rev, next)) this.#log.warn({ subnqn: g.subsys.nqn, grpid: g.grpid, port: from.port }, next.reason);
     } catch (err) {
@@ -714,7 +776,8 @@ export class Cluster {
   async #doActivate(g: Group, portid: number, reason: string, expectRev: number | undefined): Promise<void> {
     if (this.#closed) throw new ClusterError('unavailable', 'the target is stopping');
     if (!this.isLocal(portid)) throw new ClusterError('conflict', `port ${portid} is served by node ${this.nodeOf(portid)}, not by this node (${this.node})`);
-    if (this.#suspended || this.#lease === null) throw new ClusterError('unavailable', `node ${this.node} has no confirmed lease in etcd (self-fenced): it cannot take a path`);
+    if (this.#suspended || this.#lease === null)
+      throw new ClusterError('unavailable', `node ${this.node} has no confirmed lease in etcd (self-fenced): it cannot take a path`);
     g.busy++;
     const t0 = this.#host.clock.now();
     try {
@@ -797,7 +860,14 @@ export class Cluster {
       } catch (err) {
         // Neither acknowledged nor dead in time: give the group back to the old path.
         if (from) {
-          const back: ActiveValue = { port: from.port, node: from.node, epoch: written.value.epoch + 1, state: 'active', reason: `rollback: ${(err as Error).message}`, at: new Date(this.#host.clock.wallNow()).toISOString() };
+          const back: ActiveValue = {
+            port: from.port,
+            node: from.node,
+            epoch: written.value.epoch + 1,
+            state: 'active',
+            reason: `rollback: ${(err as Error).message}`,
+            at: new Date(this.#host.clock.wallNow()).toISOString(),
+          };
           await this.#casPut(g, written.rev, back).catch((e: unknown) => this.#log.error({ err: (e as Error).message }, 'cannot roll the activation back'));
         }
         throw err;
@@ -805,7 +875,14 @@ export class Cluster {
       const fenceMs = +(this.#host.clock.now() - fenceT0).toFixed(3);
 
       // 3. active
-      const final: ActiveValue = { port: portid, node: this.node, epoch: written.value.epoch, state: 'active', reason, at: new Date(this.#host.clock.wallNow()).toISOString() };
+      const final: ActiveValue = {
+        port: portid,
+        node: this.node,
+        epoch: written.value.epoch,
+        state: 'active',
+        reason,
+        at: new Date(this.#host.clock.wallNow()).toISOString(),
+      };
       let ok: boolean;
       try {
         ok = await this.#casPut(g, written.rev, final, { del: this.#ackKey(g, written.value.epoch) });
@@ -813,7 +890,19 @@ export class Cluster {
         throw new ClusterError('unavailable', `cannot complete the activation in etcd: ${(err as Error).message}`);
       }
       if (!ok) throw new ClusterError('superseded', `group ${g.grpid} was moved elsewhere while this activation fenced the old path`);
-      this.#log.info({ subnqn: g.subsys.nqn, grpid: g.grpid, from: from ?? null, to: { port: portid, node: this.node }, epoch: final.epoch, fenceMs, ms: +(this.#host.clock.now() - t0).toFixed(3), reason }, 'active path moved');
+      this.#log.info(
+        {
+          subnqn: g.subsys.nqn,
+          grpid: g.grpid,
+          from: from ?? null,
+          to: { port: portid, node: this.node },
+          epoch: final.epoch,
+          fenceMs,
+          ms: +(this.#host.clock.now() - t0).toFixed(3),
+          reason,
+        },
+        'active path moved',
+      );
     } finally {
       g.busy--;
       this.#applyLocal(g);
@@ -860,16 +949,22 @@ export class Cluster {
         if (this.#closed) return finish(new ClusterError('unavailable', 'the target is stopping'));
         if (this.#suspended) return finish(new ClusterError('unavailable', `node ${this.node} lost its lease while fencing`));
       };
-      const timer = this.#host.clock.setTimeout(() => finish(new ClusterError('timeout', `node ${from.node} neither acknowledged the fence of port ${from.port} nor expired within ${timeoutMs} ms`)), timeoutMs);
+      const timer = this.#host.clock.setTimeout(
+        () => finish(new ClusterError('timeout', `node ${from.node} neither acknowledged the fence of port ${from.port} nor expired within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       // The watch delivers both; a slow poll covers a watch that is reconnecting.
       const stopPoll = every(this.#host.clock, Math.max(100, this.#ttlMs / 4), () => {
-        void Promise.all([this.#etcd.range(ackKey), this.#etcd.range(nodeKey)]).then(([a, n]) => {
-          if (a.kvs[0]) this.#acks.add(ackKey);
-          const kv = n.kvs[0];
-          if (kv) this.#take(kv, 'PUT');
-          else if ((this.#nodes.get(from.node)?.incarnation ?? 0) !== 0 && n.revision > 0) this.#nodes.delete(from.node);
-          check();
-        }, () => undefined);
+        void Promise.all([this.#etcd.range(ackKey), this.#etcd.range(nodeKey)]).then(
+          ([a, n]) => {
+            if (a.kvs[0]) this.#acks.add(ackKey);
+            const kv = n.kvs[0];
+            if (kv) this.#take(kv, 'PUT');
+            else if ((this.#nodes.get(from.node)?.incarnation ?? 0) !== 0 && n.revision > 0) this.#nodes.delete(from.node);
+            check();
+          },
+          () => undefined,
+        );
       });
       this.#waiters.add(check);
       check();

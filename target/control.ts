@@ -40,7 +40,9 @@ function intIn(min: number, max: number) {
 }
 const portid = intIn(1, 0xfffe);
 const nsid = intIn(1, 0xfffffffe);
-const nonEmpty = z.string({ error: (iss) => `expected a non-empty string, got ${JSON.stringify(iss.input)}` }).min(1, { error: (iss) => `expected a non-empty string, got ${JSON.stringify(iss.input)}` });
+const nonEmpty = z
+  .string({ error: (iss) => `expected a non-empty string, got ${JSON.stringify(iss.input)}` })
+  .min(1, { error: (iss) => `expected a non-empty string, got ${JSON.stringify(iss.input)}` });
 /** A subsystem NQN; anything else means "the only subsystem" (as before: the field is optional). */
 const subsystemNqn = z.string().optional().catch(undefined);
 /** Handed to the config tables as written: they validate it (and name the field). */
@@ -63,7 +65,17 @@ const PARAMS = {
   }),
   'ana.set': z.object({ portid, grpid: intIn(1, 128), state: nonEmpty, transition_ms: intIn(0, 600_000).default(0) }),
   'active.set': z.object({ nqn: subsystemNqn, nsid: nsid.default(1), portid }),
-  'ns.add': z.object({ nqn: subsystemNqn, nsid, store: configValue, size: configValue, block_size: configValue, path: configValue, grpid: configValue, nguid: configValue, uuid: configValue }),
+  'ns.add': z.object({
+    nqn: subsystemNqn,
+    nsid,
+    store: configValue,
+    size: configValue,
+    block_size: configValue,
+    path: configValue,
+    grpid: configValue,
+    nguid: configValue,
+    uuid: configValue,
+  }),
   'ns.remove': z.object({ nqn: subsystemNqn, nsid }),
   'fault.blackhole': z.object({ portid, on: z.boolean({ error: 'expected true or false' }) }),
   'fault.latency': z.object({ portid, ms: intIn(0, 600_000) }),
@@ -102,7 +114,13 @@ function portFromParams(target: Target, p: z.output<(typeof PARAMS)['port.add']>
     ports: [
       {
         portid: p.portid,
-        addr: { trtype: 'tcp', adrfam: typeof traddr === 'string' && traddr.includes(':') ? 'ipv6' : 'ipv4', traddr, trsvcid: String(p.trsvcid), treq: 'not specified' },
+        addr: {
+          trtype: 'tcp',
+          adrfam: typeof traddr === 'string' && traddr.includes(':') ? 'ipv6' : 'ipv4',
+          traddr,
+          trsvcid: String(p.trsvcid),
+          treq: 'not specified',
+        },
         // As written: the port table reads kernel-style numbers and names the field when it is not one.
         param: { inline_data_size: p.inline_data_size ?? '16384' },
         referrals: [],
@@ -128,7 +146,15 @@ function namespaceFromParams(target: Target, nqn: string, p: z.output<(typeof PA
   const doc = {
     hosts: [],
     ports: [],
-    subsystems: [{ nqn, attr: { allow_any_host: '1' }, allowed_hosts: [], namespaces: [{ nsid: p.nsid, enable: 1, ana_grpid: p.grpid ?? p.nsid, device, ext }], ext: { mode: subsys.mode } }],
+    subsystems: [
+      {
+        nqn,
+        attr: { allow_any_host: '1' },
+        allowed_hosts: [],
+        namespaces: [{ nsid: p.nsid, enable: 1, ana_grpid: p.grpid ?? p.nsid, device, ext }],
+        ext: { mode: subsys.mode },
+      },
+    ],
   };
   try {
     return parseConfig(doc).subsystems[0]!.namespaces[0]!;
@@ -247,7 +273,8 @@ export class ControlServer {
       this.#log.info({ method, params }, 'control request done');
       return { id, ok: true, result: result ?? null };
     } catch (err) {
-      const message = err instanceof ControlError || (err as Error).name === 'ConfigError' ? (err as Error).message : `internal error: ${(err as Error).message}`;
+      const message =
+        err instanceof ControlError || (err as Error).name === 'ConfigError' ? (err as Error).message : `internal error: ${(err as Error).message}`;
       this.#log.warn({ error: message }, 'control request refused');
       return { id, ok: false, error: message };
     }

@@ -47,9 +47,7 @@ export type Compare =
   | { key: string; target: 'VALUE'; result: 'EQUAL' | 'NOT_EQUAL'; value: string };
 
 export type Op =
-  | { put: { key: string; value: string; lease?: string } }
-  | { range: { key: string; prefix?: boolean } }
-  | { del: { key: string; prefix?: boolean } };
+  { put: { key: string; value: string; lease?: string } } | { range: { key: string; prefix?: boolean } } | { del: { key: string; prefix?: boolean } };
 
 export interface TxnResult {
   succeeded: boolean;
@@ -167,7 +165,12 @@ export class EtcdClient {
       }
       return json as T;
     }
-    const why = last instanceof Error ? (last.name === 'TimeoutError' ? `no answer in ${timeoutMs} ms` : ((last.cause as Error | undefined)?.message ?? last.message)) : String(last);
+    const why =
+      last instanceof Error
+        ? last.name === 'TimeoutError'
+          ? `no answer in ${timeoutMs} ms`
+          : ((last.cause as Error | undefined)?.message ?? last.message)
+        : String(last);
     throw new EtcdError(`etcd unreachable (${this.endpoints.join(', ')}): ${why}`, null);
   }
 
@@ -264,7 +267,13 @@ export class Watcher {
   readonly #handlers: { events: (events: WatchEvent[]) => void; resync: () => Promise<number> };
   readonly #log: Logger;
 
-  constructor(client: EtcdClient, prefix: string, fromRevision: number, handlers: { events: (events: WatchEvent[]) => void; resync: () => Promise<number> }, log: Logger) {
+  constructor(
+    client: EtcdClient,
+    prefix: string,
+    fromRevision: number,
+    handlers: { events: (events: WatchEvent[]) => void; resync: () => Promise<number> },
+    log: Logger,
+  ) {
     this.#client = client;
     this.#prefix = prefix;
     this.#handlers = handlers;
@@ -288,7 +297,9 @@ export class Watcher {
         const res = await fetch(`${this.#client.currentEndpoint(attempt)}/v3/watch`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ create_request: { key: EtcdClient.enc(this.#prefix), range_end: EtcdClient.prefixEnd(this.#prefix), start_revision: String(this.#next) } }),
+          body: JSON.stringify({
+            create_request: { key: EtcdClient.enc(this.#prefix), range_end: EtcdClient.prefixEnd(this.#prefix), start_revision: String(this.#next) },
+          }),
           signal: ac.signal,
         });
         if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);

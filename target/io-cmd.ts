@@ -76,10 +76,12 @@ export function executeIo(req: Request, ctrl: Controller): Completion | Promise<
     case IoOpcode.DatasetManagement:
       return datasetManagement(req, ctrl, ns);
     case IoOpcode.Flush:
-      return ns.execute(ctrl.port.portid, () => ns.store.flush()).then(
-        () => ({ status: 0 }),
-        (err: unknown) => failed(err, 'write'),
-      );
+      return ns
+        .execute(ctrl.port.portid, () => ns.store.flush())
+        .then(
+          () => ({ status: 0 }),
+          (err: unknown) => failed(err, 'write'),
+        );
     default:
       return { status: withDnr(Status.InvalidOpcode), errorLocation: SqeField.opcode };
   }
@@ -172,10 +174,12 @@ function compare(req: Request, ctrl: Controller, ns: Namespace): Completion | Pr
   const r = checkRw(req, ns, true);
   if ('status' in r) return r;
   const expected = req.data!;
-  return ns.execute(ctrl.port.portid, () => ns.store.read(r.slba, r.nlb)).then(
-    (actual) => (actual.equals(expected) ? { status: 0 } : { status: withDnr(Status.CompareFailure), lba: r.slba }),
-    (err: unknown) => ({ ...failed(err, 'read'), lba: r.slba }),
-  );
+  return ns
+    .execute(ctrl.port.portid, () => ns.store.read(r.slba, r.nlb))
+    .then(
+      (actual) => (actual.equals(expected) ? { status: 0 } : { status: withDnr(Status.CompareFailure), lba: r.slba }),
+      (err: unknown) => ({ ...failed(err, 'read'), lba: r.slba }),
+    );
 }
 
 function writeZeroes(req: Request, ctrl: Controller, ns: Namespace): Completion | Promise<Completion> {

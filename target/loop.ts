@@ -103,7 +103,14 @@ export class LoopQueue implements QueueOps {
       data = Buffer.alloc(length);
       c.data.copy(data, 0, 0, Math.min(length, c.data.length));
     }
-    const cqe: Cqe = { result: c.result ?? 0, dw1: c.dw1 ?? 0, sqhd: sq.sqFlowDisabled ? 0 : sq.sqhd, sqid: Math.max(sq.qid, 0), cid: req.sqe.cid, status: c.status };
+    const cqe: Cqe = {
+      result: c.result ?? 0,
+      dw1: c.dw1 ?? 0,
+      sqhd: sq.sqFlowDisabled ? 0 : sq.sqhd,
+      sqid: Math.max(sq.qid, 0),
+      cid: req.sqe.cid,
+      status: c.status,
+    };
     this.#handlers.response(cqe, data);
   }
 

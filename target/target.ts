@@ -207,7 +207,10 @@ export class Target implements TargetCore, DiscoverySource {
       const next = this.#promotionCandidate(subsys, portid);
       if (next === null) {
         subsys.orphanedGroups.add(grpid);
-        this.log.warn({ subnqn: subsys.nqn, grpid, port: portid, reason }, 'active port lost its last controller and no other port has one: the next controller to connect takes the group');
+        this.log.warn(
+          { subnqn: subsys.nqn, grpid, port: portid, reason },
+          'active port lost its last controller and no other port has one: the next controller to connect takes the group',
+        );
       } else {
         void this.activate(subsys, grpid, next, `implicit promotion: port ${portid} lost its last controller (${reason})`);
       }
@@ -289,7 +292,10 @@ export class Target implements TargetCore, DiscoverySource {
     subsys.bumpAnaChange(grpid);
     const fenceMs = +(this.clock.now() - t0).toFixed(3);
     this.log.info({ subnqn: subsys.nqn, grpid, from: old ?? null, to: portid, fenceMs, reason }, 'active path moved');
-    this.#notifyAnaChange(subsys, [old, portid].filter((p): p is number => p !== undefined));
+    this.#notifyAnaChange(
+      subsys,
+      [old, portid].filter((p): p is number => p !== undefined),
+    );
     if (subsys.config.persistActive) await this.#saveActiveState(subsys);
   }
 
@@ -405,7 +411,8 @@ export class Target implements TargetCore, DiscoverySource {
   /** A port this process serves (run-time changes and faults apply only to those). */
   #localPort(portid: number): Port {
     const port = this.port(portid);
-    if (this.isRemote(port)) throw new ControlError(`port ${portid} is served by cluster node ${port.config.node}, not by this node (${this.config.cluster!.node}): ask that node`);
+    if (this.isRemote(port))
+      throw new ControlError(`port ${portid} is served by cluster node ${port.config.node}, not by this node (${this.config.cluster!.node}): ask that node`);
     return port;
   }
 
@@ -470,7 +477,8 @@ export class Target implements TargetCore, DiscoverySource {
 
   async addPort(pc: PortConfig): Promise<void> {
     if (this.portMap.has(pc.portid)) throw new ControlError(`port ${pc.portid} exists`);
-    if (this.cluster) throw new ControlError('ports cannot be added at run time on a cluster node: change every node\'s configuration and restart the nodes one by one');
+    if (this.cluster)
+      throw new ControlError("ports cannot be added at run time on a cluster node: change every node's configuration and restart the nodes one by one");
     for (const nqn of pc.subsystems) this.subsystem(nqn);
     const port = new Port(pc, this.clock);
     this.portMap.set(pc.portid, port);
@@ -494,7 +502,10 @@ export class Target implements TargetCore, DiscoverySource {
 
   async removePort(portid: number): Promise<void> {
     const port = this.#localPort(portid);
-    if (this.cluster) throw new ControlError('ports cannot be removed at run time on a cluster node: use port.down, or change every node\'s configuration and restart the nodes one by one');
+    if (this.cluster)
+      throw new ControlError(
+        "ports cannot be removed at run time on a cluster node: use port.down, or change every node's configuration and restart the nodes one by one",
+      );
     for (const nqn of port.subsystems) {
       const subsys = this.subsystems.get(nqn);
       if (subsys?.mode === 'active-standby' && [...subsys.activePort.values()].includes(portid) && subsys.config.ports.length > 1) {
@@ -541,7 +552,8 @@ export class Target implements TargetCore, DiscoverySource {
   failNext(portid: number, rule: { count: number; status: number; opcode?: number | null; nsid?: number | null; queue?: 'io' | 'admin' | null }): void {
     const port = this.#localPort(portid);
     if (!Number.isInteger(rule.count) || rule.count < 1) throw new ControlError(`count ${rule.count} must be a positive integer`);
-    if (!Number.isInteger(rule.status) || rule.status < 1 || rule.status > 0x7fff) throw new ControlError(`status ${rule.status} is not an NVMe status (1..0x7fff)`);
+    if (!Number.isInteger(rule.status) || rule.status < 1 || rule.status > 0x7fff)
+      throw new ControlError(`status ${rule.status} is not an NVMe status (1..0x7fff)`);
     port.faults.failRules.push({ opcode: rule.opcode ?? null, nsid: rule.nsid ?? null, queue: rule.queue ?? null, status: rule.status, remaining: rule.count });
     this.log.warn({ port: portid, fault: 'fail', ...rule }, 'fault: next commands will fail');
   }
@@ -558,10 +570,12 @@ export class Target implements TargetCore, DiscoverySource {
 
   async addNamespace(nqn: string, nc: NamespaceConfig): Promise<void> {
     const subsys = this.subsystem(nqn);
-    if (this.cluster?.manages(subsys)) throw new ControlError('namespaces cannot be added at run time on a cluster node: change every node\'s configuration and restart the nodes one by one');
+    if (this.cluster?.manages(subsys))
+      throw new ControlError("namespaces cannot be added at run time on a cluster node: change every node's configuration and restart the nodes one by one");
     if (subsys.namespaces.has(nc.nsid)) throw new ControlError(`subsystem ${nqn} already has namespace ${nc.nsid}`);
     for (const ns of subsys.namespaces.values()) {
-      if (bytesToNguid(ns.identity.nguid) === nc.nguid.replace(/-/g, '').toLowerCase()) throw new ControlError(`nguid ${nc.nguid} is used by namespace ${ns.nsid}`);
+      if (bytesToNguid(ns.identity.nguid) === nc.nguid.replace(/-/g, '').toLowerCase())
+        throw new ControlError(`nguid ${nc.nguid} is used by namespace ${ns.nsid}`);
       if (bytesToUuid(ns.identity.uuid) === nc.uuid.toLowerCase()) throw new ControlError(`uuid ${nc.uuid} is used by namespace ${ns.nsid}`);
     }
     const ns = await openNamespace(nc);
@@ -577,7 +591,8 @@ export class Target implements TargetCore, DiscoverySource {
 
   async removeNamespace(nqn: string, nsid: number): Promise<void> {
     const subsys = this.subsystem(nqn);
-    if (this.cluster?.manages(subsys)) throw new ControlError('namespaces cannot be removed at run time on a cluster node: change every node\'s configuration and restart the nodes one by one');
+    if (this.cluster?.manages(subsys))
+      throw new ControlError("namespaces cannot be removed at run time on a cluster node: change every node's configuration and restart the nodes one by one");
     const ns = subsys.namespaces.get(nsid);
     if (!ns) throw new ControlError(`subsystem ${nqn} has no namespace ${nsid}`);
     ns.enabled = false;
@@ -642,7 +657,11 @@ export class Target implements TargetCore, DiscoverySource {
         }),
         controllers: [...s.controllers.values()].map((c) => controllerView(c)),
       })),
-      discovery: { nqn: this.discovery.nqn, genctr: this.discovery.genctr.toString(), controllers: [...this.discovery.controllers.values()].map(controllerView) },
+      discovery: {
+        nqn: this.discovery.nqn,
+        genctr: this.discovery.genctr.toString(),
+        controllers: [...this.discovery.controllers.values()].map(controllerView),
+      },
       ...(this.cluster ? { cluster: this.cluster.describe() } : {}),
     };
   }
@@ -667,11 +686,13 @@ export class Target implements TargetCore, DiscoverySource {
 
   async #closeStores(): Promise<void> {
     const all = [...this.subsystems.values()].flatMap((s) => [...s.namespaces.values()]);
-    await Promise.allSettled(all.map(async (ns) => {
-      await ns.drain(() => true);
-      await ns.store.flush();
-      await ns.store.close();
-    }));
+    await Promise.allSettled(
+      all.map(async (ns) => {
+        await ns.drain(() => true);
+        await ns.store.flush();
+        await ns.store.close();
+      }),
+    );
   }
 }
 
@@ -723,7 +744,11 @@ export interface TargetSnapshot {
     subsystems: string[];
     anaGroups: { grpid: number; state: string }[];
     connections: number;
-    faults: { blackhole: boolean; latencyMs: number; failRules: { opcode: number | null; nsid: number | null; queue: 'io' | 'admin' | null; status: number; remaining: number }[] };
+    faults: {
+      blackhole: boolean;
+      latencyMs: number;
+      failRules: { opcode: number | null; nsid: number | null; queue: 'io' | 'admin' | null; status: number; remaining: number }[];
+    };
     /** With ext.cluster: the node serving the port (another node's ports are listed with state "down"). */
     node?: string;
   }[];

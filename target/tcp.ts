@@ -235,7 +235,10 @@ export class TcpQueue implements QueueOps {
       rearm(); // blackholed: it is the target that is not reading; look again later
       return;
     }
-    this.#log.warn({ qid: this.sq.qid, cntlid: this.sq.controller?.cntlid, timeoutMs: this.#stallTimeoutMs, buffered: this.#framer.bufferedBytes }, `stalled sender: ${what} within ${this.#stallTimeoutMs} ms; closing the connection`);
+    this.#log.warn(
+      { qid: this.sq.qid, cntlid: this.sq.controller?.cntlid, timeoutMs: this.#stallTimeoutMs, buffered: this.#framer.bufferedBytes },
+      `stalled sender: ${what} within ${this.#stallTimeoutMs} ms; closing the connection`,
+    );
     this.destroy('stall timeout');
   }
 
@@ -546,7 +549,10 @@ export class TcpQueue implements QueueOps {
   /** A protocol violation: C2HTermReq with the FES, then close. */
   fatal(err: ProtocolError): void {
     if (this.#closed) return;
-    this.#log.warn({ fes: fesName(err.fes), fei: err.fei, qid: this.sq.qid, cntlid: this.sq.controller?.cntlid }, `protocol error: ${err.message}; sending C2HTermReq and closing`);
+    this.#log.warn(
+      { fes: fesName(err.fes), fei: err.fei, qid: this.sq.qid, cntlid: this.sq.controller?.cntlid },
+      `protocol error: ${err.message}; sending C2HTermReq and closing`,
+    );
     this.#flush();
     this.socket.end(encodeTermReq(PduType.C2HTermReq, err.fes, err.fei, err.errorHeader));
     const socket = this.socket;
@@ -640,4 +646,3 @@ export class PortListener {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }
-

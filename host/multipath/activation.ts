@@ -170,8 +170,7 @@ export class ActiveStandby {
     if (ok) h.writeOrder.activated(entry.path);
     if (h.closed) return;
     if (!ok) {
-      const reason =
-        outcome.kind === 'path-error' ? `setActive: path error: ${outcome.reason}` : `setActive: ${describeStatus(outcome.status)}`;
+      const reason = outcome.kind === 'path-error' ? `setActive: path error: ${outcome.reason}` : `setActive: ${describeStatus(outcome.status)}`;
       h.log.warn({ path: entry.name, reason }, 'Set Namespace Active failed');
       h.paths.markSuspect(entry, reason);
     } else if (h.settings.policy === 'active-standby' && !entry.removed && this.#state !== 'active') {

@@ -30,10 +30,7 @@ export function checkRange(g: Geometry, what: string, slba: unknown, nlb: unknow
 export function checkData(g: Geometry, what: string, slba: unknown, data: unknown): number {
   if (!Buffer.isBuffer(data)) throw new MultipathError('EINVAL', `${what}: data must be a Buffer`);
   if (data.length === 0 || data.length % g.blockSize !== 0) {
-    throw new MultipathError(
-      'EINVAL',
-      `${what}: data length ${data.length} is not a positive multiple of the block size ${g.blockSize} of ${g.name}`,
-    );
+    throw new MultipathError('EINVAL', `${what}: data length ${data.length} is not a positive multiple of the block size ${g.blockSize} of ${g.name}`);
   }
   const nlb = data.length / g.blockSize;
   checkRange(g, what, slba, nlb);
@@ -43,6 +40,9 @@ export function checkData(g: Geometry, what: string, slba: unknown, data: unknow
 /** A read's destination, when given, must hold nlb blocks. */
 export function checkReadInto(g: Geometry, nlb: number, into: unknown): void {
   if (into !== undefined && (!Buffer.isBuffer(into) || into.length < nlb * g.blockSize)) {
-    throw new MultipathError('EINVAL', `read: the destination must be a Buffer of at least ${nlb * g.blockSize} bytes, got ${Buffer.isBuffer(into) ? into.length : typeof into}`);
+    throw new MultipathError(
+      'EINVAL',
+      `read: the destination must be a Buffer of at least ${nlb * g.blockSize} bytes, got ${Buffer.isBuffer(into) ? into.length : typeof into}`,
+    );
   }
 }

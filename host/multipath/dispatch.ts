@@ -244,8 +244,7 @@ export class Dispatcher {
     }
     p.then(
       (outcome) => this.#onOutcome(req, entry, outcome),
-      (e: unknown) =>
-        this.#onOutcome(req, entry, { kind: 'path-error', reason: `submit rejected: ${errText(e)}`, mayHaveExecuted: true }),
+      (e: unknown) => this.#onOutcome(req, entry, { kind: 'path-error', reason: `submit rejected: ${errText(e)}`, mayHaveExecuted: true }),
     );
   }
 
@@ -280,7 +279,13 @@ export class Dispatcher {
         h.counters.retries++;
         req.retryOn = entry;
         h.log.debug(
-          { path: entry.name, kind: req.io.kind, slba: req.io.slba, status: outcome.kind === 'completed' ? describeStatus(outcome.status) : undefined, retry: req.retries },
+          {
+            path: entry.name,
+            kind: req.io.kind,
+            slba: req.io.slba,
+            status: outcome.kind === 'completed' ? describeStatus(outcome.status) : undefined,
+            retry: req.retries,
+          },
           'retrying on the same path',
         );
         this.#requeue(req);
@@ -326,10 +331,7 @@ export class Dispatcher {
   #fail(req: Req, err: Error): void {
     this.#h.counters.errors++;
     this.#finish(req);
-    this.#h.log.warn(
-      { kind: req.io.kind, slba: req.io.slba, nlb: req.io.nlb, code: (err as MultipathError).code, err: err.message },
-      'I/O failed',
-    );
+    this.#h.log.warn({ kind: req.io.kind, slba: req.io.slba, nlb: req.io.nlb, code: (err as MultipathError).code, err: err.message }, 'I/O failed');
     req.reject(err);
   }
 

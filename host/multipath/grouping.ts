@@ -57,9 +57,7 @@ export class MultipathRegistry {
       this.#log.warn({ path: path.name, subnqn: path.subnqn, nsid: path.nsid }, 'namespace has no unique identifier: paired by nsid');
     }
     // Same nsid in the same subsystem is the same namespace: its ids must agree.
-    const sameNsid = sub.heads.find(
-      (h) => h !== head && !h.closed && h.paths.some((p) => p.nsid === path.nsid) && idDifferences(h.ids, path.ids).length > 0,
-    );
+    const sameNsid = sub.heads.find((h) => h !== head && !h.closed && h.paths.some((p) => p.nsid === path.nsid) && idDifferences(h.ids, path.ids).length > 0);
     if (sameNsid !== undefined) {
       throw new MultipathError(
         'EIDMISMATCH',

@@ -246,7 +246,10 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
     const maxBlocks = this.#maxBlocks();
     if (maxBlocks === 0 || nlb <= maxBlocks) {
       // Resolves with undefined for writes (fast and slow path alike).
-      return this.#dispatch.submit(opts.fua === true ? { kind: 'write', slba, nlb, data, fua: true } : { kind: 'write', slba, nlb, data }, true) as Promise<unknown> as Promise<void>;
+      return this.#dispatch.submit(
+        opts.fua === true ? { kind: 'write', slba, nlb, data, fua: true } : { kind: 'write', slba, nlb, data },
+        true,
+      ) as Promise<unknown> as Promise<void>;
     }
     return this.#splitData('write', slba, nlb, data, opts.fua === true);
   }
@@ -316,10 +319,7 @@ export class MultipathHead extends EventEmitter<HeadEvents> {
       (entry) => this.#onPathChange(entry),
       (p) => this.removePath(p),
     );
-    this.#log.info(
-      { path: path.name, address: path.address, cntlid: path.cntlid, state: path.controllerState, ana: anaName(path.anaState) },
-      'path joined',
-    );
+    this.#log.info({ path: path.name, address: path.address, cntlid: path.cntlid, state: path.controllerState, ana: anaName(path.anaState) }, 'path joined');
     this.#kick();
   }
 

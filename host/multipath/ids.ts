@@ -68,9 +68,6 @@ export function checkJoin(head: JoinTarget, path: Path): void {
     );
   }
   if (path.blockSize !== head.blockSize) {
-    throw new MultipathError(
-      'EGEOMETRY',
-      `path ${path.name} has ${path.blockSize}-byte blocks, head ${head.name} ${head.blockSize}-byte blocks: refused`,
-    );
+    throw new MultipathError('EGEOMETRY', `path ${path.name} has ${path.blockSize}-byte blocks, head ${head.name} ${head.blockSize}-byte blocks: refused`);
   }
 }

@@ -124,11 +124,7 @@ export function pickFromPool<T extends Candidate>(
  * active-standby, whose choice is the head's active path). Null when no path
  * is usable.
  */
-export function selectPath<T extends Candidate>(
-  policy: Exclude<IoPolicy, 'active-standby'>,
-  candidates: readonly T[],
-  ctx: SelectContext,
-): T | null {
+export function selectPath<T extends Candidate>(policy: Exclude<IoPolicy, 'active-standby'>, candidates: readonly T[], ctx: SelectContext): T | null {
   // One path (the common case per I/O): the same answer without the arrays below.
   if (candidates.length === 1) return isUsableForIo(candidates[0]!) ? candidates[0]! : null;
   const pool = selectionPool(candidates, ctx);
@@ -218,11 +214,8 @@ export class PathSelector {
  * and not a recently demoted one unless it is the only choice.
  */
 export function selectActivationCandidate<T extends Candidate>(candidates: readonly T[], ctx: SelectContext): T | null {
-  const live = candidates.filter(
-    (c) => !c.excluded && c.path.controllerState === 'live' && c.path.anaState !== AnaState.PersistentLoss,
-  );
+  const live = candidates.filter((c) => !c.excluded && c.path.controllerState === 'live' && c.path.anaState !== AnaState.PersistentLoss);
   const pool = antiFlap(live, ctx);
-  const rank = (c: Candidate) =>
-    c.path.anaState === AnaState.Optimized ? 0 : c.path.anaState === AnaState.NonOptimized ? 1 : 2;
+  const rank = (c: Candidate) => (c.path.anaState === AnaState.Optimized ? 0 : c.path.anaState === AnaState.NonOptimized ? 1 : 2);
   return [...pool].sort((a, b) => rank(a) - rank(b) || byOrder(a, b))[0] ?? null;
 }

@@ -40,7 +40,7 @@ const QUICK = argv.includes('--quick');
 const JSON_OUT = argv.includes('--json');
 const PROFILE = argv.includes('--profile');
 const onlyArg = argv.find((a) => a.startsWith('--only'));
-const ONLY = onlyArg ? new Set((onlyArg.includes('=') ? onlyArg.split('=')[1]! : argv[argv.indexOf(onlyArg) + 1] ?? '').split(',')) : null;
+const ONLY = onlyArg ? new Set((onlyArg.includes('=') ? onlyArg.split('=')[1]! : (argv[argv.indexOf(onlyArg) + 1] ?? '')).split(',')) : null;
 const want = (section: string) => (ONLY ? ONLY.has(section) : section !== 'profile' || PROFILE);
 
 const RUN_MS = QUICK ? 500 : 2000;
@@ -109,7 +109,15 @@ function round(x: number | null): number | null {
   return Number(x.toFixed(digits));
 }
 
-function figure(name: string, unit: string, values: number[] | number | null, baseline: number | null = null, goal: Goal | null = null, toGoals = false, note?: string): Row {
+function figure(
+  name: string,
+  unit: string,
+  values: number[] | number | null,
+  baseline: number | null = null,
+  goal: Goal | null = null,
+  toGoals = false,
+  note?: string,
+): Row {
   const s = values === null ? null : stats(Array.isArray(values) ? values : [values]);
   const value = s ? s.median : null;
   const ratio = value !== null && baseline !== null && baseline !== 0 ? value / baseline : null;
@@ -187,7 +195,11 @@ interface RawServer {
 }
 
 async function startRawServerProcess(): Promise<RawServer> {
-  const child = spawn(process.execPath, [...NODE_HEAP_FLAGS, '--import', 'tsx', path.join(ROOT, 'scripts/bench/raw-server.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'], env: dataProcessEnv() });
+  const child = spawn(process.execPath, [...NODE_HEAP_FLAGS, '--import', 'tsx', path.join(ROOT, 'scripts/bench/raw-server.ts')], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: dataProcessEnv(),
+  });
   const rl = readline.createInterface({ input: child.stdout });
   const waiters: ((line: string) => void)[] = [];
   rl.on('line', (line) => waiters.shift()?.(line));
@@ -254,7 +266,9 @@ async function rawSection(): Promise<void> {
       figure(`${shape.label} latency p50`, 'us', col(runs, 'p50'));
       figure(`${shape.label} latency p99`, 'us', col(runs, 'p99'));
       figure(`${shape.label} CPU per GB`, 's/GB', col(runs, 'cpuPerGB'));
-      say(`  ${shape.label}: ${bulk ? `${med('mbps').toFixed(0)} MB/s` : `${med('iops').toFixed(0)} IOPS`}, p50 ${med('p50').toFixed(0)} us, p99 ${med('p99').toFixed(0)} us, ${med('cpuPerGB').toFixed(2)} CPU s/GB`);
+      say(
+        `  ${shape.label}: ${bulk ? `${med('mbps').toFixed(0)} MB/s` : `${med('iops').toFixed(0)} IOPS`}, p50 ${med('p50').toFixed(0)} us, p99 ${med('p99').toFixed(0)} us, ${med('cpuPerGB').toFixed(2)} CPU s/GB`,
+      );
     }
     const s = await srv.stats();
     figure('raw server peak RSS', 'MiB', s.maxRSS / 1024);
@@ -312,7 +326,13 @@ function configs(): Config[] {
   for (const store of ['memory', 'null'] as const) {
     for (const queues of [1, 2]) {
       for (const digests of [false, true]) {
-        out.push({ store, queues, digests, workloads: ALL_W, ...(store === 'memory' && queues === 1 && !digests ? { direct: [W.rr1, W.rr32, W.sr, W.sw] } : {}) });
+        out.push({
+          store,
+          queues,
+          digests,
+          workloads: ALL_W,
+          ...(store === 'memory' && queues === 1 && !digests ? { direct: [W.rr1, W.rr32, W.sr, W.sw] } : {}),
+        });
       }
     }
   }
@@ -354,7 +374,10 @@ function targetCpu(t: TargetProcess): CpuProbe {
   };
 }
 
-async function connect(ports: number[], o: { queues: number; digests: boolean; policy?: 'active-standby'; katoMs?: number }): Promise<{ session: HostSession; head: MultipathHead }> {
+async function connect(
+  ports: number[],
+  o: { queues: number; digests: boolean; policy?: 'active-standby'; katoMs?: number },
+): Promise<{ session: HostSession; head: MultipathHead }> {
   const session = new HostSession({ head: o.policy ? { policy: o.policy } : {}, switches: featureSwitchesFromEnv() });
   for (const p of ports) {
     await session.connect({
@@ -420,11 +443,23 @@ async function ioSection(): Promise<void> {
               const goalRuns = via === 'head' && c.store === 'memory' && c.queues === 1 && !c.digests && GOAL_WORKLOADS.includes(w);
               const pairWith = goalRuns ? rawSrv : null;
               const paired: Run[] = [];
-              await runLoad(dev, { pattern: w.pattern, bs: w.bs, qd: w.qd, blockSize: head.blockSize, spanBlocks: span, ms: WORKLOAD_WARM_MS, latencies: false });
+              await runLoad(dev, {
+                pattern: w.pattern,
+                bs: w.bs,
+                qd: w.qd,
+                blockSize: head.blockSize,
+                spanBlocks: span,
+                ms: WORKLOAD_WARM_MS,
+                latencies: false,
+              });
               if (pairWith) await runRawClient(pairWith.port, w.raw.kind, w.raw.qd, WORKLOAD_WARM_MS / 1000);
               for (let i = 0; i < REPEATS; i++) {
                 if (pairWith && i % 2 === 0) paired.push(await rawRun(pairWith, w.raw.kind, w.raw.qd));
-                runs.push(await measured(probe, () => runLoad(dev, { pattern: w.pattern, bs: w.bs, qd: w.qd, blockSize: head.blockSize, spanBlocks: span, ms: RUN_MS, seed: i + 1 })));
+                runs.push(
+                  await measured(probe, () =>
+                    runLoad(dev, { pattern: w.pattern, bs: w.bs, qd: w.qd, blockSize: head.blockSize, spanBlocks: span, ms: RUN_MS, seed: i + 1 }),
+                  ),
+                );
                 if (pairWith && i % 2 === 1) paired.push(await rawRun(pairWith, w.raw.kind, w.raw.qd));
               }
               if (goalRuns) {
@@ -432,7 +467,11 @@ async function ioSection(): Promise<void> {
                 (c.inCapsule128k ? inCapsuleRuns : primary).set(w.label, runs);
                 pairedRaw.set(key, paired);
                 const bulk = w.bs > 4096;
-                const pr = figure(`raw ${w.raw.kind} qd${w.raw.qd} paired with ${key} ${bulk ? 'MB/s' : 'IOPS'}`, bulk ? 'MB/s' : 'IOPS', col(paired, bulk ? 'mbps' : 'iops'));
+                const pr = figure(
+                  `raw ${w.raw.kind} qd${w.raw.qd} paired with ${key} ${bulk ? 'MB/s' : 'IOPS'}`,
+                  bulk ? 'MB/s' : 'IOPS',
+                  col(paired, bulk ? 'mbps' : 'iops'),
+                );
                 say(`  raw ${w.raw.kind} qd${w.raw.qd}, measured alternately with it: ${pr.value} ${pr.unit} (${pr.min}-${pr.max})`);
               }
               reportIo(`${c.store} q${c.queues} digests-${c.digests ? 'on' : 'off'}${c.inCapsule128k ? ' in-capsule-128k' : ''} via ${via}`, w, runs);
@@ -461,7 +500,9 @@ function reportIo(where: string, w: Workload, runs: Run[]): void {
   figure(`${name} latency p99`, 'us', col(runs, 'p99'), b?.p99 ?? null);
   const cpu = figure(`${name} CPU per GB`, 's/GB', col(runs, 'cpuPerGB'), b?.cpuPerGB ?? null);
   const errs = runs.reduce((a, r) => a + r.errors, 0);
-  say(`  ${where.padEnd(32)} ${w.label.padEnd(17)} ${String(tp.value).padStart(7)} ${tp.unit.padEnd(4)} (x${tp.ratio ?? '-'} raw, ${tp.min}-${tp.max})  p50 ${p50.value} us (x${p50.ratio ?? '-'})  cpu ${cpu.value} s/GB (x${cpu.ratio ?? '-'})${errs ? `  ERRORS ${errs}` : ''}`);
+  say(
+    `  ${where.padEnd(32)} ${w.label.padEnd(17)} ${String(tp.value).padStart(7)} ${tp.unit.padEnd(4)} (x${tp.ratio ?? '-'} raw, ${tp.min}-${tp.max})  p50 ${p50.value} us (x${p50.ratio ?? '-'})  cpu ${cpu.value} s/GB (x${cpu.ratio ?? '-'})${errs ? `  ERRORS ${errs}` : ''}`,
+  );
 }
 
 /**
@@ -477,15 +518,50 @@ function goalsFromIo(): void {
   };
   const g = (w: Workload) => primary.get(w.label);
   const rr32 = g(W.rr32);
-  figure('goal: 4 KiB random read QD32 IOPS / raw req-resp QD32 rate (memory store, 1 I/O queue, no digests)', 'IOPS', rr32 ? col(rr32, 'iops') : null, baseline(W.rr32.label, W.rr32, 'iops'), { on: 'ratio', op: '>=', limit: 0.8 }, true);
+  figure(
+    'goal: 4 KiB random read QD32 IOPS / raw req-resp QD32 rate (memory store, 1 I/O queue, no digests)',
+    'IOPS',
+    rr32 ? col(rr32, 'iops') : null,
+    baseline(W.rr32.label, W.rr32, 'iops'),
+    { on: 'ratio', op: '>=', limit: 0.8 },
+    true,
+  );
   const sr = g(W.sr);
-  figure('goal: 128 KiB sequential read QD8 MB/s / raw bulk-read QD8', 'MB/s', sr ? col(sr, 'mbps') : null, baseline(W.sr.label, W.sr, 'mbps'), { on: 'ratio', op: '>=', limit: 0.9 }, true);
+  figure(
+    'goal: 128 KiB sequential read QD8 MB/s / raw bulk-read QD8',
+    'MB/s',
+    sr ? col(sr, 'mbps') : null,
+    baseline(W.sr.label, W.sr, 'mbps'),
+    { on: 'ratio', op: '>=', limit: 0.9 },
+    true,
+  );
   const sw = g(W.sw);
-  figure('goal: 128 KiB sequential write QD8 MB/s / raw bulk-write QD8', 'MB/s', sw ? col(sw, 'mbps') : null, baseline(W.sw.label, W.sw, 'mbps'), { on: 'ratio', op: '>=', limit: 0.9 }, true);
+  figure(
+    'goal: 128 KiB sequential write QD8 MB/s / raw bulk-write QD8',
+    'MB/s',
+    sw ? col(sw, 'mbps') : null,
+    baseline(W.sw.label, W.sw, 'mbps'),
+    { on: 'ratio', op: '>=', limit: 0.9 },
+    true,
+  );
   const swi = inCapsuleRuns.get(W.sw.label);
-  figure('128 KiB sequential write QD8 MB/s, in-capsule (port inline_data_size 128 KiB) / raw bulk-write QD8', 'MB/s', swi ? col(swi, 'mbps') : null, baseline(`in-capsule ${W.sw.label}`, W.sw, 'mbps'), null, true);
+  figure(
+    '128 KiB sequential write QD8 MB/s, in-capsule (port inline_data_size 128 KiB) / raw bulk-write QD8',
+    'MB/s',
+    swi ? col(swi, 'mbps') : null,
+    baseline(`in-capsule ${W.sw.label}`, W.sw, 'mbps'),
+    null,
+    true,
+  );
   const rr1 = g(W.rr1);
-  figure('goal: 4 KiB QD1 read latency p50 / raw round trip p50', 'us', rr1 ? col(rr1, 'p50') : null, baseline(W.rr1.label, W.rr1, 'p50'), { on: 'ratio', op: '<=', limit: 1.3 }, true);
+  figure(
+    'goal: 4 KiB QD1 read latency p50 / raw round trip p50',
+    'us',
+    rr1 ? col(rr1, 'p50') : null,
+    baseline(W.rr1.label, W.rr1, 'p50'),
+    { on: 'ratio', op: '<=', limit: 1.3 },
+    true,
+  );
 }
 
 // ------------------------------------------------------------------ failover
@@ -527,7 +603,16 @@ async function failoverSection(): Promise<void> {
     last = now;
   };
   const allLive = () => head.paths.length === 2 && head.paths.every((p) => p.controllerState === 'live') && head.activePath !== null;
-  const load = runLoad(head, { pattern: 'randrw', bs: 4096, qd: 16, blockSize: head.blockSize, spanBlocks: (64 * 2 ** 20) / head.blockSize, stop: () => stop, onComplete, latencies: false });
+  const load = runLoad(head, {
+    pattern: 'randrw',
+    bs: 4096,
+    qd: 16,
+    blockSize: head.blockSize,
+    spanBlocks: (64 * 2 ** 20) / head.blockSize,
+    stop: () => stop,
+    onComplete,
+    latencies: false,
+  });
   const episode = async (from: Path | null, to: Path | null, act: () => Promise<unknown>, timeoutMs: number): Promise<Episode> => {
     const e: Episode = { from, to, t0: performance.now(), maxGap: 0, recoveredAt: null, headMs: null };
     ep = e;
@@ -558,8 +643,17 @@ async function failoverSection(): Promise<void> {
     figure(`failover: port down of the active port, I/O stall (completion gap) max`, 'ms', pdSorted[pdSorted.length - 1] ?? null);
     figure(`failover: port down, head failover-start..end p50`, 'ms', pdHead.length ? percentile(Float64Array.from(pdHead).sort(), 50) : null);
     figure(`failover: port down, head failover-start..end p99`, 'ms', pdHead.length ? percentile(Float64Array.from(pdHead).sort(), 99) : null);
-    figure(`goal: stall on transport-detected path loss p99 (port down of the active port, ${portDown.length} failovers)`, 'ms', percentile(pdSorted, 99), null, { on: 'value', op: '<=', limit: 50 }, true);
-    say(`  port down x${portDown.length}: stall p50 ${percentile(pdSorted, 50).toFixed(1)} ms, p99 ${percentile(pdSorted, 99).toFixed(1)} ms, max ${pdSorted[pdSorted.length - 1]!.toFixed(1)} ms`);
+    figure(
+      `goal: stall on transport-detected path loss p99 (port down of the active port, ${portDown.length} failovers)`,
+      'ms',
+      percentile(pdSorted, 99),
+      null,
+      { on: 'value', op: '<=', limit: 50 },
+      true,
+    );
+    say(
+      `  port down x${portDown.length}: stall p50 ${percentile(pdSorted, 50).toFixed(1)} ms, p99 ${percentile(pdSorted, 99).toFixed(1)} ms, max ${pdSorted[pdSorted.length - 1]!.toFixed(1)} ms`,
+    );
 
     // 2. blackholed active path (connections stay open, nothing answered), kato 1 s.
     const bh: Episode[] = [];
@@ -574,8 +668,19 @@ async function failoverSection(): Promise<void> {
     }
     const bhGaps = bh.map((e) => e.maxGap);
     figure(`failover: blackholed active path (kato 1 s), I/O stall median of ${bh.length}`, 'ms', bhGaps);
-    figure(`failover: blackholed active path, head failover-start..end median`, 'ms', bh.flatMap((e) => (e.headMs === null ? [] : [e.headMs])));
-    figure(`goal: stall on a blackholed path with kato 1 s (worst of ${bh.length})`, 'ms', Math.max(...bhGaps), null, { on: 'value', op: '<=', limit: 1500 }, true);
+    figure(
+      `failover: blackholed active path, head failover-start..end median`,
+      'ms',
+      bh.flatMap((e) => (e.headMs === null ? [] : [e.headMs])),
+    );
+    figure(
+      `goal: stall on a blackholed path with kato 1 s (worst of ${bh.length})`,
+      'ms',
+      Math.max(...bhGaps),
+      null,
+      { on: 'value', op: '<=', limit: 1500 },
+      true,
+    );
     say(`  blackhole x${bh.length}: stall ${bhGaps.map((g) => g.toFixed(0)).join(', ')} ms`);
 
     // 3. active-standby switch: the target moves the active port (fenced, as 0xFE), the host follows with 0xFE.
@@ -592,7 +697,14 @@ async function failoverSection(): Promise<void> {
     const swSorted = Float64Array.from(sw).sort();
     figure(`failover: active-standby switch (request to I/O on the new path) p50, ${sw.length} switches`, 'ms', percentile(swSorted, 50));
     figure(`failover: active-standby switch, head failover-start..end p50`, 'ms', swHead.length ? percentile(Float64Array.from(swHead).sort(), 50) : null);
-    figure(`goal: active-standby switch incl. 0xFE and fencing p99 (${sw.length} switches)`, 'ms', percentile(swSorted, 99), null, { on: 'value', op: '<=', limit: 100 }, true);
+    figure(
+      `goal: active-standby switch incl. 0xFE and fencing p99 (${sw.length} switches)`,
+      'ms',
+      percentile(swSorted, 99),
+      null,
+      { on: 'value', op: '<=', limit: 100 },
+      true,
+    );
     say(`  switch x${sw.length}: p50 ${percentile(swSorted, 50).toFixed(1)} ms, p99 ${percentile(swSorted, 99).toFixed(1)} ms`);
   } finally {
     stop = true;
@@ -623,20 +735,43 @@ async function memorySection(): Promise<void> {
       try {
         const before = await target.ctl<{ rss: number }>('stats');
         const watch = setInterval(() => {
-          void target.ctl<{ rss: number }>('stats').then((s) => {
-            if (s.rss > RSS_ABORT) aborted = true;
-          }, () => undefined);
+          void target.ctl<{ rss: number }>('stats').then(
+            (s) => {
+              if (s.rss > RSS_ABORT) aborted = true;
+            },
+            () => undefined,
+          );
         }, 250);
         const t0 = performance.now();
-        const r = await runLoad(head, { pattern: 'randwrite', bs: 4096, qd: 32, blockSize: head.blockSize, spanBlocks: 2 ** 40 / head.blockSize, bytes: GiB, stop: () => aborted, latencies: false, seed: 7 });
+        const r = await runLoad(head, {
+          pattern: 'randwrite',
+          bs: 4096,
+          qd: 32,
+          blockSize: head.blockSize,
+          spanBlocks: 2 ** 40 / head.blockSize,
+          bytes: GiB,
+          stop: () => aborted,
+          latencies: false,
+          seed: 7,
+        });
         clearInterval(watch);
         const secs = (performance.now() - t0) / 1000;
         const s = await target.ctl<{ rss: number; maxRSS: number }>('stats');
         const note = aborted ? `aborted at ${(r.bytes / 2 ** 20).toFixed(0)} MiB written: RSS passed ${RSS_ABORT / GiB} GiB` : undefined;
-        const row = figure(`memory: target RSS, 1 TiB ${store} store after ${aborted ? `${(r.bytes / 2 ** 20).toFixed(0)} MiB (aborted)` : '1 GiB'} of 4 KiB random writes`, 'GiB', s.rss / GiB, null, store === 'memory' ? { on: 'value', op: '<=', limit: 1.3 } : null, store === 'memory', note);
+        const row = figure(
+          `memory: target RSS, 1 TiB ${store} store after ${aborted ? `${(r.bytes / 2 ** 20).toFixed(0)} MiB (aborted)` : '1 GiB'} of 4 KiB random writes`,
+          'GiB',
+          s.rss / GiB,
+          null,
+          store === 'memory' ? { on: 'value', op: '<=', limit: 1.3 } : null,
+          store === 'memory',
+          note,
+        );
         if (store === 'memory' && aborted) row.met = false;
         figure(`memory: target peak RSS, 1 TiB ${store} store run`, 'GiB', (s.maxRSS * 1024) / GiB);
-        say(`  ${store}: RSS ${(before.rss / 2 ** 20).toFixed(0)} MiB -> ${(s.rss / 2 ** 20).toFixed(0)} MiB after ${(r.bytes / 2 ** 20).toFixed(0)} MiB written in ${secs.toFixed(1)} s (${(r.ops / secs).toFixed(0)} IOPS)${note ? `; ${note}` : ''}`);
+        say(
+          `  ${store}: RSS ${(before.rss / 2 ** 20).toFixed(0)} MiB -> ${(s.rss / 2 ** 20).toFixed(0)} MiB after ${(r.bytes / 2 ** 20).toFixed(0)} MiB written in ${secs.toFixed(1)} s (${(r.ops / secs).toFixed(0)} IOPS)${note ? `; ${note}` : ''}`,
+        );
       } finally {
         const c0 = performance.now();
         await session.close();
@@ -657,7 +792,22 @@ async function memorySection(): Promise<void> {
 async function startProfiledTarget(doc: unknown, dir: string): Promise<{ stop(): Promise<void> }> {
   const config = path.join(dir, 'target.json');
   writeFileSync(config, JSON.stringify(doc));
-  const child = spawn(process.execPath, [...NODE_HEAP_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'tsx', path.join(ROOT, 'target/cli.ts'), '--config', config, '--control', path.join(dir, 'target.sock')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], env: dataProcessEnv() });
+  const child = spawn(
+    process.execPath,
+    [
+      ...NODE_HEAP_FLAGS,
+      '--cpu-prof',
+      `--cpu-prof-dir=${dir}`,
+      '--import',
+      'tsx',
+      path.join(ROOT, 'target/cli.ts'),
+      '--config',
+      config,
+      '--control',
+      path.join(dir, 'target.sock'),
+    ],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], env: dataProcessEnv() },
+  );
   const exited = new Promise((r) => child.once('exit', r));
   await new Promise<void>((resolve, reject) => {
     const rl = readline.createInterface({ input: child.stdout });
@@ -682,7 +832,8 @@ async function profileSection(): Promise<void> {
   const target = await startProfiledTarget(targetDoc(port, 'memory', SPAN_BYTES), dir);
   const session = new inspector.Session();
   session.connect();
-  const post = <T>(method: string, params?: object) => new Promise<T>((resolve, reject) => session.post(method, params ?? {}, (err, r) => (err ? reject(err) : resolve(r as T))));
+  const post = <T>(method: string, params?: object) =>
+    new Promise<T>((resolve, reject) => session.post(method, params ?? {}, (err, r) => (err ? reject(err) : resolve(r as T))));
   try {
     const { session: host, head } = await connect([port], { queues: 1, digests: false });
     const span = SPAN_BYTES / head.blockSize;
@@ -701,10 +852,14 @@ async function profileSection(): Promise<void> {
     await target.stop();
   }
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-  if (file) profiles.push({ what: 'target, whole run (prefill, 4 KiB QD32 read, 128 KiB read, 128 KiB write)', summary: summarizeProfile(JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as CpuProfile) });
+  if (file)
+    profiles.push({
+      what: 'target, whole run (prefill, 4 KiB QD32 read, 128 KiB read, 128 KiB write)',
+      summary: summarizeProfile(JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as CpuProfile),
+    });
   else say(`  no target profile found in ${dir}`);
   for (const p of profiles) {
-    say(`\n-- ${p.what}: ${p.summary.totalMs.toFixed(0)} ms sampled, ${(p.summary.idlePct).toFixed(1)}% idle, ${p.summary.gcPct.toFixed(1)}% GC`);
+    say(`\n-- ${p.what}: ${p.summary.totalMs.toFixed(0)} ms sampled, ${p.summary.idlePct.toFixed(1)}% idle, ${p.summary.gcPct.toFixed(1)}% GC`);
     for (const f of p.summary.top) say(`   ${f.selfPct.toFixed(1).padStart(5)}%  ${f.name}`);
   }
   say(`  raw profiles: ${dir}`);
@@ -716,24 +871,40 @@ function printTable(): void {
   const out: string[] = [];
   const fmt = (x: number | null) => (x === null ? '-' : String(x));
   out.push('');
-  out.push(`nvmets benchmark (${QUICK ? 'quick' : 'full'}; ${REPEATS} runs of ${RUN_MS} ms per figure, median [min-max]; ratio = value / raw baseline in the same run)`);
-  out.push('Goal baselines: the raw shape measured alternately with the goal workload (raw, ours, ours, raw, ...), its median; the raw section\'s figures are the baselines of the other rows.');
+  out.push(
+    `nvmets benchmark (${QUICK ? 'quick' : 'full'}; ${REPEATS} runs of ${RUN_MS} ms per figure, median [min-max]; ratio = value / raw baseline in the same run)`,
+  );
+  out.push(
+    "Goal baselines: the raw shape measured alternately with the goal workload (raw, ours, ours, raw, ...), its median; the raw section's figures are the baselines of the other rows.",
+  );
   const heapFlags = process.execArgv.filter((a) => a.startsWith('--initial-old-space-size'));
-  out.push(`V8 heap flags: target and raw server ${NODE_HEAP_FLAGS.join(' ')}; this process (host and raw client) ${heapFlags.join(' ') || 'none (run it with npm run bench to get the same)'}`);
+  out.push(
+    `V8 heap flags: target and raw server ${NODE_HEAP_FLAGS.join(' ')}; this process (host and raw client) ${heapFlags.join(' ') || 'none (run it with npm run bench to get the same)'}`,
+  );
   const tunables = process.env.GLIBC_TUNABLES ?? '';
-  out.push(`glibc malloc: target and raw server ${MALLOC_TUNABLES}; this process ${tunables.includes('glibc.malloc.trim_threshold') ? tunables : 'adaptive (run it with npm run bench to get the same)'}`);
-  out.push(`socket reads (target and host): ${featureSwitchesFromEnv().directReads ? 'payloads straight into place (onread)' : "Node's own reads and 'data' events (NVMETS_DIRECT_READS=0)"}; the raw baseline: Node's own`);
-  out.push(`R2T write data on the target: ${process.env['NVMETS_STAGED_WRITES'] === '0' ? 'into pooled buffers, copied into the memory store (NVMETS_STAGED_WRITES=0)' : 'straight into memory store memory (redirect-on-write)'}`);
+  out.push(
+    `glibc malloc: target and raw server ${MALLOC_TUNABLES}; this process ${tunables.includes('glibc.malloc.trim_threshold') ? tunables : 'adaptive (run it with npm run bench to get the same)'}`,
+  );
+  out.push(
+    `socket reads (target and host): ${featureSwitchesFromEnv().directReads ? 'payloads straight into place (onread)' : "Node's own reads and 'data' events (NVMETS_DIRECT_READS=0)"}; the raw baseline: Node's own`,
+  );
+  out.push(
+    `R2T write data on the target: ${process.env['NVMETS_STAGED_WRITES'] === '0' ? 'into pooled buffers, copied into the memory store (NVMETS_STAGED_WRITES=0)' : 'straight into memory store memory (redirect-on-write)'}`,
+  );
   out.push('');
   out.push('Goals');
   out.push('| figure | value | baseline | ratio | goal | met |');
   out.push('|---|---|---|---|---|---|');
-  for (const r of goalRows) out.push(`| ${r.name} | ${fmt(r.value)} ${r.unit}${r.n > 1 ? ` [${fmt(r.min)}-${fmt(r.max)}]` : ''} | ${fmt(r.baseline)} | ${fmt(r.ratio)} | ${r.goal ?? '(no goal of its own)'} | ${r.met === null ? '-' : r.met ? 'met' : 'MISSED'}${r.note ? ` (${r.note})` : ''} |`);
+  for (const r of goalRows)
+    out.push(
+      `| ${r.name} | ${fmt(r.value)} ${r.unit}${r.n > 1 ? ` [${fmt(r.min)}-${fmt(r.max)}]` : ''} | ${fmt(r.baseline)} | ${fmt(r.ratio)} | ${r.goal ?? '(no goal of its own)'} | ${r.met === null ? '-' : r.met ? 'met' : 'MISSED'}${r.note ? ` (${r.note})` : ''} |`,
+    );
   out.push('');
   out.push('All figures');
   out.push('| figure | value [min-max] | unit | baseline | ratio |');
   out.push('|---|---|---|---|---|');
-  for (const r of rows) out.push(`| ${r.name} | ${fmt(r.value)}${r.n > 1 ? ` [${fmt(r.min)}-${fmt(r.max)}]` : ''} | ${r.unit} | ${fmt(r.baseline)} | ${fmt(r.ratio)} |`);
+  for (const r of rows)
+    out.push(`| ${r.name} | ${fmt(r.value)}${r.n > 1 ? ` [${fmt(r.min)}-${fmt(r.max)}]` : ''} | ${r.unit} | ${fmt(r.baseline)} | ${fmt(r.ratio)} |`);
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
@@ -760,7 +931,15 @@ async function main(): Promise<void> {
     figure('host (bench process) peak RSS', 'MiB', (process.resourceUsage().maxRSS * 1024) / 2 ** 20);
   }
   say(`\nbench finished in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-  const figures: Figure[] = [...goalRows, ...rows].map(({ name, unit, value, baseline, ratio, goal, met }) => ({ name, unit, value, baseline, ratio, goal, met }));
+  const figures: Figure[] = [...goalRows, ...rows].map(({ name, unit, value, baseline, ratio, goal, met }) => ({
+    name,
+    unit,
+    value,
+    baseline,
+    ratio,
+    goal,
+    met,
+  }));
   if (JSON_OUT) process.stdout.write(`${JSON.stringify({ figures })}\n`);
   else printTable();
 }

@@ -26,7 +26,12 @@ export interface ProfileSummary {
 }
 
 function frameName(f: CallFrame): string {
-  const file = f.url ? f.url.replace(/^file:\/\//, '').replace(/^.*\/work\/main\//, '').replace(/^.*\/node_modules\//, 'node_modules/') : '';
+  const file = f.url
+    ? f.url
+        .replace(/^file:\/\//, '')
+        .replace(/^.*\/work\/main\//, '')
+        .replace(/^.*\/node_modules\//, 'node_modules/')
+    : '';
   return `${f.functionName || '(anonymous)'}${file ? ` ${file}:${f.lineNumber + 1}` : ''}`;
 }
 

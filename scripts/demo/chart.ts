@@ -33,7 +33,9 @@ export function renderChart(opts: { title: string; subtitle: string; samples: Ch
   const x = (t: number) => L + (t / Math.max(1, opts.endMs)) * pw;
   const y = (v: number) => T + ph - (v / maxY) * ph;
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">`,
+  );
   parts.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
   parts.push(`<text x="${L}" y="30" font-size="20" font-weight="bold" fill="#222">${esc(opts.title)}</text>`);
   parts.push(`<text x="${L}" y="52" font-size="13" fill="#555">${esc(opts.subtitle)}</text>`);
@@ -51,7 +53,9 @@ export function renderChart(opts: { title: string; subtitle: string; samples: Ch
   parts.push(`<line x1="${L}" x2="${L}" y1="${T}" y2="${T + ph}" stroke="#444"/>`);
   parts.push(`<line x1="${L}" x2="${L + pw}" y1="${T + ph}" y2="${T + ph}" stroke="#444"/>`);
   parts.push(`<text x="${L + pw / 2}" y="${H - 15}" font-size="13" text-anchor="middle" fill="#333">time since start</text>`);
-  parts.push(`<text x="20" y="${T + ph / 2}" font-size="13" text-anchor="middle" fill="#333" transform="rotate(-90 20 ${T + ph / 2})">IOPS (verified 4 KiB randrw)</text>`);
+  parts.push(
+    `<text x="20" y="${T + ph / 2}" font-size="13" text-anchor="middle" fill="#333" transform="rotate(-90 20 ${T + ph / 2})">IOPS (verified 4 KiB randrw)</text>`,
+  );
   // Fault marks behind the line.
   const colors = { fault: '#d62728', recovery: '#2ca02c', info: '#1f77b4' } as const;
   opts.marks.forEach((m, i) => {

@@ -34,13 +34,15 @@ function nodeDoc(node: 'a' | 'b', etcd: string, file: string, tcp: { a: number; 
   return {
     hosts: [],
     ports: [port(1, 'a', tcp.a), port(2, 'b', tcp.b)],
-    subsystems: [{
-      nqn: NQN,
-      attr: { allow_any_host: '1', cntlid_min: node === 'a' ? '1' : '1001', cntlid_max: node === 'a' ? '1000' : '2000' },
-      allowed_hosts: [],
-      namespaces: [{ nsid: 1, enable: 1, ana_grpid: 1, device: { path: file }, ext: { store: 'file', size: '256M' } }],
-      ext: { mode: 'active-standby', promotion: 'implicit', initial_active_port: 1 },
-    }],
+    subsystems: [
+      {
+        nqn: NQN,
+        attr: { allow_any_host: '1', cntlid_min: node === 'a' ? '1' : '1001', cntlid_max: node === 'a' ? '1000' : '2000' },
+        allowed_hosts: [],
+        namespaces: [{ nsid: 1, enable: 1, ana_grpid: 1, device: { path: file }, ext: { store: 'file', size: '256M' } }],
+        ext: { mode: 'active-standby', promotion: 'implicit', initial_active_port: 1 },
+      },
+    ],
     ext: { cluster: { node, etcd, lease_ttl_ms: TTL_MS } },
   };
 }
@@ -68,7 +70,19 @@ async function main(): Promise<void> {
     say(`node a: port 1 on 127.0.0.1:${tcp.a}; node b: port 2 on 127.0.0.1:${tcp.b}; shared store ${file}`);
     say(`active path: port ${await activeOn(a)} (as node a sees it), port ${await activeOn(b)} (as node b sees it)`);
 
-    worker = startHostWorker({ ports: [{ traddr: '127.0.0.1', trsvcid: tcp.a }, { traddr: '127.0.0.1', trsvcid: tcp.b }], subnqn: NQN, runtimeMs: 14_000, rw: 'randrw', bs: 4096, qd: 8, progressMs: 1000, katoMs: 1000 });
+    worker = startHostWorker({
+      ports: [
+        { traddr: '127.0.0.1', trsvcid: tcp.a },
+        { traddr: '127.0.0.1', trsvcid: tcp.b },
+      ],
+      subnqn: NQN,
+      runtimeMs: 14_000,
+      rw: 'randrw',
+      bs: 4096,
+      qd: 8,
+      progressMs: 1000,
+      katoMs: 1000,
+    });
     worker.on((e) => {
       if (e.type === 'progress') say(`host: ${e.iops} IOPS, errors ${e.errors}, mismatches ${e.mismatches}, active ${e.active ?? '-'}`);
       if (e.type === 'head') say(`host: ${e.event} ${JSON.stringify(e.detail)}`);
@@ -99,7 +113,9 @@ async function main(): Promise<void> {
 
     const done = await worker.done;
     const r = done.result;
-    say(`workload: ${r.ios} I/Os, ${r.errors.length} errors, ${r.mismatches.length} mismatches, ${r.verifiedBlocks} blocks verified, longest stall ${r.maxStallMs} ms`);
+    say(
+      `workload: ${r.ios} I/Os, ${r.errors.length} errors, ${r.mismatches.length} mismatches, ${r.verifiedBlocks} blocks verified, longest stall ${r.maxStallMs} ms`,
+    );
     if (r.mismatches.length > 0 || r.errors.length > 0) process.exitCode = 1;
   } finally {
     worker?.kill();

@@ -114,7 +114,12 @@ function fmtT(ms: number): string {
 async function main(): Promise<void> {
   const name = process.argv[2] ?? 'showcase';
   const sc = SCENARIOS[name];
-  if (!sc) throw new Error(`unknown demo "${name}" (showcase, ${Object.keys(SCENARIOS).filter((k) => k !== 'showcase').join(', ')})`);
+  if (!sc)
+    throw new Error(
+      `unknown demo "${name}" (showcase, ${Object.keys(SCENARIOS)
+        .filter((k) => k !== 'showcase')
+        .join(', ')})`,
+    );
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nvmets-demo-'));
   const ports = [await freePort(), await freePort()];
@@ -131,7 +136,13 @@ async function main(): Promise<void> {
     dir,
     activePort: () => activePort(ctx.target),
   };
-  const worker = startHostWorker({ ports: ports.map((p) => ({ traddr: '127.0.0.1', trsvcid: p })), subnqn: NQN, runtimeMs: sc.runtimeMs, katoMs: 1000, reconnectDelayMs: 250 });
+  const worker = startHostWorker({
+    ports: ports.map((p) => ({ traddr: '127.0.0.1', trsvcid: p })),
+    subnqn: NQN,
+    runtimeMs: sc.runtimeMs,
+    katoMs: 1000,
+    reconnectDelayMs: 250,
+  });
   const samples: ChartSample[] = [];
   const marks: ChartMark[] = [];
   const failovers: number[] = [];
@@ -154,7 +165,11 @@ async function main(): Promise<void> {
         const iops = Math.round(window.ios / Math.max(1, window.n));
         const active = e.paths.find((p) => p.ana === 'optimized' && p.state === 'live')?.name ?? '-';
         const errs = e.errors + e.mismatches;
-        console.log(dim(`${fmtT(e.atMs)} I/O   ${String(iops.toLocaleString('en-US')).padStart(7)} IOPS  active ${active.padEnd(10)} errors ${errs === 0 ? '0' : red(String(errs))}`));
+        console.log(
+          dim(
+            `${fmtT(e.atMs)} I/O   ${String(iops.toLocaleString('en-US')).padStart(7)} IOPS  active ${active.padEnd(10)} errors ${errs === 0 ? '0' : red(String(errs))}`,
+          ),
+        );
         lastPrint = e.atMs;
         window = { ios: 0, n: 0 };
       }
@@ -170,13 +185,14 @@ async function main(): Promise<void> {
       } else if (e.event === 'path-down') console.log(`${fmtT(e.atMs)} ${yellow('HOST ')} path ${s('path')} down (${s('reason')})`);
       else if (e.event === 'path-up') console.log(`${fmtT(e.atMs)} ${green('HOST ')} path ${s('path')} usable (${s('reason')})`);
       else if (e.event === 'failover-start') console.log(`${fmtT(e.atMs)} ${yellow('HOST ')} failover from ${s('from')} starts: ${s('reason')}`);
-      else if (e.event === 'no-path') console.log(`${fmtT(e.atMs)} ${yellow('HOST ')} no usable path for now, I/O queued (${(d['paths'] as string[]).join('; ')})`);
+      else if (e.event === 'no-path')
+        console.log(`${fmtT(e.atMs)} ${yellow('HOST ')} no usable path for now, I/O queued (${(d['paths'] as string[]).join('; ')})`);
     }
   });
 
   // The fault timeline, relative to the host's start.
   const timeline = (async () => {
-    await waitFor(() => t0 !== 0, 'the host worker\'s first event', 60_000, 20);
+    await waitFor(() => t0 !== 0, "the host worker's first event", 60_000, 20);
     for (const step of sc.steps) {
       const wait = t0 + step.atMs - performance.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
@@ -206,12 +222,19 @@ async function main(): Promise<void> {
       endMs: Math.max(r.elapsedMs, ...samples.map((s) => s.tMs)),
     }),
   );
-  writeFileSync(path.join(out, `${name}.json`), JSON.stringify({ scenario: name, result: r, failoverStallsMs: failovers, counters: done.counters, marks }, null, 2));
+  writeFileSync(
+    path.join(out, `${name}.json`),
+    JSON.stringify({ scenario: name, result: r, failoverStallsMs: failovers, counters: done.counters, marks }, null, 2),
+  );
   const ok = r.errors.length === 0 && r.mismatches.length === 0;
   console.log('');
   console.log(bold('Result'));
-  console.log(`  I/Os ${r.ios.toLocaleString('en-US')} (${r.reads.toLocaleString('en-US')} reads, ${r.writes.toLocaleString('en-US')} writes), ${Math.round(r.iops).toLocaleString('en-US')} IOPS on average`);
-  console.log(`  errors ${r.errors.length === 0 ? green('0') : red(String(r.errors.length))}, mismatches ${r.mismatches.length === 0 ? green('0') : red(String(r.mismatches.length))}, acknowledged blocks read back ${r.verifiedBlocks.toLocaleString('en-US')}`);
+  console.log(
+    `  I/Os ${r.ios.toLocaleString('en-US')} (${r.reads.toLocaleString('en-US')} reads, ${r.writes.toLocaleString('en-US')} writes), ${Math.round(r.iops).toLocaleString('en-US')} IOPS on average`,
+  );
+  console.log(
+    `  errors ${r.errors.length === 0 ? green('0') : red(String(r.errors.length))}, mismatches ${r.mismatches.length === 0 ? green('0') : red(String(r.mismatches.length))}, acknowledged blocks read back ${r.verifiedBlocks.toLocaleString('en-US')}`,
+  );
   console.log(`  ${stalls}; longest gap with I/O outstanding ${r.maxStallMs.toFixed(0)} ms`);
   console.log(`  chart: ${chartFile}`);
   if (!ok) {

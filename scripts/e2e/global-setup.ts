@@ -31,7 +31,11 @@ export default function setup(project: TestProject): () => void {
     const left = sweep(dir);
     const figs = readFigures<ScenarioFigures>(dir);
     writeFileSync(LAST_RUN_POINTER, dir);
-    const out: string[] = ['', `e2e scenarios: ${figs.length} measured in ${((Date.now() - started) / 1000).toFixed(1)} s (run directory ${dir})`, formatTable(figs)];
+    const out: string[] = [
+      '',
+      `e2e scenarios: ${figs.length} measured in ${((Date.now() - started) / 1000).toFixed(1)} s (run directory ${dir})`,
+      formatTable(figs),
+    ];
     if (left.pids.length || left.netns.length) {
       out.push('', `LEFTOVERS cleaned by the teardown: processes ${left.pids.join(', ') || 'none'}; namespaces ${left.netns.join(', ') || 'none'}`);
     }

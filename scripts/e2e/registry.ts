@@ -52,7 +52,11 @@ export function readFigures<T>(dir: string): T[] {
 
 function lines(dir: string, file: string): string[] {
   const f = path.join(dir, file);
-  return existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter((l) => l.trim()) : [];
+  return existsSync(f)
+    ? readFileSync(f, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim())
+    : [];
 }
 
 /** Is this pid alive and one of our node processes (not a reused pid)? */

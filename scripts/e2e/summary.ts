@@ -39,7 +39,9 @@ export function p50(xs: readonly number[]): number {
 
 /** The one line each scenario prints. */
 export function scenarioLine(f: ScenarioFigures): string {
-  const fo = f.failoverMs.length ? `; failover-end ms: ${f.failoverMs.length <= 12 ? f.failoverMs.join(', ') : `p50 ${p50(f.failoverMs)}, max ${Math.max(...f.failoverMs)} (${f.failoverMs.length})`}` : '';
+  const fo = f.failoverMs.length
+    ? `; failover-end ms: ${f.failoverMs.length <= 12 ? f.failoverMs.join(', ') : `p50 ${p50(f.failoverMs)}, max ${Math.max(...f.failoverMs)} (${f.failoverMs.length})`}`
+    : '';
   return (
     `scenario ${f.name}: ios ${f.ios}, errors ${f.errors}, mismatches ${f.mismatches}, failovers ${f.failovers}, ` +
     `stall p50/max ${Math.round(f.stallP50Ms)}/${Math.round(f.stallMaxMs)} ms (${f.stallsMs.length} stalls${fo})`

@@ -30,7 +30,11 @@ export interface E2eResult {
   readonly indeterminate: { count: number; sample: import('../../host/workload.ts').Mismatch[] };
   readonly errorClasses: Record<string, number>;
   readonly counters: HeadCounters;
-  readonly head: { policy: string; activePath: string | null; paths: { name: string; address: string; state: string; ana: string; ios: number; errors: number }[] };
+  readonly head: {
+    policy: string;
+    activePath: string | null;
+    paths: { name: string; address: string; state: string; ana: string; ios: number; errors: number }[];
+  };
 }
 
 export interface PathView {

@@ -289,14 +289,39 @@ export async function bootGuest(opts: BootOptions): Promise<GuestRun> {
     ].join(' ');
     const mem = opts.memMb ?? (opts.withFio ? 512 : 256);
     const qemuArgs = [
-      '-nodefaults', '-no-user-config', '-no-reboot',
-      '-machine', 'pc,accel=tcg', '-cpu', 'max', '-smp', String(opts.cpus ?? 2), '-m', String(mem),
-      '-display', 'none', '-monitor', 'none',
-      '-kernel', kernel, '-initrd', initrd, '-append', append,
-      '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
-      '-chardev', `socket,id=ctl,path=${ctlPath}`, '-serial', 'chardev:ctl',
-      '-netdev', netdevOption(opts.hostfwd, opts.guestfwd),
-      '-device', 'virtio-net-pci,netdev=n0,romfile=',
+      '-nodefaults',
+      '-no-user-config',
+      '-no-reboot',
+      '-machine',
+      'pc,accel=tcg',
+      '-cpu',
+      'max',
+      '-smp',
+      String(opts.cpus ?? 2),
+      '-m',
+      String(mem),
+      '-display',
+      'none',
+      '-monitor',
+      'none',
+      '-kernel',
+      kernel,
+      '-initrd',
+      initrd,
+      '-append',
+      append,
+      '-chardev',
+      'stdio,id=con,signal=off',
+      '-serial',
+      'chardev:con',
+      '-chardev',
+      `socket,id=ctl,path=${ctlPath}`,
+      '-serial',
+      'chardev:ctl',
+      '-netdev',
+      netdevOption(opts.hostfwd, opts.guestfwd),
+      '-device',
+      'virtio-net-pci,netdev=n0,romfile=',
       ...(opts.extraQemuArgs ?? []),
     ];
     // `timeout` is the backstop should this process die without killing qemu.
@@ -334,13 +359,7 @@ function trackChild(child: ChildProcess): void {
   }
 }
 
-function startRun(
-  child: ChildProcess,
-  ctlServer: net.Server,
-  tmp: string,
-  opts: BootOptions,
-  guestTimeoutS: number,
-): GuestRun {
+function startRun(child: ChildProcess, ctlServer: net.Server, tmp: string, opts: BootOptions, guestTimeoutS: number): GuestRun {
   trackChild(child);
   const t0 = Date.now();
   const emitter = new EventEmitter();
@@ -446,10 +465,13 @@ function startRun(
   };
 
   // --- end of run
-  const hostTimer = setTimeout(() => {
-    killedBy ??= 'timeout';
-    stop();
-  }, guestTimeoutS * 1000 + 5000);
+  const hostTimer = setTimeout(
+    () => {
+      killedBy ??= 'timeout';
+      stop();
+    },
+    guestTimeoutS * 1000 + 5000,
+  );
   let killTimer: NodeJS.Timeout | null = null;
   const stop = (): void => {
     if (child.exitCode !== null || child.signalCode !== null) return;
@@ -636,7 +658,7 @@ async function main(): Promise<number> {
       'usage: boot.ts --script FILE [--guestfwd 10.0.2.100:4420=4420]... [--hostfwd 14420=4420]...\n' +
         '               [--timeout SECS] [--fio] [--mem MB] [--cpus N] [--modules a,b] [--log FILE] [--dmesg]\n' +
         'Boots the rig guest, runs FILE (busybox sh, /etc/rig.sh sourced), prints the console\n' +
-        '(the final dmesg dump only with --dmesg) and exits with the script\'s status.\n',
+        "(the final dmesg dump only with --dmesg) and exits with the script's status.\n",
     );
     return values.help ? 0 : 2;
   }
@@ -662,9 +684,7 @@ async function main(): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const r = await run.wait();
-  process.stderr.write(
-    `[boot] reason=${r.reason} exit=${r.exitCode} boot=${r.bootMs ?? '-'}ms total=${r.durationMs}ms\n`,
-  );
+  process.stderr.write(`[boot] reason=${r.reason} exit=${r.exitCode} boot=${r.bootMs ?? '-'}ms total=${r.durationMs}ms\n`);
   if (r.reason === 'crashed' && r.qemuStderr) process.stderr.write(r.qemuStderr);
   return r.exitCode ?? 125;
 }
@@ -679,4 +699,3 @@ if (isMain) {
     },
   );
 }
-

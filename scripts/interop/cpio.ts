@@ -39,7 +39,10 @@ export function buildCpio(entries: CpioEntry[]): Buffer {
       hex8(1) + // nlink
       hex8(0) + // mtime
       hex8(data.length) +
-      hex8(0) + hex8(0) + hex8(0) + hex8(0) + // dev / rdev
+      hex8(0) +
+      hex8(0) +
+      hex8(0) +
+      hex8(0) + // dev / rdev
       hex8(nameBuf.length) +
       hex8(0); // check
     const head = Buffer.concat([Buffer.from(header, 'ascii'), nameBuf]);

@@ -28,7 +28,8 @@ export interface EtcdProcess {
 /** Install etcd-server with apt-get if the binary is missing. Throws with apt's output on failure. */
 export function ensureEtcdInstalled(): void {
   if (existsSync(ETCD_BIN)) return;
-  const apt = (args: string[]) => execFileSync('apt-get', args, { stdio: 'pipe', timeout: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  const apt = (args: string[]) =>
+    execFileSync('apt-get', args, { stdio: 'pipe', timeout: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   try {
     try {
       apt(['install', '-y', 'etcd-server']);
@@ -38,7 +39,10 @@ export function ensureEtcdInstalled(): void {
     }
   } catch (err) {
     const e = err as { stderr?: Buffer; message: string };
-    throw new Error(`etcd is needed by the cluster tests and could not be installed (apt-get install -y etcd-server): ${e.stderr?.toString().trim().split('\n').slice(-3).join(' | ') || e.message}`, { cause: err });
+    throw new Error(
+      `etcd is needed by the cluster tests and could not be installed (apt-get install -y etcd-server): ${e.stderr?.toString().trim().split('\n').slice(-3).join(' | ') || e.message}`,
+      { cause: err },
+    );
   }
   if (!existsSync(ETCD_BIN)) throw new Error(`apt-get installed etcd-server but ${ETCD_BIN} does not exist`);
 }
@@ -53,17 +57,30 @@ export async function startEtcd(): Promise<EtcdProcess> {
   const peerUrl = `http://127.0.0.1:${peer}`;
   const logFile = path.join(dir, 'etcd.log');
   const out = openSync(logFile, 'a');
-  const child = spawn(ETCD_BIN, [
-    '--name', 'default',
-    '--data-dir', path.join(dir, 'data'),
-    '--listen-client-urls', endpoint,
-    '--advertise-client-urls', endpoint,
-    '--listen-peer-urls', peerUrl,
-    '--initial-advertise-peer-urls', peerUrl,
-    '--initial-cluster', `default=${peerUrl}`,
-    '--initial-cluster-state', 'new',
-    '--log-level', 'warn',
-  ], { stdio: ['ignore', out, out] });
+  const child = spawn(
+    ETCD_BIN,
+    [
+      '--name',
+      'default',
+      '--data-dir',
+      path.join(dir, 'data'),
+      '--listen-client-urls',
+      endpoint,
+      '--advertise-client-urls',
+      endpoint,
+      '--listen-peer-urls',
+      peerUrl,
+      '--initial-advertise-peer-urls',
+      peerUrl,
+      '--initial-cluster',
+      `default=${peerUrl}`,
+      '--initial-cluster-state',
+      'new',
+      '--log-level',
+      'warn',
+    ],
+    { stdio: ['ignore', out, out] },
+  );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -85,7 +102,11 @@ export async function startEtcd(): Promise<EtcdProcess> {
       throw new Error(`etcd exited during start (${child.exitCode ?? child.signalCode}):\n${log}`);
     }
     try {
-      const r = await fetch(`${endpoint}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('health').toString('base64') }), signal: AbortSignal.timeout(1000) });
+      const r = await fetch(`${endpoint}/v3/kv/range`, {
+        method: 'POST',
+        body: JSON.stringify({ key: Buffer.from('health').toString('base64') }),
+        signal: AbortSignal.timeout(1000),
+      });
       return r.ok;
     } catch {
       return false; // not yet

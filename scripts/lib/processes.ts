@@ -64,20 +64,33 @@ export interface TargetProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export async function startTargetProcess(doc: unknown, opts: SpawnPlace & { dir?: string; name?: string; logLevel?: string; stateDir?: string } = {}): Promise<TargetProcess> {
+export async function startTargetProcess(
+  doc: unknown,
+  opts: SpawnPlace & { dir?: string; name?: string; logLevel?: string; stateDir?: string } = {},
+): Promise<TargetProcess> {
   const dir = opts.dir ?? mkdtempSync(path.join(os.tmpdir(), 'nvmets-e2e-'));
   const name = opts.name ?? 'target';
   const config = path.join(dir, `${name}.json`);
   const control = path.join(dir, `${name}.sock`);
   const logFile = path.join(dir, `${name}.log`);
   writeFileSync(config, JSON.stringify(doc, null, 2));
-  const args = nodeArgs('target/cli.ts', ['--config', config, '--control', control, '--log-level', opts.logLevel ?? 'info', ...(opts.stateDir ? ['--state-dir', opts.stateDir] : [])]);
+  const args = nodeArgs('target/cli.ts', [
+    '--config',
+    config,
+    '--control',
+    control,
+    '--log-level',
+    opts.logLevel ?? 'info',
+    ...(opts.stateDir ? ['--state-dir', opts.stateDir] : []),
+  ]);
   const [cmd, ...pre] = opts.prefix?.length ? [...opts.prefix, process.execPath] : [process.execPath];
   const child = spawn(cmd, [...pre, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: dataProcessEnv({ FORCE_COLOR: '0' }) });
   const log = createWriteStream(logFile, { flags: 'a' });
   child.stdout.pipe(log, { end: false });
   child.stderr.pipe(log, { end: false });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   // Ready when the control endpoint answers (whatever the log level).
   let gone: { code: number | null; signal: NodeJS.Signals | null } | null = null;
   void exited.then((e) => (gone = e));
@@ -121,7 +134,19 @@ export async function startTargetProcess(doc: unknown, opts: SpawnPlace & { dir?
 /** Events a host worker prints, one JSON object per line. */
 export type WorkerEvent =
   | { type: 'connected'; atMs: number; paths: { name: string; address: string; ana: string }[] }
-  | { type: 'progress'; atMs: number; rss: number; fds: number; ios: number; iops: number; mbps: number; errors: number; mismatches: number; active: string | null; paths: { name: string; state: string; ana: string }[] }
+  | {
+      type: 'progress';
+      atMs: number;
+      rss: number;
+      fds: number;
+      ios: number;
+      iops: number;
+      mbps: number;
+      errors: number;
+      mismatches: number;
+      active: string | null;
+      paths: { name: string; state: string; ana: string }[];
+    }
   | { type: 'head'; atMs: number; event: string; detail: Record<string, unknown> }
   | { type: 'result'; atMs: number; result: import('../../host/workload.ts').WorkloadResult; counters: Record<string, number> }
   | { type: 'error'; atMs: number; message: string };

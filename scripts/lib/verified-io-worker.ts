@@ -327,7 +327,11 @@ async function runScenario(w: WorkerHost): Promise<void> {
     indeterminate: { count: indeterminate.length, sample: indeterminate.slice(0, 10) },
     errorClasses,
     counters: state.counters,
-    head: { policy: state.policy, activePath: state.activePath, paths: state.paths.map((p) => ({ name: p.name, address: p.address, state: p.state, ana: p.ana, ios: p.ios, errors: p.errors })) },
+    head: {
+      policy: state.policy,
+      activePath: state.activePath,
+      paths: state.paths.map((p) => ({ name: p.name, address: p.address, state: p.state, ana: p.ana, ios: p.ios, errors: p.errors })),
+    },
   });
   await session.close();
   process.exit(0);

@@ -77,8 +77,16 @@ export function crossReference(ctx: Ctx, sec: Sections): Map<string, RawSubsyste
       ctx.err(join(rp.p, 'ext.node'), `missing: with ext.cluster every port names the node that serves it (this node is ${JSON.stringify(cluster.node)})`);
     }
     // Ports of different nodes listen in different processes (usually on different machines).
-    const clash = c.trsvcid === 0 ? undefined : listenSeen.find((o) => o.cfg.node === c.node && o.cfg.trsvcid === c.trsvcid && o.cfg.adrfam === c.adrfam
-      && (o.cfg.traddr === c.traddr || isWildcard(o.cfg.traddr) || isWildcard(c.traddr)));
+    const clash =
+      c.trsvcid === 0
+        ? undefined
+        : listenSeen.find(
+            (o) =>
+              o.cfg.node === c.node &&
+              o.cfg.trsvcid === c.trsvcid &&
+              o.cfg.adrfam === c.adrfam &&
+              (o.cfg.traddr === c.traddr || isWildcard(o.cfg.traddr) || isWildcard(c.traddr)),
+          );
     if (clash) {
       ctx.err(join(rp.p, 'addr'), `listen address ${fmtAddr(c.traddr, c.trsvcid)} conflicts with ${clash.p} (${fmtAddr(clash.cfg.traddr, clash.cfg.trsvcid)})`);
     }
@@ -123,9 +131,11 @@ export function crossReference(ctx: Ctx, sec: Sections): Map<string, RawSubsyste
         n.cfg.initialActivePort = port;
         const prev = groupPort.get(n.cfg.anaGrpid);
         if (prev && prev.port !== port) {
-          ctx.err(n.extInitialPort !== undefined ? n.extInitialPortPath : join(n.p, 'ana_grpid'),
-            `namespaces in ANA group ${n.cfg.anaGrpid} move together but this one starts active on port ${port} `
-            + `and ${prev.p} on port ${prev.port}; use one initial_active_port per group or separate ANA groups`);
+          ctx.err(
+            n.extInitialPort !== undefined ? n.extInitialPortPath : join(n.p, 'ana_grpid'),
+            `namespaces in ANA group ${n.cfg.anaGrpid} move together but this one starts active on port ${port} ` +
+              `and ${prev.p} on port ${prev.port}; use one initial_active_port per group or separate ANA groups`,
+          );
         } else if (!prev) groupPort.set(n.cfg.anaGrpid, { port, p: n.p });
       }
       // Each exporting port gets the groups the namespaces use (states are derived at runtime).
@@ -147,8 +157,11 @@ export function crossReference(ctx: Ctx, sec: Sections): Map<string, RawSubsyste
         for (const pid of sc.ports) {
           const rp = portById.get(pid)!.full;
           if (rp && !rp.configuredGroups.has(n.cfg.anaGrpid)) {
-            ctx.err(join(n.p, 'ana_grpid'), `ANA group ${n.cfg.anaGrpid} is not configured on port ${pid} `
-              + `(add { "grpid": ${n.cfg.anaGrpid}, "ana": { "state": ... } } to ${rp.p}.ana_groups)`);
+            ctx.err(
+              join(n.p, 'ana_grpid'),
+              `ANA group ${n.cfg.anaGrpid} is not configured on port ${pid} ` +
+                `(add { "grpid": ${n.cfg.anaGrpid}, "ana": { "state": ... } } to ${rp.p}.ana_groups)`,
+            );
           }
         }
       }
@@ -178,13 +191,16 @@ export function crossReference(ctx: Ctx, sec: Sections): Map<string, RawSubsyste
     if (mine.length === 0) ctx.note('ext.cluster.node', `no port names node ${JSON.stringify(cluster.node)}: this node serves no port`);
     for (const s of subByNqn.values()) {
       if (s.cfg.mode !== 'active-standby') {
-        ctx.note(s.p, 'ana mode: not coordinated across cluster nodes (each node reports its ports\' configured states)');
+        ctx.note(s.p, "ana mode: not coordinated across cluster nodes (each node reports its ports' configured states)");
         continue;
       }
       if (s.cfg.persistActive) ctx.note(join(s.p, 'ext.persist_active'), 'ignored with ext.cluster: the active paths are kept in etcd');
       for (const n of s.namespaces) {
         if (n.cfg.store.kind === 'memory') {
-          ctx.err(join(n.p, 'ext.store'), '"memory" is private to one process; with ext.cluster the nodes must share the namespace: use a "file" store every node opens');
+          ctx.err(
+            join(n.p, 'ext.store'),
+            '"memory" is private to one process; with ext.cluster the nodes must share the namespace: use a "file" store every node opens',
+          );
         }
       }
     }
@@ -194,7 +210,10 @@ export function crossReference(ctx: Ctx, sec: Sections): Map<string, RawSubsyste
   if (hostAuth.length > 0) {
     for (const s of subByNqn.values()) {
       if (s.cfg.allowAnyHost) {
-        ctx.note(join(s.p, 'attr.allow_any_host'), 'is 1: hosts connecting to this subsystem are not authenticated (as nvmet, DH-HMAC-CHAP applies to hosts listed in allowed_hosts)');
+        ctx.note(
+          join(s.p, 'attr.allow_any_host'),
+          'is 1: hosts connecting to this subsystem are not authenticated (as nvmet, DH-HMAC-CHAP applies to hosts listed in allowed_hosts)',
+        );
       }
     }
   }

@@ -38,13 +38,15 @@ export function defaultConfigDocument(overrides: DefaultConfigOverrides = {}): R
       referrals: [],
       subsystems: [nqn],
     })),
-    subsystems: [{
-      nqn,
-      attr: { allow_any_host: '1', model: DEFAULT_MODEL, version: DEFAULT_VERSION },
-      allowed_hosts: [],
-      namespaces: [{ nsid: 1, enable: 1, ana_grpid: 1, device: {}, ext: { store: 'memory', size, block_size: 512 } }],
-      ext: { ...subExt, firmware: DEFAULT_FIRMWARE },
-    }],
+    subsystems: [
+      {
+        nqn,
+        attr: { allow_any_host: '1', model: DEFAULT_MODEL, version: DEFAULT_VERSION },
+        allowed_hosts: [],
+        namespaces: [{ nsid: 1, enable: 1, ana_grpid: 1, device: {}, ext: { store: 'memory', size, block_size: 512 } }],
+        ext: { ...subExt, firmware: DEFAULT_FIRMWARE },
+      },
+    ],
   };
 }
 

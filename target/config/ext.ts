@@ -5,7 +5,14 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { int, ipAddress, need, nodeName, ours, portNumber, show, type Ctx, type Read } from './fields.ts';
-import { DEFAULT_CLUSTER_PREFIX, DEFAULT_ETCD_ENDPOINT, DEFAULT_LEASE_TTL_MS, defaultControlSocketPath, type ClusterConfig, type TargetConfig } from './types.ts';
+import {
+  DEFAULT_CLUSTER_PREFIX,
+  DEFAULT_ETCD_ENDPOINT,
+  DEFAULT_LEASE_TTL_MS,
+  defaultControlSocketPath,
+  type ClusterConfig,
+  type TargetConfig,
+} from './types.ts';
 
 /** Any JSON object; which table reads it depends on its keys. */
 const anyObject = z.record(z.string(), z.unknown(), { error: (iss) => `must be an object, got ${show(iss.input)}` });
@@ -21,7 +28,14 @@ const etcdUrl = z.unknown().transform((e, ctx): string => {
   } catch {
     url = undefined;
   }
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.port || (url.pathname !== '/' && url.pathname !== '') || url.search || url.username) {
+  if (
+    !url ||
+    (url.protocol !== 'http:' && url.protocol !== 'https:') ||
+    !url.port ||
+    (url.pathname !== '/' && url.pathname !== '') ||
+    url.search ||
+    url.username
+  ) {
     ctx.issues.push({ code: 'custom', input: e, message: `${show(e)} is not an etcd client URL (http://host:port, e.g. "http://127.0.0.1:2379")` });
     return z.NEVER;
   }
@@ -70,7 +84,7 @@ export function resolveExt(ctx: Ctx, doc: unknown): TopExt {
   const fallback: TargetConfig['control'] = { kind: 'unix', path: defaultControlSocketPath() };
   const ext = ctx.section(extSection, doc, 'ext');
   return {
-    control: ext?.v.control ? resolveControl(ctx, ext.v.control) ?? fallback : fallback,
+    control: ext?.v.control ? (resolveControl(ctx, ext.v.control) ?? fallback) : fallback,
     cluster: ext?.v.cluster ? resolveCluster(ext.v.cluster) : null,
     clusterGiven: ext?.raw['cluster'] !== undefined,
   };
@@ -94,5 +108,11 @@ function resolveCluster(c: Read<typeof clusterSection.fields>): ClusterConfig | 
   const { node, etcd, lease_ttl_ms, fence_timeout_ms, prefix } = c.v;
   if (node === undefined || c.bad.size > 0) return null;
   const leaseTtlMs = lease_ttl_ms ?? DEFAULT_LEASE_TTL_MS;
-  return { node, etcd: etcd ?? [DEFAULT_ETCD_ENDPOINT], leaseTtlMs, fenceTimeoutMs: fence_timeout_ms ?? 2 * leaseTtlMs, prefix: prefix ?? DEFAULT_CLUSTER_PREFIX };
+  return {
+    node,
+    etcd: etcd ?? [DEFAULT_ETCD_ENDPOINT],
+    leaseTtlMs,
+    fenceTimeoutMs: fence_timeout_ms ?? 2 * leaseTtlMs,
+    prefix: prefix ?? DEFAULT_CLUSTER_PREFIX,
+  };
 }

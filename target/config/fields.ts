@@ -231,7 +231,8 @@ export const nvmetcli = <F extends Fields>(fields: F, shapeHint = ''): Section<F
 export const ours = <F extends Fields>(fields: F): Section<F> => new Section(fields, 'error');
 export const list = <E extends Schema | Section<Fields>>(element: E): List<E> => new List(element);
 
-type Out<E> = E extends Section<infer F> ? Read<F> : E extends List<infer X> ? Out<X>[] : E extends Need<infer S> ? Out<S> : E extends z.ZodType<infer O> ? O : never;
+type Out<E> =
+  E extends Section<infer F> ? Read<F> : E extends List<infer X> ? Out<X>[] : E extends Need<infer S> ? Out<S> : E extends z.ZodType<infer O> ? O : never;
 
 /** What a section read yields: each field's value (undefined when absent or invalid), and which were given and which refused. */
 export interface Read<F extends Fields> {
@@ -264,7 +265,11 @@ export class Ctx {
   field<S extends Schema>(schema: S, v: unknown, p: string): z.output<S> | undefined {
     const r = schema.safeParse(v);
     if (r.success) return r.data;
-    for (const iss of r.error.issues) this.err(iss.path.reduce<string>((acc, k) => join(acc, typeof k === 'number' ? k : String(k)), p), iss.message);
+    for (const iss of r.error.issues)
+      this.err(
+        iss.path.reduce<string>((acc, k) => join(acc, typeof k === 'number' ? k : String(k)), p),
+        iss.message,
+      );
     return undefined;
   }
 
@@ -302,7 +307,9 @@ export class Ctx {
       return [];
     }
     // An element is never "absent": null in a list is a wrong value.
-    return arr.data.map((x, i) => (l.element instanceof Section ? this.section(l.element, x, join(p, i), true) : this.field(l.element, x, join(p, i))) as Out<E> | undefined);
+    return arr.data.map(
+      (x, i) => (l.element instanceof Section ? this.section(l.element, x, join(p, i), true) : this.field(l.element, x, join(p, i))) as Out<E> | undefined,
+    );
   }
 
   entry(e: Entry, v: unknown, p: string): unknown {

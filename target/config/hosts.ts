@@ -8,7 +8,9 @@ import { join, list, need, nqn, nqnProblem, nvmetcli, show, stringOnly, type Ctx
 import { DISCOVERY_NQN, type HostAuthConfig } from './types.ts';
 
 /** A DH-HMAC-CHAP attribute as written; empty is unset (nvmetcli saves a host without keys that way). */
-const dhchapText = z.union([stringOnly, z.null()], { error: (iss) => `must be a string, got ${show(iss.input)}` }).transform((s) => (s === null || s.trim() === '' ? null : s.trim()));
+const dhchapText = z
+  .union([stringOnly, z.null()], { error: (iss) => `must be a string, got ${show(iss.input)}` })
+  .transform((s) => (s === null || s.trim() === '' ? null : s.trim()));
 
 const DHCHAP_ATTRS = ['key', 'ctrl_key', 'hash', 'dhgroup'] as const;
 type DhchapAttr = (typeof DHCHAP_ATTRS)[number];
@@ -91,7 +93,7 @@ function resolveDhchap(ctx: Ctx, h: Read<typeof hostSection.fields>, p: string, 
   const hashId: HashIdValue = (v.hash && ctx.field(dhchapHash, v.hash.value, v.hash.path)) || 1;
   const dhGroupId: DhGroupIdValue = (v.dhgroup && ctx.field(dhchapDhGroup, v.dhgroup.value, v.dhgroup.path)) || 0;
   if (v.ctrl_key && !v.key) {
-    ctx.err(v.ctrl_key.path, 'a controller key needs the host key too (bidirectional authentication starts with the host\'s)');
+    ctx.err(v.ctrl_key.path, "a controller key needs the host key too (bidirectional authentication starts with the host's)");
   }
   if (hostKey && ctrlKey && hostKey === ctrlKey) {
     ctx.note(v.ctrl_key!.path, 'is the same secret as the host key: use a different one for each direction');

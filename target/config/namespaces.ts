@@ -81,18 +81,28 @@ export function resolveNamespace(ctx: Ctx, r: Read<typeof namespaceSection.field
   if (r.raw['buffered_io'] !== undefined) ctx.note(join(p, 'buffered_io'), 'ignored');
 
   const ext = v.ext;
-  const store = dev?.bad.has('path') ? undefined : resolveStore(ctx, p, {
-    path: dev?.v.path ?? null,
-    kind: ext?.v.store,
-    kindGiven: ext?.raw['store'] !== undefined,
-    blockSize: ext?.v.block_size,
-    blockSizeOk: !ext?.bad.has('block_size'),
-    sizeBytes: ext?.v.size,
-    sizeOk: !ext?.bad.has('size'),
-  });
+  const store = dev?.bad.has('path')
+    ? undefined
+    : resolveStore(ctx, p, {
+        path: dev?.v.path ?? null,
+        kind: ext?.v.store,
+        kindGiven: ext?.raw['store'] !== undefined,
+        blockSize: ext?.v.block_size,
+        blockSizeOk: !ext?.bad.has('block_size'),
+        sizeBytes: ext?.v.size,
+        sizeOk: !ext?.bad.has('size'),
+      });
 
-  if (v.nsid === undefined || r.bad.has('enable') || anaGrpid === undefined || nguid === undefined
-    || uuid === undefined || eui64 === undefined || store === undefined) return undefined;
+  if (
+    v.nsid === undefined ||
+    r.bad.has('enable') ||
+    anaGrpid === undefined ||
+    nguid === undefined ||
+    uuid === undefined ||
+    eui64 === undefined ||
+    store === undefined
+  )
+    return undefined;
   return {
     p,
     cfg: { nsid: v.nsid, enabled: v.enable ?? true, anaGrpid, nguid, uuid, eui64, store, initialActivePort: null },

@@ -64,7 +64,6 @@ export function parseConfig(json: unknown, opts: { baseDir?: string } = {}): Tar
   };
 }
 
-
 /** Line and column (1-based) of a character offset. */
 function lineCol(text: string, pos: number): { line: number; col: number } {
   const before = text.slice(0, Math.max(0, Math.min(pos, text.length)));
@@ -110,4 +109,3 @@ export async function loadConfigFile(file: string): Promise<TargetConfig> {
     throw err;
   }
 }
-

@@ -4,17 +4,44 @@
  */
 import { z } from 'zod';
 import {
-  adrfamOf, bool, familyProblem, int, ipAddress, isWildcard, join, list, need, nodeName, nvmetcli, ours, portNumber, show, text,
-  type Ctx, type Read,
+  adrfamOf,
+  bool,
+  familyProblem,
+  int,
+  ipAddress,
+  isWildcard,
+  join,
+  list,
+  need,
+  nodeName,
+  nvmetcli,
+  ours,
+  portNumber,
+  show,
+  text,
+  type Ctx,
+  type Read,
 } from './fields.ts';
 import {
-  ANA_STATES, DEFAULT_INLINE_DATA_SIZE, DEFAULT_MAXH2CDATA, MAX_ANA_GRPID, MAX_INLINE_DATA_SIZE, MAX_MAXH2CDATA, MAX_QUEUE_SIZE, MIN_QUEUE_SIZE,
-  type AnaStateName, type PortConfig,
+  ANA_STATES,
+  DEFAULT_INLINE_DATA_SIZE,
+  DEFAULT_MAXH2CDATA,
+  MAX_ANA_GRPID,
+  MAX_INLINE_DATA_SIZE,
+  MAX_MAXH2CDATA,
+  MAX_QUEUE_SIZE,
+  MIN_QUEUE_SIZE,
+  type AnaStateName,
+  type PortConfig,
 } from './types.ts';
 
 const trtype = z.unknown().transform((v, ctx): 'tcp' => {
   if (v === 'tcp') return v;
-  ctx.issues.push({ code: 'custom', input: v, message: v === '' ? 'missing; only "tcp" is supported' : `${show(v)} is not supported; only "tcp" is supported` });
+  ctx.issues.push({
+    code: 'custom',
+    input: v,
+    message: v === '' ? 'missing; only "tcp" is supported' : `${show(v)} is not supported; only "tcp" is supported`,
+  });
   return z.NEVER;
 });
 
@@ -24,7 +51,10 @@ const adrfam = z.enum(['ipv4', 'ipv6', ''], { error: (iss) => `${show(iss.input)
 const treq = z.unknown().transform((v, ctx): PortConfig['treq'] => {
   if (v === '') return 'not specified';
   if (v === 'not specified' || v === 'not required') return v;
-  const message = v === 'required' ? '"required" (secure channel required) is not supported: this target has no TLS' : `${show(v)} is not one of "not specified", "required", "not required"`;
+  const message =
+    v === 'required'
+      ? '"required" (secure channel required) is not supported: this target has no TLS'
+      : `${show(v)} is not one of "not specified", "required", "not required"`;
   ctx.issues.push({ code: 'custom', input: v, message });
   return z.NEVER;
 });
@@ -36,42 +66,68 @@ const tsas = z.unknown().transform((v, ctx): 'none' => {
   return z.NEVER;
 });
 
-const anaState = z.preprocess((v) => (typeof v === 'string' ? v.trim() : v), z.enum(ANA_STATES, { error: (iss) => `${show(iss.input)} is not an ANA state (one of: ${ANA_STATES.join(', ')})` }));
+const anaState = z.preprocess(
+  (v) => (typeof v === 'string' ? v.trim() : v),
+  z.enum(ANA_STATES, { error: (iss) => `${show(iss.input)} is not an ANA state (one of: ${ANA_STATES.join(', ')})` }),
+);
 
 const anaGrpid = int(1, MAX_ANA_GRPID, `an ANA group id (1..${MAX_ANA_GRPID})`);
 
 /** -1 (nvmet's "default") is null. */
-const inlineDataSize = int(-1, MAX_INLINE_DATA_SIZE, `an inline data size in bytes (-1 for the default ${DEFAULT_INLINE_DATA_SIZE})`).pipe(
-  z.number().refine((n) => n === -1 || n % 16 === 0, { error: (iss) => `${String(iss.input)} is not a multiple of 16 (IOCCSZ is in 16-byte units)` }),
-).transform((n) => (n === -1 ? null : n));
+const inlineDataSize = int(-1, MAX_INLINE_DATA_SIZE, `an inline data size in bytes (-1 for the default ${DEFAULT_INLINE_DATA_SIZE})`)
+  .pipe(z.number().refine((n) => n === -1 || n % 16 === 0, { error: (iss) => `${String(iss.input)} is not a multiple of 16 (IOCCSZ is in 16-byte units)` }))
+  .transform((n) => (n === -1 ? null : n));
 
-const maxQueueSize = int(-1, MAX_QUEUE_SIZE, 'a queue size (-1 for the default)').pipe(
-  z.number().refine((n) => n === -1 || n >= MIN_QUEUE_SIZE, { error: (iss) => `${String(iss.input)} is out of range (${MIN_QUEUE_SIZE}..${MAX_QUEUE_SIZE}, or -1)` }),
-).transform((n) => (n === -1 ? null : n));
+const maxQueueSize = int(-1, MAX_QUEUE_SIZE, 'a queue size (-1 for the default)')
+  .pipe(
+    z
+      .number()
+      .refine((n) => n === -1 || n >= MIN_QUEUE_SIZE, { error: (iss) => `${String(iss.input)} is out of range (${MIN_QUEUE_SIZE}..${MAX_QUEUE_SIZE}, or -1)` }),
+  )
+  .transform((n) => (n === -1 ? null : n));
 
 const piEnable = bool.pipe(z.literal(false, { error: 'protection information (T10-PI) is not supported by the TCP transport' }));
 
-const maxh2cdata = int(4096, MAX_MAXH2CDATA, 'a byte count').pipe(z.number().refine((n) => n % 4 === 0, { error: (iss) => `${String(iss.input)} is not a multiple of 4` }));
+const maxh2cdata = int(4096, MAX_MAXH2CDATA, 'a byte count').pipe(
+  z.number().refine((n) => n % 4 === 0, { error: (iss) => `${String(iss.input)} is not a multiple of 4` }),
+);
 
 const portid = int(0, 65535, 'a port id (0..65535)');
 
 export const portSection = nvmetcli({
   portid: need(portid),
   addr: need(
-    nvmetcli({ trtype: need(trtype, 'missing; only "tcp" is supported'), adrfam, traddr: need(ipAddress, 'missing (a literal IPv4 or IPv6 address)'),
+    nvmetcli({
+      trtype: need(trtype, 'missing; only "tcp" is supported'),
+      adrfam,
+      traddr: need(ipAddress, 'missing (a literal IPv4 or IPv6 address)'),
       // A listen port of 0 lets the OS choose (tests); the advertised port follows it.
-      trsvcid: need(portNumber(true), 'missing (a port number, 0..65535)'), treq, tsas }),
+      trsvcid: need(portNumber(true), 'missing (a port number, 0..65535)'),
+      treq,
+      tsas,
+    }),
     'missing (needs trtype, adrfam, traddr, trsvcid)',
   ),
   param: nvmetcli({ inline_data_size: inlineDataSize, max_queue_size: maxQueueSize, pi_enable: piEnable }),
   ana_groups: list(nvmetcli({ grpid: need(anaGrpid), ana: nvmetcli({ state: anaState }) }, '{ "grpid": N, "ana": { "state": "optimized" } }')),
-  referrals: list(nvmetcli({
-    name: need(text),
-    addr: need(nvmetcli({ trtype: need(trtype, 'missing; only "tcp" is supported'), adrfam, traddr: need(ipAddress, 'missing (a literal IPv4 or IPv6 address)'),
-      trsvcid: need(portNumber(), 'missing (a port number, 1..65535)'), treq: z.unknown(), portid, tsas: z.unknown() })),
-    enable: bool,
-    portid,
-  })),
+  referrals: list(
+    nvmetcli({
+      name: need(text),
+      addr: need(
+        nvmetcli({
+          trtype: need(trtype, 'missing; only "tcp" is supported'),
+          adrfam,
+          traddr: need(ipAddress, 'missing (a literal IPv4 or IPv6 address)'),
+          trsvcid: need(portNumber(), 'missing (a port number, 1..65535)'),
+          treq: z.unknown(),
+          portid,
+          tsas: z.unknown(),
+        }),
+      ),
+      enable: bool,
+      portid,
+    }),
+  ),
   subsystems: list(z.string({ error: (iss) => `must be a subsystem NQN string, got ${show(iss.input)}` })),
   ext: ours({ advertise: ours({ traddr: ipAddress, trsvcid: portNumber() }), maxh2cdata, node: nodeName }),
 });
@@ -195,8 +251,19 @@ export function resolvePort(ctx: Ctx, r: PortRead | undefined, i: number): PortP
 
   const portidV = v.portid;
   const subsOnly = { p, portid: portidV, subsystems, full: undefined };
-  if (portidV === undefined || !addr || addr.v.trtype === undefined || adrfamV === undefined || traddr === undefined || trsvcid === undefined
-    || addr.bad.has('treq') || addr.bad.has('tsas') || !advOk || ext?.bad.has('node')) return subsOnly;
+  if (
+    portidV === undefined ||
+    !addr ||
+    addr.v.trtype === undefined ||
+    adrfamV === undefined ||
+    traddr === undefined ||
+    trsvcid === undefined ||
+    addr.bad.has('treq') ||
+    addr.bad.has('tsas') ||
+    !advOk ||
+    ext?.bad.has('node')
+  )
+    return subsOnly;
   if (!adv && isWildcard(traddr)) {
     ctx.note(addr.path, `listening on the wildcard address ${traddr}: the discovery log will report ${traddr}; set ext.advertise`);
   }
@@ -210,9 +277,20 @@ export function resolvePort(ctx: Ctx, r: PortRead | undefined, i: number): PortP
       configuredGroups,
       hasAdvertise: adv !== undefined,
       cfg: {
-        portid: portidV, trtype: addr.v.trtype, adrfam: adrfamV, traddr, trsvcid, treq: addr.v.treq ?? 'not specified',
+        portid: portidV,
+        trtype: addr.v.trtype,
+        adrfam: adrfamV,
+        traddr,
+        trsvcid,
+        treq: addr.v.treq ?? 'not specified',
         advertise: advertise ?? { traddr, trsvcid },
-        inlineDataSize, maxh2cdata: ext?.v.maxh2cdata ?? DEFAULT_MAXH2CDATA, maxQueueSize, anaGroups, referrals, subsystems, node,
+        inlineDataSize,
+        maxh2cdata: ext?.v.maxh2cdata ?? DEFAULT_MAXH2CDATA,
+        maxQueueSize,
+        anaGroups,
+        referrals,
+        subsystems,
+        node,
       },
     },
   };

@@ -69,9 +69,10 @@ export function resolveStore(ctx: Ctx, p: string, req: StoreRequest): NamespaceC
 
   // file store: explicit (ext.store "file") or implied (no ext.store, like nvmet).
   if (rawPath === null) {
-    ctx.err(pathP, kindGiven
-      ? 'missing: a file store needs device.path'
-      : 'missing: set device.path to a regular file, or ext.store to "memory" or "null" with ext.size');
+    ctx.err(
+      pathP,
+      kindGiven ? 'missing: a file store needs device.path' : 'missing: set device.path to a regular file, or ext.store to "memory" or "null" with ext.size',
+    );
     return undefined;
   }
   const file = path.resolve(ctx.baseDir, rawPath);
@@ -79,15 +80,20 @@ export function resolveStore(ctx: Ctx, p: string, req: StoreRequest): NamespaceC
   if (st === undefined) return undefined;
   if (st !== null && !st.isFile()) {
     const what = describeNonRegular(st);
-    ctx.err(pathP, kindGiven
-      ? `${rawPath} is not a regular file (it is ${what}); a file store needs a regular file`
-      : `${rawPath} is not a regular file (it is ${what}); set ext.store to "memory" or "null" with ext.size to emulate it`);
+    ctx.err(
+      pathP,
+      kindGiven
+        ? `${rawPath} is not a regular file (it is ${what}); a file store needs a regular file`
+        : `${rawPath} is not a regular file (it is ${what}); set ext.store to "memory" or "null" with ext.size to emulate it`,
+    );
     return undefined;
   }
   if (st === null) {
     if (!kindGiven) {
-      ctx.err(pathP, `${rawPath} does not exist; set ext.store to "file" with ext.size to create it, `
-        + 'or to "memory" or "null" with ext.size to emulate it');
+      ctx.err(
+        pathP,
+        `${rawPath} does not exist; set ext.store to "file" with ext.size to create it, ` + 'or to "memory" or "null" with ext.size to emulate it',
+      );
       return undefined;
     }
     if (sizeBytes === undefined) {
@@ -125,4 +131,3 @@ export function resolveStore(ctx: Ctx, p: string, req: StoreRequest): NamespaceC
   }
   return { kind: 'file', path: file, sizeBytes: whole, blockSize: bs, createIfMissing: false };
 }
-

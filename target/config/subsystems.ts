@@ -135,17 +135,46 @@ export function resolveSubsystem(ctx: Ctx, r: Read<typeof subsystemSection.field
 
   const model = a?.model ?? (attr?.bad.has('model') ? undefined : DEFAULT_MODEL);
   const version = a?.version ?? (attr?.bad.has('version') ? undefined : DEFAULT_VERSION);
-  if (subNqn === undefined || attr?.bad.has('allow_any_host') || serial === undefined || model === undefined || version === undefined
-    || cntlidMin === undefined || cntlidMax === undefined || attr?.bad.has('ieee_oui') || attr?.bad.has('qid_max') || fw === undefined
-    || maxControllers === undefined || mode === undefined || ext?.bad.has('promotion') || ext?.bad.has('persist_active')) return undefined;
+  if (
+    subNqn === undefined ||
+    attr?.bad.has('allow_any_host') ||
+    serial === undefined ||
+    model === undefined ||
+    version === undefined ||
+    cntlidMin === undefined ||
+    cntlidMax === undefined ||
+    attr?.bad.has('ieee_oui') ||
+    attr?.bad.has('qid_max') ||
+    fw === undefined ||
+    maxControllers === undefined ||
+    mode === undefined ||
+    ext?.bad.has('promotion') ||
+    ext?.bad.has('persist_active')
+  )
+    return undefined;
   return {
     p,
     namespaces,
     extInitialPort: e?.initial_active_port,
     cfg: {
-      nqn: subNqn, allowAnyHost, allowedHosts, serial, model, firmware: fw, version, ieeeOui: a?.ieee_oui ?? 0, cntlidMin, cntlidMax,
-      maxControllers, qidMax: a?.qid_max ?? MAX_QID, mode, promotion: e?.promotion ?? 'implicit', persistActive: e?.persist_active ?? false,
-      initialActivePort: null, ports: [], namespaces: namespaces.map((n) => n.cfg),
+      nqn: subNqn,
+      allowAnyHost,
+      allowedHosts,
+      serial,
+      model,
+      firmware: fw,
+      version,
+      ieeeOui: a?.ieee_oui ?? 0,
+      cntlidMin,
+      cntlidMax,
+      maxControllers,
+      qidMax: a?.qid_max ?? MAX_QID,
+      mode,
+      promotion: e?.promotion ?? 'implicit',
+      persistActive: e?.persist_active ?? false,
+      initialActivePort: null,
+      ports: [],
+      namespaces: namespaces.map((n) => n.cfg),
     },
   };
 }

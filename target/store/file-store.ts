@@ -66,8 +66,7 @@ function describeFileType(st: Stats): string {
 function notRegularFile(path: string, st: Stats): StoreError {
   return new StoreError(
     'io',
-    `file store: ${path} is ${describeFileType(st)}, not a regular file ` +
-      `(only regular files can back a namespace; block devices are not served)`,
+    `file store: ${path} is ${describeFileType(st)}, not a regular file ` + `(only regular files can back a namespace; block devices are not served)`,
   );
 }
 
@@ -104,8 +103,7 @@ export class FileStore implements BlockStore {
     if (typeof path !== 'string' || path.length === 0) {
       throw new TypeError('file store needs path, a non-empty string');
     }
-    const sizeBytes =
-      opts.sizeBytes === undefined ? undefined : checkSizeBytes('file', blockSize, opts.sizeBytes);
+    const sizeBytes = opts.sizeBytes === undefined ? undefined : checkSizeBytes('file', blockSize, opts.sizeBytes);
 
     // stat first: opening a FIFO would block, and we want a clear message.
     let exists = true;
@@ -151,10 +149,7 @@ export class FileStore implements BlockStore {
       } else {
         nsBytes = Math.floor(st.size / blockSize) * blockSize;
         if (nsBytes === 0) {
-          throw new StoreError(
-            'io',
-            `file store: ${path} is ${st.size} bytes, smaller than one ${blockSize}-byte block`,
-          );
+          throw new StoreError('io', `file store: ${path} is ${st.size} bytes, smaller than one ${blockSize}-byte block`);
         }
       }
       return new FileStore(handle, path, blockSize, nsBytes / blockSize, st.blocks * 512);
@@ -315,7 +310,7 @@ export class FileStore implements BlockStore {
   async #zeroMiddle(start: number, end: number): Promise<void> {
     const z = zeros();
     const buf = Buffer.allocUnsafeSlow(Math.min(ZERO_PIECE, end - start));
-    for (let pos = start; pos < end; ) {
+    for (let pos = start; pos < end;) {
       const n = Math.min(ZERO_PIECE, end - pos);
       await this.#readFully(buf, n, pos);
       let run = -1; // start (within buf) of a run of non-zero granules, or -1

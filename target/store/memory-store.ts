@@ -21,17 +21,7 @@
  * All work is synchronous inside the async methods, so each operation is
  * atomic with respect to the others.
  */
-import {
-  checkBlockSize,
-  checkRange,
-  checkRead,
-  checkSizeBytes,
-  checkWrite,
-  closedError,
-  type BlockSize,
-  type BlockStore,
-  type StagedWrite,
-} from './store.ts';
+import { checkBlockSize, checkRange, checkRead, checkSizeBytes, checkWrite, closedError, type BlockSize, type BlockStore, type StagedWrite } from './store.ts';
 import { ChunkTable } from './chunk-table.ts';
 
 /** Default unit of allocation: 64 KiB, a multiple of both block sizes; a 4 KiB I/O touches at most two chunks. */
@@ -407,7 +397,12 @@ export class MemoryStore implements BlockStore {
   get memoryUse(): { slabBytes: number; stagingBytes: number; spareBytes: number; holeBytes: number } {
     let slabBytes = 0;
     for (const slab of this.#slabs) slabBytes += slab?.buf.length ?? 0;
-    return { slabBytes, stagingBytes: this.#stagingSlots * this.#chunkSize, spareBytes: this.#spareSlots * this.#chunkSize, holeBytes: this.#holes * this.#chunkSize };
+    return {
+      slabBytes,
+      stagingBytes: this.#stagingSlots * this.#chunkSize,
+      spareBytes: this.#spareSlots * this.#chunkSize,
+      holeBytes: this.#holes * this.#chunkSize,
+    };
   }
 
   /** Number of chunks currently allocated (for tests / diagnostics). */

@@ -2,16 +2,7 @@
  * Null store: reads return zeros, writes are validated then discarded.
  * Useful for benchmarking the transport without any backing storage.
  */
-import {
-  checkBlockSize,
-  checkRange,
-  checkRead,
-  checkSizeBytes,
-  checkWrite,
-  closedError,
-  type BlockSize,
-  type BlockStore,
-} from './store.ts';
+import { checkBlockSize, checkRange, checkRead, checkSizeBytes, checkWrite, closedError, type BlockSize, type BlockStore } from './store.ts';
 
 export class NullStore implements BlockStore {
   readonly kind = 'null' as const;

@@ -114,12 +114,7 @@ export function checkBlockSize(kind: StoreKind, blockSize: unknown): BlockSize {
  * runtime I/O error) with a message naming the store kind.
  */
 export function checkSizeBytes(kind: StoreKind, blockSize: BlockSize, sizeBytes: unknown): number {
-  if (
-    typeof sizeBytes !== 'number' ||
-    !Number.isSafeInteger(sizeBytes) ||
-    sizeBytes <= 0 ||
-    sizeBytes % blockSize !== 0
-  ) {
+  if (typeof sizeBytes !== 'number' || !Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % blockSize !== 0) {
     throw new RangeError(
       `${kind} store needs sizeBytes, a positive multiple of the block size ${blockSize} ` +
         `(at most ${Number.MAX_SAFE_INTEGER - (Number.MAX_SAFE_INTEGER % blockSize)}), got ${String(sizeBytes)}`,
@@ -130,17 +125,8 @@ export function checkSizeBytes(kind: StoreKind, blockSize: BlockSize, sizeBytes:
 
 /** Reject unless [slba, slba+nlb) is a non-empty range inside the namespace. */
 export function checkRange(store: { nblocks: number }, slba: number, nlb: number): void {
-  if (
-    !Number.isSafeInteger(slba) ||
-    !Number.isSafeInteger(nlb) ||
-    slba < 0 ||
-    nlb < 1 ||
-    slba + nlb > store.nblocks
-  ) {
-    throw new StoreError(
-      'out-of-range',
-      `LBA range slba=${String(slba)} nlb=${String(nlb)} is outside the namespace (nblocks=${store.nblocks})`,
-    );
+  if (!Number.isSafeInteger(slba) || !Number.isSafeInteger(nlb) || slba < 0 || nlb < 1 || slba + nlb > store.nblocks) {
+    throw new StoreError('out-of-range', `LBA range slba=${String(slba)} nlb=${String(nlb)} is outside the namespace (nblocks=${store.nblocks})`);
   }
 }
 
@@ -158,12 +144,7 @@ export function checkWrite(store: { nblocks: number; blockSize: BlockSize }, slb
 }
 
 /** Validate a read's range and optional destination buffer; returns the byte length. */
-export function checkRead(
-  store: { nblocks: number; blockSize: BlockSize },
-  slba: number,
-  nlb: number,
-  into: Buffer | undefined,
-): number {
+export function checkRead(store: { nblocks: number; blockSize: BlockSize }, slba: number, nlb: number, into: Buffer | undefined): number {
   checkRange(store, slba, nlb);
   const len = nlb * store.blockSize;
   if (into !== undefined && (!Buffer.isBuffer(into) || into.length < len)) {

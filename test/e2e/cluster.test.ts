@@ -89,7 +89,13 @@ describe('two-node cluster', () => {
     await flowing(w, 500);
     await w.request('stop');
     const r = await w.done;
-    report('node crash, two nodes (etcd)', rig, w, r, `node b took over ${takeoverMs} ms after the kill (lease TTL ${TTL_MS} ms); node a rejoined, 0xFE moved back`);
+    report(
+      'node crash, two nodes (etcd)',
+      rig,
+      w,
+      r,
+      `node b took over ${takeoverMs} ms after the kill (lease TTL ${TTL_MS} ms); node a rejoined, 0xFE moved back`,
+    );
     assertClean(r);
     expect(r.counters.failovers).toBeGreaterThan(0);
     // The survivor waited for the lease: the application saw a stall, no error.

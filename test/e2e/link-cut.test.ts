@@ -40,7 +40,10 @@ async function linkRig(): Promise<{ topo: VethTopology; t: Awaited<ReturnType<Ri
   const dir = tempDir('veth');
   const doc = configDoc([PORT, PORT], { traddrs: made.links.map((l) => l.targetAddr) });
   const t = await rig.target(doc, { dir, prefix: made.targetPrefix });
-  const w = rig.worker({ ports: made.links.map((l) => ({ traddr: l.targetAddr, trsvcid: PORT })), runtimeMs: 60_000, katoMs: 1000, reconnectDelayMs: 200 }, { prefix: made.hostPrefix });
+  const w = rig.worker(
+    { ports: made.links.map((l) => ({ traddr: l.targetAddr, trsvcid: PORT })), runtimeMs: 60_000, katoMs: 1000, reconnectDelayMs: 200 },
+    { prefix: made.hostPrefix },
+  );
   return { topo: made, t, w };
 }
 
@@ -62,7 +65,12 @@ async function cutAndRestore(side: 'host' | 'target', name: string): Promise<voi
   await sleep(1000);
   const mark = w.mark();
   await net.setLink(side, 0, true);
-  await w.waitFor((e) => e.type === 'progress' && e.paths.some((p) => p.name === cut && p.state === 'live'), 15_000, `${cut} live again after the link came back`, mark);
+  await w.waitFor(
+    (e) => e.type === 'progress' && e.paths.some((p) => p.name === cut && p.state === 'live'),
+    15_000,
+    `${cut} live again after the link came back`,
+    mark,
+  );
   const backMs = Date.now() - cutAt;
   await flowing(w);
   await w.request('stop');

@@ -43,7 +43,13 @@ describe('all paths down', () => {
     const r = await w.done;
     const classes = Object.keys(r.errorClasses);
     const allNoPath = classes.every((c) => NO_PATH.test(c));
-    report('all paths down past no_path_timeout', rig, w, r, `${r.errorCount} errors, ${allNoPath ? 'every one the no-path error' : 'NOT all no-path'} (${classes.length} message classes); ${r.indeterminate.count} block checks found a failed write that had landed (indeterminate, allowed); first error: ${r.result.errors[0]?.message ?? '-'}`);
+    report(
+      'all paths down past no_path_timeout',
+      rig,
+      w,
+      r,
+      `${r.errorCount} errors, ${allNoPath ? 'every one the no-path error' : 'NOT all no-path'} (${classes.length} message classes); ${r.indeterminate.count} block checks found a failed write that had landed (indeterminate, allowed); first error: ${r.result.errors[0]?.message ?? '-'}`,
+    );
     // Errors, and every one of them the no-path error.
     expect(r.errorCount).toBeGreaterThan(0);
     for (const [cls, n] of Object.entries(r.errorClasses)) expect(cls, `${n} error(s) of this kind`).toMatch(NO_PATH);

@@ -106,7 +106,9 @@ describe('port faults', () => {
     expect(noticedMs).toBeLessThan(3500);
     expect(r.result.maxStallMs).toBeGreaterThanOrEqual(800);
     const targetLog = readFileSync(t.logFile, 'utf8');
-    const reasons = headEvents(w, 'failover-start').map((e) => String(e.detail['reason'])).join(' | ');
+    const reasons = headEvents(w, 'failover-start')
+      .map((e) => String(e.detail['reason']))
+      .join(' | ');
     expect(`${reasons}\n${targetLog}`).toMatch(/keep-alive (timer expired|timeout)/i);
   });
 });

@@ -51,7 +51,10 @@ export class LoopClient {
     return Promise.resolve(new LoopClient(port));
   }
 
-  static async admin(port: number, opts: { subnqn: string; hostnqn?: string; kato?: number; enable?: boolean; sqsize?: number; cattr?: number }): Promise<LoopClient> {
+  static async admin(
+    port: number,
+    opts: { subnqn: string; hostnqn?: string; kato?: number; enable?: boolean; sqsize?: number; cattr?: number },
+  ): Promise<LoopClient> {
     const c = await LoopClient.connect(port);
     const r = await c.connectQueue({ qid: 0, subnqn: opts.subnqn, hostnqn: opts.hostnqn, kato: opts.kato ?? 0, sqsize: opts.sqsize ?? 31, cattr: opts.cattr });
     if (r.cqe.status !== 0) throw new Error(`Connect failed: status 0x${r.cqe.status.toString(16)}`);
@@ -62,7 +65,14 @@ export class LoopClient {
 
   static async io(port: number, opts: { subnqn: string; cntlid: number; qid: number; hostnqn?: string; sqsize?: number; cattr?: number }): Promise<LoopClient> {
     const c = await LoopClient.connect(port);
-    const r = await c.connectQueue({ qid: opts.qid, subnqn: opts.subnqn, hostnqn: opts.hostnqn, cntlid: opts.cntlid, sqsize: opts.sqsize ?? 127, cattr: opts.cattr });
+    const r = await c.connectQueue({
+      qid: opts.qid,
+      subnqn: opts.subnqn,
+      hostnqn: opts.hostnqn,
+      cntlid: opts.cntlid,
+      sqsize: opts.sqsize ?? 127,
+      cattr: opts.cattr,
+    });
     if (r.cqe.status !== 0) throw new Error(`I/O Connect failed: status 0x${r.cqe.status.toString(16)}`);
     c.cntlid = opts.cntlid;
     return c;
@@ -75,7 +85,16 @@ export class LoopClient {
   /** No IC exchange on the loopback: kept so a test reads the same over either transport. */
   async initialize(): Promise<void> {}
 
-  connectQueue(o: { qid: number; subnqn: string; hostnqn?: string; cntlid?: number; kato?: number; sqsize: number; cattr?: number; hostid?: Buffer }): Promise<CommandResult> {
+  connectQueue(o: {
+    qid: number;
+    subnqn: string;
+    hostnqn?: string;
+    cntlid?: number;
+    kato?: number;
+    sqsize: number;
+    cattr?: number;
+    hostid?: Buffer;
+  }): Promise<CommandResult> {
     const data = encodeConnectData({
       hostid: o.hostid ?? Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex'),
       cntlid: o.cntlid ?? CNTLID_DYNAMIC,

@@ -77,8 +77,18 @@ export interface Pair<C extends CommandClient = RawClient> {
 
 export async function connectPair(res: Resources, port: number, subnqn: string, opts?: { hostnqn?: string; kato?: number }): Promise<Pair>;
 /** The same over another transport (`via`: RawClient or LoopClient, see loop-client.ts). */
-export async function connectPair(res: Resources, port: number, subnqn: string, opts: { hostnqn?: string; kato?: number; via: ClientFactory }): Promise<Pair<CommandClient>>;
-export async function connectPair(res: Resources, port: number, subnqn: string, opts: { hostnqn?: string; kato?: number; via?: ClientFactory } = {}): Promise<Pair<CommandClient>> {
+export async function connectPair(
+  res: Resources,
+  port: number,
+  subnqn: string,
+  opts: { hostnqn?: string; kato?: number; via: ClientFactory },
+): Promise<Pair<CommandClient>>;
+export async function connectPair(
+  res: Resources,
+  port: number,
+  subnqn: string,
+  opts: { hostnqn?: string; kato?: number; via?: ClientFactory } = {},
+): Promise<Pair<CommandClient>> {
   const via = opts.via ?? RawClient;
   const admin = res.track(await via.admin(port, { subnqn, hostnqn: opts.hostnqn, kato: opts.kato }));
   const io = res.track(await via.io(port, { subnqn, cntlid: admin.cntlid, qid: 1, hostnqn: opts.hostnqn }));

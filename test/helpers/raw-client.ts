@@ -9,24 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { decodeCqe, type Cqe } from '../../shared/cqe.ts';
 import { CNTLID_DYNAMIC, DISCOVERY_NQN, Property, encodeCc, encodeConnectData } from '../../shared/fabrics.ts';
 import { PduFramer } from '../../shared/framer.ts';
-import {
-  PduType,
-  encodeCapsuleCmd,
-  encodeH2CData,
-  encodeIcReq,
-  type IcRespPdu,
-  type Pdu,
-  type TermReqPdu,
-  type WireOptions,
-} from '../../shared/pdu.ts';
-import {
-  connectCommand,
-  encodeSqe,
-  propertyGetCommand,
-  propertySetCommand,
-  withCid,
-  type Sqe,
-} from '../../shared/sqe.ts';
+import { PduType, encodeCapsuleCmd, encodeH2CData, encodeIcReq, type IcRespPdu, type Pdu, type TermReqPdu, type WireOptions } from '../../shared/pdu.ts';
+import { connectCommand, encodeSqe, propertyGetCommand, propertySetCommand, withCid, type Sqe } from '../../shared/sqe.ts';
 import { inCapsuleSgl, SGL_INCAPSULE } from '../../shared/sgl.ts';
 
 export const TEST_HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001';
@@ -96,7 +80,10 @@ export class RawClient {
   }
 
   /** ICReq + ICResp, then Connect; for the admin queue also the enable handshake. */
-  static async admin(port: number, opts: { subnqn: string; hostnqn?: string; kato?: number; hdgst?: boolean; ddgst?: boolean; enable?: boolean; sqsize?: number; cattr?: number }): Promise<RawClient> {
+  static async admin(
+    port: number,
+    opts: { subnqn: string; hostnqn?: string; kato?: number; hdgst?: boolean; ddgst?: boolean; enable?: boolean; sqsize?: number; cattr?: number },
+  ): Promise<RawClient> {
     const c = await RawClient.connect(port);
     await c.initialize({ hdgst: opts.hdgst, ddgst: opts.ddgst });
     const r = await c.connectQueue({ qid: 0, subnqn: opts.subnqn, hostnqn: opts.hostnqn, kato: opts.kato ?? 0, sqsize: opts.sqsize ?? 31, cattr: opts.cattr });
@@ -106,10 +93,20 @@ export class RawClient {
     return c;
   }
 
-  static async io(port: number, opts: { subnqn: string; cntlid: number; qid: number; hostnqn?: string; hdgst?: boolean; ddgst?: boolean; sqsize?: number; cattr?: number }): Promise<RawClient> {
+  static async io(
+    port: number,
+    opts: { subnqn: string; cntlid: number; qid: number; hostnqn?: string; hdgst?: boolean; ddgst?: boolean; sqsize?: number; cattr?: number },
+  ): Promise<RawClient> {
     const c = await RawClient.connect(port);
     await c.initialize({ hdgst: opts.hdgst, ddgst: opts.ddgst });
-    const r = await c.connectQueue({ qid: opts.qid, subnqn: opts.subnqn, hostnqn: opts.hostnqn, cntlid: opts.cntlid, sqsize: opts.sqsize ?? 127, cattr: opts.cattr });
+    const r = await c.connectQueue({
+      qid: opts.qid,
+      subnqn: opts.subnqn,
+      hostnqn: opts.hostnqn,
+      cntlid: opts.cntlid,
+      sqsize: opts.sqsize ?? 127,
+      cattr: opts.cattr,
+    });
     if (r.cqe.status !== 0) throw new Error(`I/O Connect failed: status 0x${r.cqe.status.toString(16)}`);
     c.cntlid = opts.cntlid;
     return c;
@@ -129,7 +126,16 @@ export class RawClient {
     return pdu;
   }
 
-  connectQueue(o: { qid: number; subnqn: string; hostnqn?: string; cntlid?: number; kato?: number; sqsize: number; cattr?: number; hostid?: Buffer }): Promise<CommandResult> {
+  connectQueue(o: {
+    qid: number;
+    subnqn: string;
+    hostnqn?: string;
+    cntlid?: number;
+    kato?: number;
+    sqsize: number;
+    cattr?: number;
+    hostid?: Buffer;
+  }): Promise<CommandResult> {
     const data = encodeConnectData({
       hostid: o.hostid ?? Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex'),
       cntlid: o.cntlid ?? CNTLID_DYNAMIC,
@@ -157,8 +163,16 @@ export class RawClient {
     const s = withCid(sqe, cid);
     const inCapsule = opts.inCapsule ?? s.sgl.id === SGL_INCAPSULE;
     return new Promise((resolve, reject) => {
-      this.#pending.set(cid, { resolve, reject, data: Buffer.alloc(0), writeData: inCapsule ? null : opts.data ?? null, c2hPdus: 0, r2ts: 0, maxh2c: this.maxh2cdata });
-      this.sendPdu(encodeCapsuleCmd(encodeSqe(s), inCapsule ? opts.data ?? null : null, this.wire));
+      this.#pending.set(cid, {
+        resolve,
+        reject,
+        data: Buffer.alloc(0),
+        writeData: inCapsule ? null : (opts.data ?? null),
+        c2hPdus: 0,
+        r2ts: 0,
+        maxh2c: this.maxh2cdata,
+      });
+      this.sendPdu(encodeCapsuleCmd(encodeSqe(s), inCapsule ? (opts.data ?? null) : null, this.wire));
     });
   }
 
@@ -214,7 +228,13 @@ export class RawClient {
         if (pdu.dataDigestError) p.reject(new Error('C2HData data digest error'));
         if (pdu.success) {
           this.#pending.delete(pdu.cccid);
-          p.resolve({ cqe: { result: 0, dw1: 0, sqhd: 0, sqid: 0, cid: pdu.cccid, status: 0 }, data: p.data, c2hPdus: p.c2hPdus, successFlag: true, r2ts: p.r2ts });
+          p.resolve({
+            cqe: { result: 0, dw1: 0, sqhd: 0, sqid: 0, cid: pdu.cccid, status: 0 },
+            data: p.data,
+            c2hPdus: p.c2hPdus,
+            successFlag: true,
+            r2ts: p.r2ts,
+          });
         }
         return;
       }
@@ -225,7 +245,9 @@ export class RawClient {
         const chunk = p.maxh2c || pdu.r2tl;
         for (let off = pdu.r2to; off < pdu.r2to + pdu.r2tl; off += chunk) {
           const end = Math.min(pdu.r2to + pdu.r2tl, off + chunk);
-          this.sendPdu(encodeH2CData({ cccid: pdu.cccid, ttag: pdu.ttag, datao: off, last: end === pdu.r2to + pdu.r2tl }, p.writeData.subarray(off, end), this.wire));
+          this.sendPdu(
+            encodeH2CData({ cccid: pdu.cccid, ttag: pdu.ttag, datao: off, last: end === pdu.r2to + pdu.r2tl }, p.writeData.subarray(off, end), this.wire),
+          );
         }
         return;
       }

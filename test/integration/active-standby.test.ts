@@ -51,7 +51,10 @@ async function withAer(p: Pair): Promise<PendingAer> {
 }
 
 function activePortOf(target: { snapshot(): any }): number[] {
-  return target.snapshot().subsystems[0].paths.filter((p: any) => p.active).map((p: any) => p.portid);
+  return target
+    .snapshot()
+    .subsystems[0].paths.filter((p: any) => p.active)
+    .map((p: any) => p.portid);
 }
 
 describe('active-standby paths', () => {
@@ -147,7 +150,7 @@ describe('active-standby paths', () => {
 });
 
 describe('fencing', () => {
-  it('0xFE completes only after the old path\'s executing write landed; later old-path writes fail; the new path writes last', async () => {
+  it("0xFE completes only after the old path's executing write landed; later old-path writes fail; the new path writes last", async () => {
     const { target, ports } = await start();
     const a = await connectPair(res, ports[0]!, SUBNQN);
     const b = await connectPair(res, ports[1]!, SUBNQN);
@@ -265,10 +268,12 @@ describe('promotion', () => {
     expect(await readStatus(c)).toBe(0x302);
   });
 
-  it('explicit: closing port 1\'s controllers leaves port 2 inaccessible; only 0xFE moves the path', async () => {
-    const { target, ports } = await start(testConfig((doc) => {
-      doc['subsystems'][0].ext.promotion = 'explicit';
-    }));
+  it("explicit: closing port 1's controllers leaves port 2 inaccessible; only 0xFE moves the path", async () => {
+    const { target, ports } = await start(
+      testConfig((doc) => {
+        doc['subsystems'][0].ext.promotion = 'explicit';
+      }),
+    );
     const a = await connectPair(res, ports[0]!, SUBNQN);
     const b = await connectPair(res, ports[1]!, SUBNQN);
     const aer = await withAer(b);
@@ -301,7 +306,7 @@ describe('promotion', () => {
     expect(await readStatus(b)).toBe(0);
   });
 
-  it('port 1 down with controllers on both ports: port 1\'s are dropped, port 2 promoted, no fail-back on port up', async () => {
+  it("port 1 down with controllers on both ports: port 1's are dropped, port 2 promoted, no fail-back on port up", async () => {
     const { target, ports } = await start();
     const a = await connectPair(res, ports[0]!, SUBNQN);
     const b = await connectPair(res, ports[1]!, SUBNQN);

@@ -3,15 +3,7 @@
  * Get Log Page, Set/Get Features, Asynchronous Events, Keep Alive, Abort.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  Cns,
-  Csi,
-  NsIdType,
-  decodeIdentifyController,
-  decodeIdentifyNamespace,
-  decodeNamespaceList,
-  decodeNsIdDescriptors,
-} from '../../shared/identify.ts';
+import { Cns, Csi, NsIdType, decodeIdentifyController, decodeIdentifyNamespace, decodeNamespaceList, decodeNsIdDescriptors } from '../../shared/identify.ts';
 import {
   CmdEffects,
   LogPageId,
@@ -364,7 +356,15 @@ describe.each(TRANSPORTS)('over %s', (transport) => {
       const e = decodeEffectsLog(d);
       expect(d.readUInt32LE(0xfe * 4)).toBe(CmdEffects.CSUPP | CmdEffects.NCC | CmdEffects.NIC);
       expect(d.readUInt32LE(0xfc * 4) & CmdEffects.CSUPP).toBe(CmdEffects.CSUPP);
-      for (const op of [AdminOpcode.GetLogPage, AdminOpcode.Identify, AdminOpcode.Abort, AdminOpcode.SetFeatures, AdminOpcode.GetFeatures, AdminOpcode.AsyncEventRequest, AdminOpcode.KeepAlive]) {
+      for (const op of [
+        AdminOpcode.GetLogPage,
+        AdminOpcode.Identify,
+        AdminOpcode.Abort,
+        AdminOpcode.SetFeatures,
+        AdminOpcode.GetFeatures,
+        AdminOpcode.AsyncEventRequest,
+        AdminOpcode.KeepAlive,
+      ]) {
         expect(e.acs[op]! & CmdEffects.CSUPP).toBe(CmdEffects.CSUPP);
       }
       expect(e.acs[AdminOpcode.FirmwareCommit]).toBe(0);
@@ -474,7 +474,7 @@ describe.each(TRANSPORTS)('over %s', (transport) => {
   });
 
   describe('Features', () => {
-    it('Number of Queues: grant capped at the maximum, 0\'s based in DW0, Get returns the grant', async () => {
+    it("Number of Queues: grant capped at the maximum, 0's based in DW0, Get returns the grant", async () => {
       const { ports } = await start();
       const admin = res.track(await Client.admin(ports[0]!, { subnqn: SUBNQN }));
       const initial = await getFeature(admin, FeatureId.NumberOfQueues);
@@ -497,9 +497,11 @@ describe.each(TRANSPORTS)('over %s', (transport) => {
     });
 
     it('Number of Queues honours attr.qid_max', async () => {
-      const { ports } = await start(testConfig((doc) => {
-        doc['subsystems'][0].attr.qid_max = '16';
-      }));
+      const { ports } = await start(
+        testConfig((doc) => {
+          doc['subsystems'][0].attr.qid_max = '16';
+        }),
+      );
       const admin = res.track(await Client.admin(ports[0]!, { subnqn: SUBNQN }));
       const r = await setFeature(admin, FeatureId.NumberOfQueues, 63 | (63 << 16));
       expect(r.cqe.result >>> 0).toBe((15 | (15 << 16)) >>> 0);

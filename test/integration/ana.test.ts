@@ -112,7 +112,14 @@ describe('ANA mode', () => {
           nqn,
           attr: { allow_any_host: '1', serial: 'plain0001', model: 'Linux', firmware: '6.8.0', version: '1.3' },
           allowed_hosts: [],
-          namespaces: files.map((f, i) => ({ nsid: i + 1, enable: 1, ana_grpid: i + 2, ana: { grpid: String(i + 2) }, device: { path: f, nguid: '00000000-0000-0000-0000-000000000000' }, resv: { enable: '0' } })),
+          namespaces: files.map((f, i) => ({
+            nsid: i + 1,
+            enable: 1,
+            ana_grpid: i + 2,
+            ana: { grpid: String(i + 2) },
+            device: { path: f, nguid: '00000000-0000-0000-0000-000000000000' },
+            resv: { enable: '0' },
+          })),
         },
       ],
     };

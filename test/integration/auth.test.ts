@@ -76,7 +76,16 @@ async function start(hosts: HostEntry[], limits: { authTimeoutMs?: number } = {}
 }
 
 async function connect(port: number, i: number, o: Partial<ConnectOptions> = {}): Promise<Controller> {
-  const c = await connectController({ traddr: '127.0.0.1', trsvcid: port, subnqn: SUBNQN, hostnqn: hostnqn(i), hostid: hostid(i), nrIoQueues: 2, katoMs: 0, ...o });
+  const c = await connectController({
+    traddr: '127.0.0.1',
+    trsvcid: port,
+    subnqn: SUBNQN,
+    hostnqn: hostnqn(i),
+    hostid: hostid(i),
+    nrIoQueues: 2,
+    katoMs: 0,
+    ...o,
+  });
   controllers.push(c);
   return c;
 }
@@ -174,7 +183,13 @@ describe('DH-HMAC-CHAP: our host and our target', () => {
 
   it('the larger groups (ffdhe4096, ffdhe6144, ffdhe8192) work too', async () => {
     const groups = ['ffdhe4096', 'ffdhe6144', 'ffdhe8192'];
-    const entries = groups.map((dhgroup, i) => ({ nqn: hostnqn(i), key: generateDhchapKey({ transform: 3 }), ctrlKey: generateDhchapKey({ transform: 2 }), hash: 'hmac(sha512)', dhgroup }));
+    const entries = groups.map((dhgroup, i) => ({
+      nqn: hostnqn(i),
+      key: generateDhchapKey({ transform: 3 }),
+      ctrlKey: generateDhchapKey({ transform: 2 }),
+      hash: 'hmac(sha512)',
+      dhgroup,
+    }));
     const { port } = await start(entries);
     for (const [i, e] of entries.entries()) {
       const ctrl = await connect(port, i, { dhchapKey: e.key, dhchapCtrlKey: e.ctrlKey, nrIoQueues: 1 });
@@ -281,7 +296,16 @@ describe('DH-HMAC-CHAP: the target, byte by byte', () => {
     expect(ch.seqnum).not.toBe(0);
     const pair = createDhKeyPair(1);
     const sessionKey = pair.sessionKey(ch.dhValue);
-    const response = dhchapResponse('host', { hashId: 2, key: parseDhchapKey(key), hostnqn: hostnqn(0), subnqn: SUBNQN, challenge: ch.challenge, seqnum: ch.seqnum, tid: 7, sessionKey });
+    const response = dhchapResponse('host', {
+      hashId: 2,
+      key: parseDhchapKey(key),
+      hostnqn: hostnqn(0),
+      subnqn: SUBNQN,
+      challenge: ch.challenge,
+      seqnum: ch.seqnum,
+      tid: 7,
+      sessionKey,
+    });
     expect(await rawSend(c, { type: 'reply', tid: 7, seqnum: 0, response, challenge: null, dhValue: pair.publicValue })).toBe(0);
     const s1 = await rawReceive(c, 64);
     expect(s1).toEqual({ type: 'success1', tid: 7, hl: 48, response: null });
@@ -294,7 +318,16 @@ describe('DH-HMAC-CHAP: the target, byte by byte', () => {
     const { c } = await rawAdmin(port, 0);
     const ch = await rawNegotiateAndChallenge(c, 3);
     expect(ch.dhGroupId).toBe(0);
-    const wrong = dhchapResponse('host', { hashId: ch.hashId, key: parseDhchapKey(generateDhchapKey()), hostnqn: hostnqn(0), subnqn: SUBNQN, challenge: ch.challenge, seqnum: ch.seqnum, tid: 3, sessionKey: null });
+    const wrong = dhchapResponse('host', {
+      hashId: ch.hashId,
+      key: parseDhchapKey(generateDhchapKey()),
+      hostnqn: hostnqn(0),
+      subnqn: SUBNQN,
+      challenge: ch.challenge,
+      seqnum: ch.seqnum,
+      tid: 3,
+      sessionKey: null,
+    });
     expect(await rawSend(c, { type: 'reply', tid: 3, seqnum: 0, response: wrong, challenge: null, dhValue: Buffer.alloc(0) })).toBe(0);
     // Still refused meanwhile.
     expect((await c.command(identifyCommand({ cns: Cns.Controller }))).cqe.status).toBe(Status.AuthenticationRequired | DNR);
@@ -310,7 +343,11 @@ describe('DH-HMAC-CHAP: the target, byte by byte', () => {
     const { port } = await start([{ nqn: hostnqn(0), key: generateDhchapKey(), dhgroup: 'ffdhe2048' }]);
     const { c } = await rawAdmin(port, 0);
     const neg = encodeAuthMessage({ type: 'negotiate', tid: 1, scC: 0, protocols: [{ authId: 1, hashIds: [1], dhGroupIds: [1] }] });
-    for (const [cdw10, loc] of [[0x01010100 | 0, 43], [0xe9010000 | 0, 41], [0xe9000100 | 0, 42]] as const) {
+    for (const [cdw10, loc] of [
+      [0x01010100 | 0, 43],
+      [0xe9010000 | 0, 41],
+      [0xe9000100 | 0, 42],
+    ] as const) {
       const r = await c.command({ ...authSendCommand(neg.length), cdw10 }, { data: neg, inCapsule: true });
       expect(r.cqe.status, `cdw10 ${cdw10.toString(16)} (error location ${loc})`).toBe(Status.InvalidField | DNR);
     }

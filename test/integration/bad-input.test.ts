@@ -32,7 +32,11 @@ afterAll(async () => {
 /** Run a CLI (TypeScript, through tsx) to completion: exit code and output. Killed after 20 s. */
 function runCli(script: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'error' } });
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LOG_LEVEL: 'error' },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -49,13 +53,22 @@ const NQN = 'nqn.2026-11.io.nvmets:bad-input';
 const goodDoc = () => ({
   hosts: [],
   ports: [{ portid: 1, addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: '127.0.0.1', trsvcid: '0' }, subsystems: [NQN] }],
-  subsystems: [{ nqn: NQN, attr: { allow_any_host: '1' }, allowed_hosts: [], namespaces: [{ nsid: 1, enable: 1, device: {}, ext: { store: 'memory', size: '1M' } }] }],
+  subsystems: [
+    { nqn: NQN, attr: { allow_any_host: '1' }, allowed_hosts: [], namespaces: [{ nsid: 1, enable: 1, device: {}, ext: { store: 'memory', size: '1M' } }] },
+  ],
 });
 
 describe('target CLI: bad configuration files and arguments', () => {
   it('each malformed config file exits 2 with a message naming the file and the field; nothing listens', async () => {
     const cases: { name: string; content: string | Buffer; expect: RegExp[] }[] = [
-      { name: 'bad-port.json', content: JSON.stringify({ ...goodDoc(), ports: [{ ...goodDoc().ports[0], addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: '127.0.0.1', trsvcid: '44x' } }] }), expect: [/ports\[0\]\.addr\.trsvcid/, /"44x" is not a port number/] },
+      {
+        name: 'bad-port.json',
+        content: JSON.stringify({
+          ...goodDoc(),
+          ports: [{ ...goodDoc().ports[0], addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: '127.0.0.1', trsvcid: '44x' } }],
+        }),
+        expect: [/ports\[0\]\.addr\.trsvcid/, /"44x" is not a port number/],
+      },
       { name: 'truncated.json', content: '{"ports": [\n', expect: [/invalid JSON/, /line 2 column 1/] },
       { name: 'unknown-key.json', content: JSON.stringify({ ...goodDoc(), frobnicate: 1 }), expect: [/frobnicate: unknown top-level key/] },
       { name: 'array.json', content: '[1, 2]', expect: [/\(top level\): must be a JSON object/] },
@@ -68,7 +81,15 @@ describe('target CLI: bad configuration files and arguments', () => {
       },
       {
         name: 'no-dir-store.json',
-        content: JSON.stringify({ ...goodDoc(), subsystems: [{ ...goodDoc().subsystems[0], namespaces: [{ nsid: 1, enable: 1, device: { path: '/nonexistent/nvmets/img' }, ext: { store: 'file', size: '1M' } }] }] }),
+        content: JSON.stringify({
+          ...goodDoc(),
+          subsystems: [
+            {
+              ...goodDoc().subsystems[0],
+              namespaces: [{ nsid: 1, enable: 1, device: { path: '/nonexistent/nvmets/img' }, ext: { store: 'file', size: '1M' } }],
+            },
+          ],
+        }),
         expect: [/subsystems\[0\]\.namespaces\[0\]\.device\.path/, /does not exist/],
       },
     ];
@@ -86,7 +107,10 @@ describe('target CLI: bad configuration files and arguments', () => {
       expect(r.stderr, c.name).not.toMatch(/\n\s+at /); // a message, not a stack trace
     }
     // A missing file, and a directory.
-    for (const [arg, re] of [[path.join(dir, 'missing.json'), /cannot read the file: ENOENT/], [dir, /cannot read the file: EISDIR/]] as const) {
+    for (const [arg, re] of [
+      [path.join(dir, 'missing.json'), /cannot read the file: ENOENT/],
+      [dir, /cannot read the file: EISDIR/],
+    ] as const) {
       const r = await runCli('target/cli.ts', ['--config', arg]);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(re);
@@ -148,7 +172,9 @@ describe('control CLI: an endpoint it cannot reach', () => {
       [`127.0.0.1:${port}`, new RegExp(`cannot reach the target's control endpoint 127\\.0\\.0\\.1:${port}: connect ECONNREFUSED`)],
       ['not an address:x', /cannot reach the target's control endpoint not an address:x/],
     ];
-    const results = await Promise.all(cases.map(async ([control, re]) => ({ control, re, r: await runCli('target/ctl-cli.ts', ['--control', control, 'show']) })));
+    const results = await Promise.all(
+      cases.map(async ([control, re]) => ({ control, re, r: await runCli('target/ctl-cli.ts', ['--control', control, 'show']) })),
+    );
     for (const { control, re, r } of results) {
       expect(r.code, control).toBe(1);
       expect(r.stderr, control).toMatch(re);
@@ -317,7 +343,9 @@ describe('control endpoint: bad requests', () => {
   it('port.add on a port already in use (EADDRINUSE): refused naming the address, no half-added port; the same portid works on a free port', async () => {
     const before = await show();
     const genctr = before.discovery.genctr;
-    await expect(controlRequest(addr, 'port.add', { portid: 3, trsvcid: ports[1], subsystems: [SUBNQN] })).rejects.toThrow(new RegExp(`port 3 cannot listen on 127\\.0\\.0\\.1:${ports[1]}: .*EADDRINUSE`));
+    await expect(controlRequest(addr, 'port.add', { portid: 3, trsvcid: ports[1], subsystems: [SUBNQN] })).rejects.toThrow(
+      new RegExp(`port 3 cannot listen on 127\\.0\\.0\\.1:${ports[1]}: .*EADDRINUSE`),
+    );
     const after = await show();
     expect(after).toEqual(before);
     expect(after.discovery.genctr).toBe(genctr);

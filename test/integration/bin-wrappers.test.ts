@@ -38,12 +38,7 @@ const alive = (pid: number): boolean => {
 
 /** The direct children of pid (every thread's list). */
 const childrenOf = (pid: number): number[] =>
-  readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
-    readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8')
-      .split(' ')
-      .filter(Boolean)
-      .map(Number),
-  );
+  readdirSync(`/proc/${pid}/task`).flatMap((tid) => readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
 
 const procStrings = (pid: number, file: 'environ' | 'cmdline'): string[] => readFileSync(`/proc/${pid}/${file}`, 'latin1').split('\0').filter(Boolean);
 
@@ -54,12 +49,18 @@ async function startTargetWrapper(): Promise<{ wrapper: ChildProcess; cli: numbe
   const control = path.join(dir, 'control.sock');
   const env = { ...process.env };
   delete env['GLIBC_TUNABLES'];
-  const wrapper = spawn(process.execPath, [path.join(ROOT, 'bin/nvmets-target.js'), '--ports', '0,0', '--size', '1M', '--control', control, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const wrapper = spawn(
+    process.execPath,
+    [path.join(ROOT, 'bin/nvmets-target.js'), '--ports', '0,0', '--size', '1M', '--control', control, '--log-level', 'info'],
+    { stdio: ['ignore', 'pipe', 'pipe'], env },
+  );
   started.push(wrapper.pid!);
   let output = '';
   wrapper.stdout.on('data', (d: Buffer) => (output += d.toString()));
   wrapper.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => wrapper.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    wrapper.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   // 'target ready' is logged in the same tick as the CLI installs its SIGINT/SIGTERM handlers.
   await waitFor(
     () => {
@@ -77,7 +78,7 @@ async function startTargetWrapper(): Promise<{ wrapper: ChildProcess; cli: numbe
 }
 
 describe('bin/ wrappers', () => {
-  it('nvmets-target: the CLI is the wrapper\'s child, started with the heap flag and the malloc tunables', async () => {
+  it("nvmets-target: the CLI is the wrapper's child, started with the heap flag and the malloc tunables", async () => {
     const { wrapper, cli, exited } = await startTargetWrapper();
     const argv = procStrings(cli, 'cmdline');
     expect(argv).toEqual(expect.arrayContaining([...NODE_HEAP_FLAGS, path.join(ROOT, 'target/cli.ts'), '--ports', '0,0']));
@@ -109,7 +110,7 @@ describe('bin/ wrappers', () => {
     await waitFor(() => !alive(cli), 'the CLI process to be gone', 5000, 20);
   });
 
-  it('nvmets-ctl: the CLI\'s exit code and output come through; no data-process settings for a control client', async () => {
+  it("nvmets-ctl: the CLI's exit code and output come through; no data-process settings for a control client", async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'nvmets-bin-'));
     dirs.push(dir);
     const sock = path.join(dir, 'nobody.sock');

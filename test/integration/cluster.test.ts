@@ -23,18 +23,7 @@ import { Target } from '../../target/target.ts';
 import { freePort, startTargetProcess, type TargetProcess } from '../../scripts/lib/processes.ts';
 import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
 import { patternBlocks } from '../helpers/raw-client.ts';
-import {
-  PendingAer,
-  Resources,
-  anaLog,
-  anaStateOf,
-  connectPair,
-  dnr,
-  enableAec,
-  identifyData,
-  roundTrip,
-  type Pair,
-} from '../helpers/nvme-ops.ts';
+import { PendingAer, Resources, anaLog, anaStateOf, connectPair, dnr, enableAec, identifyData, roundTrip, type Pair } from '../helpers/nvme-ops.ts';
 import { holdNextWrite } from '../helpers/slow-store.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -92,15 +81,23 @@ function clusterDoc(o: DocOpts): Record<string, unknown> {
   return {
     hosts: [],
     ports: [port(1, 'a', o.tcp.a), port(2, 'b', o.tcp.b)],
-    subsystems: [{
-      nqn: SUBNQN,
-      attr: { allow_any_host: '1', cntlid_min: o.node === 'a' ? '1' : '1001', cntlid_max: o.node === 'a' ? '1000' : '2000' },
-      allowed_hosts: [],
-      namespaces: [{ nsid: 1, enable: 1, ana_grpid: 1, device: { path: o.file }, ext: { store: 'file', size: '64M', block_size: BS } }],
-      ext: { mode: 'active-standby', promotion: o.promotion ?? 'implicit', initial_active_port: 1 },
-    }],
+    subsystems: [
+      {
+        nqn: SUBNQN,
+        attr: { allow_any_host: '1', cntlid_min: o.node === 'a' ? '1' : '1001', cntlid_max: o.node === 'a' ? '1000' : '2000' },
+        allowed_hosts: [],
+        namespaces: [{ nsid: 1, enable: 1, ana_grpid: 1, device: { path: o.file }, ext: { store: 'file', size: '64M', block_size: BS } }],
+        ext: { mode: 'active-standby', promotion: o.promotion ?? 'implicit', initial_active_port: 1 },
+      },
+    ],
     ext: {
-      cluster: { node: o.node, etcd: etcd.endpoint, lease_ttl_ms: TTL_MS, prefix: o.prefix, ...(o.fenceTimeoutMs ? { fence_timeout_ms: o.fenceTimeoutMs } : {}) },
+      cluster: {
+        node: o.node,
+        etcd: etcd.endpoint,
+        lease_ttl_ms: TTL_MS,
+        prefix: o.prefix,
+        ...(o.fenceTimeoutMs ? { fence_timeout_ms: o.fenceTimeoutMs } : {}),
+      },
     },
   };
 }
@@ -186,10 +183,13 @@ describe('cluster: two nodes, one subsystem, one file store, etcd', () => {
     for (const t of [a, b]) {
       const snap = t.snapshot();
       expect(snap.subsystems[0]!.paths.filter((p) => p.active).map((p) => p.portid)).toEqual([1]);
-      const groups = (snap.cluster!['groups'] as { port: number; node: string; state: string }[]);
+      const groups = snap.cluster!['groups'] as { port: number; node: string; state: string }[];
       expect(groups.map((g) => [g.port, g.node, g.state])).toEqual([[1, 'a', 'active']]);
       expect(snap.cluster!['nodes']).toEqual(['a', 'b']);
-      expect(snap.ports.map((p) => [p.portid, p.node, p.state])).toEqual([[1, 'a', t === a ? 'up' : 'down'], [2, 'b', t === b ? 'up' : 'down']]);
+      expect(snap.ports.map((p) => [p.portid, p.node, p.state])).toEqual([
+        [1, 'a', t === a ? 'up' : 'down'],
+        [2, 'b', t === b ? 'up' : 'down'],
+      ]);
     }
   });
 
@@ -201,25 +201,36 @@ describe('cluster: two nodes, one subsystem, one file store, etcd', () => {
     const tryB = async (edit: (d: Record<string, any>) => void) => {
       const d = clusterDoc({ node: 'b', prefix, file, tcp: { a: 0, b: 0 } }) as Record<string, any>;
       edit(d);
-      return Target.create(parseConfig(d), { log }).then((t) => {
-        res.targets.push(t);
-        return 'joined';
-      }, (err: Error) => err.message);
+      return Target.create(parseConfig(d), { log }).then(
+        (t) => {
+          res.targets.push(t);
+          return 'joined';
+        },
+        (err: Error) => err.message,
+      );
     };
     const cntlidOfB = async () => {
       const key = Buffer.from(`${prefix}/${SUBNQN}/cntlid/b`).toString('base64');
-      const r = (await (await fetch(`${etcd.endpoint}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key }) })).json()) as { kvs?: { value: string }[] };
+      const r = (await (await fetch(`${etcd.endpoint}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key }) })).json()) as {
+        kvs?: { value: string }[];
+      };
       return JSON.parse(Buffer.from(r.kvs![0]!.value, 'base64').toString()) as unknown;
     };
-    expect(await tryB((d) => { d['subsystems'][0].attr.cntlid_min = '900'; }))
-      .toMatch(/controller ids 900\.\.2000 overlap node a's 1\.\.1000/);
+    expect(
+      await tryB((d) => {
+        d['subsystems'][0].attr.cntlid_min = '900';
+      }),
+    ).toMatch(/controller ids 900\.\.2000 overlap node a's 1\.\.1000/);
     expect(await cntlidOfB()).toEqual({ min: 1001, max: 2000 });
-    expect(await tryB((d) => { d['subsystems'][0].namespaces[0].ext.size = '32M'; }))
-      .toMatch(/differs from the one the live node\(s\) a present \(namespaces\)/);
+    expect(
+      await tryB((d) => {
+        d['subsystems'][0].namespaces[0].ext.size = '32M';
+      }),
+    ).toMatch(/differs from the one the live node\(s\) a present \(namespaces\)/);
     expect(await tryB(() => undefined)).toBe('joined');
   });
 
-  it('0xFE through node b completes only after node a\'s executing write landed; node a then reports inaccessible and refuses writes', async () => {
+  it("0xFE through node b completes only after node a's executing write landed; node a then reports inaccessible and refuses writes", async () => {
     const { a, portA, portB } = await startPair();
     const pa = await connectPair(res, portA, SUBNQN);
     const pb = await connectPair(res, portB, SUBNQN);
@@ -308,7 +319,7 @@ describe('cluster: two nodes, one subsystem, one file store, etcd', () => {
     expect(w.status).toBe(0);
     pa.io.close();
     pa.admin.close();
-    await waitFor(() => a.subsystems.get(SUBNQN)!.controllers.size === 0, 'node a\'s controller gone');
+    await waitFor(() => a.subsystems.get(SUBNQN)!.controllers.size === 0, "node a's controller gone");
     expect(await aerB.dw0()).toBe(0x000c0302);
     await waitFor(async () => (await anaStateOf(pb.admin, 1)) === AnaState.Optimized, 'node b optimized', 3000, 10);
     const r = await pb.io.command(readCommand(1, 400, 2, 2 * BS));
@@ -320,7 +331,7 @@ describe('cluster: two nodes, one subsystem, one file store, etcd', () => {
     expect(await readStatus(pa2)).toBe(0x302);
   });
 
-  it('explicit promotion: a stopped node\'s group stays put; 0xFE through node b then takes it without waiting', async () => {
+  it("explicit promotion: a stopped node's group stays put; 0xFE through node b then takes it without waiting", async () => {
     const { a, portB } = await startPair({ promotion: 'explicit' });
     const pb = await connectPair(res, portB, SUBNQN);
     await a.stop(); // clean: drained, flushed, lease revoked

@@ -13,18 +13,7 @@ import { controlRequest, type ControlAddress } from '../../target/control.ts';
 import type { TargetSnapshot } from '../../target/target.ts';
 import { RawClient, TEST_HOSTNQN, patternBlocks } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
-import {
-  PendingAer,
-  Resources,
-  anaStateOf,
-  connectPair,
-  enableAec,
-  getLogData,
-  identifyData,
-  roundTrip,
-  sc,
-  waitFor,
-} from '../helpers/nvme-ops.ts';
+import { PendingAer, Resources, anaStateOf, connectPair, enableAec, getLogData, identifyData, roundTrip, sc, waitFor } from '../helpers/nvme-ops.ts';
 
 const res = new Resources();
 afterEach(() => res.cleanup());
@@ -263,7 +252,7 @@ describe('control endpoint', () => {
       expect(r.ok, line).toBe(false);
       expect(r.error, line).toMatch(why);
     }
-    expect((await rawRequest(addr, '{"id":7,"method":"frobnicate"}'))).toMatchObject({ id: 7, ok: false });
+    expect(await rawRequest(addr, '{"id":7,"method":"frobnicate"}')).toMatchObject({ id: 7, ok: false });
 
     const bad: [string, Record<string, unknown>, RegExp][] = [
       ['frobnicate', {}, /unknown method "frobnicate"/],
@@ -309,7 +298,9 @@ describe('control endpoint', () => {
     await expect(controlRequest(addr, 'fault.fail', { portid: 0, count: 0, status: 'x', queue: 'both' })).rejects.toThrow(
       /params\.portid: expected an integer 1\.\.65534, got 0; params\.count: expected an integer 1\.\.1000000, got 0; params\.status: expected an integer 1\.\.32767, got "x"; params\.queue: expected "io", "admin" or null/,
     );
-    await expect(controlRequest(addr, 'port.add', { portid: 3, trsvcid: 70000, subsystems: 'all' })).rejects.toThrow(/params\.trsvcid: .*; params\.subsystems: expected an array of subsystem NQNs/);
+    await expect(controlRequest(addr, 'port.add', { portid: 3, trsvcid: 70000, subsystems: 'all' })).rejects.toThrow(
+      /params\.trsvcid: .*; params\.subsystems: expected an array of subsystem NQNs/,
+    );
     expect(JSON.stringify(await show())).toBe(before);
   });
 });

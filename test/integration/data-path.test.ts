@@ -30,7 +30,7 @@ afterEach(async () => {
 /** Data that differs per block and per pass, so a misplaced or stale block shows. */
 function pattern(bytes: number, seed: number, blockSize: number): Buffer {
   const b = Buffer.allocUnsafe(bytes);
-  for (let off = 0; off < bytes; off += 4) b.writeUInt32LE(((seed * 2654435761) ^ (off / blockSize) * 40503 ^ off) >>> 0, off);
+  for (let off = 0; off < bytes; off += 4) b.writeUInt32LE(((seed * 2654435761) ^ ((off / blockSize) * 40503) ^ off) >>> 0, off);
   return b;
 }
 
@@ -48,7 +48,16 @@ async function setup(o: { digests: boolean; maxh2cdata?: number; inline?: number
   );
   target = t.target;
   session = new HostSession({ switches });
-  await session.connect({ traddr: '127.0.0.1', trsvcid: t.ports[0]!, subnqn: SUBNQN, nrIoQueues: 1, queueSize: 64, hdrDigest: o.digests, dataDigest: o.digests, katoMs: 5000 });
+  await session.connect({
+    traddr: '127.0.0.1',
+    trsvcid: t.ports[0]!,
+    subnqn: SUBNQN,
+    nrIoQueues: 1,
+    queueSize: 64,
+    hdrDigest: o.digests,
+    dataDigest: o.digests,
+    katoMs: 5000,
+  });
   return session.head({ subnqn: SUBNQN });
 }
 
@@ -99,7 +108,7 @@ describe('data path: every size, both directions, verified', () => {
     });
   }
 
-  it('64 reads and writes of 128 KiB at once, each into its own buffer: no read sees another one\'s data', async () => {
+  it("64 reads and writes of 128 KiB at once, each into its own buffer: no read sees another one's data", async () => {
     const head = await setup({ digests: false });
     const bs = head.blockSize;
     const n = 64;
@@ -110,9 +119,7 @@ describe('data path: every size, both directions, verified', () => {
       const intos = Array.from({ length: n }, () => Buffer.allocUnsafe(size));
       // Reads of one half race writes of fresh data to the other half.
       const fresh = datas.map((_, i) => pattern(size, 1000 * (round + 1) + i, bs));
-      await Promise.all([
-        ...datas.map((_, i) => (i % 2 === 0 ? head.read(i * (size / bs), size / bs, intos[i]) : head.write(i * (size / bs), fresh[i]!))),
-      ]);
+      await Promise.all([...datas.map((_, i) => (i % 2 === 0 ? head.read(i * (size / bs), size / bs, intos[i]) : head.write(i * (size / bs), fresh[i]!)))]);
       for (let i = 0; i < n; i += 2) expect(intos[i]!.equals(datas[i]!), `round ${round} read ${i}`).toBe(true);
       for (let i = 1; i < n; i += 2) datas[i] = fresh[i]!;
       const back = await Promise.all(datas.map((_, i) => head.read(i * (size / bs), size / bs)));

@@ -105,7 +105,7 @@ describe('discovery controller', () => {
     expect(sc(await identify(d, Cns.Namespace, 1))).toBe(Status.InvalidField);
   });
 
-  it('the log read libnvme\'s way (header, 4 KiB chunks from 1024, header again) equals one full read', async () => {
+  it("the log read libnvme's way (header, 4 KiB chunks from 1024, header again) equals one full read", async () => {
     const { ports } = await start();
     const d = res.track(await RawClient.discovery(ports[0]!, HOST_A));
     const { log, reads } = await readLikeLibnvme(d);
@@ -228,7 +228,9 @@ describe('discovery controller', () => {
     expect(r.cqe.status).not.toBe(0);
     expect(dnr(r)).toBe(true);
     for (const opcode of [AdminOpcode.Abort, AdminOpcode.NamespaceManagement, AdminOpcode.SetNamespaceActive, AdminOpcode.GetPersistentNsId, 0x80]) {
-      const c = await d.command(opcode === AdminOpcode.GetPersistentNsId ? { ...sqe({ opcode }), sgl: { address: 0n, length: 1024, id: 0x5a } } : sqe({ opcode }));
+      const c = await d.command(
+        opcode === AdminOpcode.GetPersistentNsId ? { ...sqe({ opcode }), sgl: { address: 0n, length: 1024, id: 0x5a } } : sqe({ opcode }),
+      );
       expect(sc(c), `opcode 0x${opcode.toString(16)}`).toBe(Status.InvalidOpcode);
     }
     for (const lid of [LogPageId.Smart, LogPageId.Ana, LogPageId.ErrorInformation]) {

@@ -295,7 +295,12 @@ describe('Connect on I/O queues', () => {
     const r0 = await connect(a, { qid: 0 });
     expect(r0.cqe.status).toBe(DNR | S.CommandSequenceError);
     expect(liveCntlids()).toEqual([a.cntlid]);
-    expect(target!.snapshot().subsystems[0]!.controllers[0]!.queues.map((x) => x.qid).sort()).toEqual([0, 1]);
+    expect(
+      target!
+        .snapshot()
+        .subsystems[0]!.controllers[0]!.queues.map((x) => x.qid)
+        .sort(),
+    ).toEqual([0, 1]);
     expect((await q.command(readCommand(1, 0, 1, 512))).cqe.status).toBe(0);
   });
 });

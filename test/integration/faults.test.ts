@@ -30,7 +30,8 @@ async function connected() {
   return { ...t, admin, io };
 }
 
-const settle = <T>(p: Promise<T>, ms: number) => Promise.race([p.then(() => 'done' as const), new Promise<'pending'>((r) => setTimeout(() => r('pending'), ms))]);
+const settle = <T>(p: Promise<T>, ms: number) =>
+  Promise.race([p.then(() => 'done' as const), new Promise<'pending'>((r) => setTimeout(() => r('pending'), ms))]);
 
 describe('target fault injection', () => {
   it('blackhole: the connection stays open, nothing is answered; clearing it delivers the answer', async () => {
@@ -96,7 +97,9 @@ describe('target fault injection', () => {
     const cfg = path.join(dir, 'cfg.json');
     writeFileSync(cfg, JSON.stringify(defaultConfigDocument({ ports: [0, 0], sizeBytes: 1 << 24 })));
     const sock = path.join(dir, 'ctl.sock');
-    const child = spawn(process.execPath, ['--import', 'tsx', 'target/cli.ts', '--config', cfg, '--control', sock, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'target/cli.ts', '--config', cfg, '--control', sock, '--log-level', 'info'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)));

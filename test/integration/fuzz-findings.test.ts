@@ -37,7 +37,12 @@ async function boot(): Promise<number> {
 describe('fuzzer findings', () => {
   it('a host NQN that is not UTF-8 is refused at Connect (Invalid Parameters, host NQN offset), like any other bad NQN', async () => {
     const port = await boot();
-    for (const tail of [[0xc3, 0x28], [0xff, 0xfe], [0xe2, 0x82], [0xc0, 0xaf]]) {
+    for (const tail of [
+      [0xc3, 0x28],
+      [0xff, 0xfe],
+      [0xe2, 0x82],
+      [0xc0, 0xaf],
+    ]) {
       const c = await RawClient.connect(port);
       clients.push(c);
       await c.initialize();
@@ -78,7 +83,11 @@ describe('fuzzer findings', () => {
     clients.push(a);
     const q = await RawClient.io(port, { subnqn: SUBNQN, cntlid: a.cntlid, qid: 1 });
     clients.push(q);
-    for (const [hi, lo] of [[0xffffffff, 0xffffffff], [0xffffffff, 0xfffff000], [0x00200000, 0x00000001]] as const) {
+    for (const [hi, lo] of [
+      [0xffffffff, 0xffffffff],
+      [0xffffffff, 0xfffff000],
+      [0x00200000, 0x00000001],
+    ] as const) {
       const r = await q.command({ ...readCommand(1, 0, 1, 512), cdw10: lo, cdw11: hi });
       expect(r.cqe.status).toBe(DNR | LBA_OUT_OF_RANGE);
       const w = await q.command({ ...writeCommand(1, 0, 1, 512, true), cdw10: lo, cdw11: hi }, { data: Buffer.alloc(512), inCapsule: true });

@@ -70,7 +70,8 @@ function alive(pid: number): boolean {
   }
 }
 
-const agentLog = () => (existsSync(path.join(dir, 'agent.log')) ? readFileSync(path.join(dir, 'agent.log'), 'utf8').split('\n').slice(-15).join('\n') : '(no log)');
+const agentLog = () =>
+  existsSync(path.join(dir, 'agent.log')) ? readFileSync(path.join(dir, 'agent.log'), 'utf8').split('\n').slice(-15).join('\n') : '(no log)';
 
 /** No stack trace, whatever went wrong. */
 function clean(r: Run): void {
@@ -164,7 +165,15 @@ describe('nvmets-host CLI against our target', () => {
       },
     ]);
     expect(ok(await cli(['show-topology'])).stdout).toBe(
-      [`nvme-subsys0 - NQN=${SUBNQN}`, '\\', ' +- ns 1', ' \\', `  +- nvme0 tcp ${addr(0)} live optimized`, `  +- nvme1 tcp ${addr(1)} live inaccessible`, ''].join('\n'),
+      [
+        `nvme-subsys0 - NQN=${SUBNQN}`,
+        '\\',
+        ' +- ns 1',
+        ' \\',
+        `  +- nvme0 tcp ${addr(0)} live optimized`,
+        `  +- nvme1 tcp ${addr(1)} live inaccessible`,
+        '',
+      ].join('\n'),
     );
     const topo = JSON.parse(ok(await cli(['show-topology', '-o', 'json'])).stdout) as Record<string, any>[];
     expect(topo[0]!['Subsystems'][0]['Namespaces'][0]['NSID']).toBe(1);
@@ -238,7 +247,12 @@ describe('nvmets-host CLI against our target', () => {
     await new Promise((r) => setTimeout(r, 1500));
     await target.portUp(1);
     const r = ok(await run);
-    const s = JSON.parse(r.stdout) as { totals: { errors: number; mismatches: number }; counters: { failovers: number }; result: { ios: number; verifiedBlocks: number }; events: { type: string }[] };
+    const s = JSON.parse(r.stdout) as {
+      totals: { errors: number; mismatches: number };
+      counters: { failovers: number };
+      result: { ios: number; verifiedBlocks: number };
+      events: { type: string }[];
+    };
     expect(s.totals).toMatchObject({ errors: 0, mismatches: 0 });
     expect(s.result.ios).toBeGreaterThan(100);
     expect(s.result.verifiedBlocks).toBeGreaterThan(0);

@@ -135,7 +135,10 @@ describe('multipath failover against our target', () => {
     await t.portDown(1);
     await t.portDown(2);
     const started = Date.now();
-    const err = await head.write(0, Buffer.alloc(4096, 2)).then(() => null, (e: Error & { code?: string }) => e);
+    const err = await head.write(0, Buffer.alloc(4096, 2)).then(
+      () => null,
+      (e: Error & { code?: string }) => e,
+    );
     expect(err?.code).toBe('ENOPATH');
     expect(err?.message).toMatch(/no usable path|waited/i);
     expect(Date.now() - started).toBeGreaterThanOrEqual(700);
@@ -150,7 +153,10 @@ describe('multipath failover against our target', () => {
     await t.target.portDown(1);
     await t.target.portDown(2);
     const started = Date.now();
-    const err = await head.write(0, Buffer.alloc(4096, 2)).then(() => null, (e: Error & { code?: string; reason?: string }) => e);
+    const err = await head.write(0, Buffer.alloc(4096, 2)).then(
+      () => null,
+      (e: Error & { code?: string; reason?: string }) => e,
+    );
     expect(err?.code).toBe('ENOPATH');
     expect(err?.message).toMatch(/fast_io_fail_tmo/);
     expect(Date.now() - started).toBeGreaterThanOrEqual(400);

@@ -11,7 +11,16 @@ import { AnaState } from '../../shared/log-pages.ts';
 import { PduType } from '../../shared/pdu.ts';
 import { decodeSqe } from '../../shared/sqe.ts';
 import { Status } from '../../shared/status.ts';
-import { type Controller, connectAll, connectController, discover, resolveConnectOptions, type ConnectOptions, type NsPath, type PathOutcome } from '../../host/index.ts';
+import {
+  type Controller,
+  connectAll,
+  connectController,
+  discover,
+  resolveConnectOptions,
+  type ConnectOptions,
+  type NsPath,
+  type PathOutcome,
+} from '../../host/index.ts';
 import { SUBNQN, startTarget } from '../helpers/target-fixture.ts';
 import { patternBlocks } from '../helpers/raw-client.ts';
 import type { Target } from '../../target/target.ts';
@@ -363,8 +372,17 @@ describe('host initiator against the target', () => {
   it('fills in the Linux fabrics defaults', () => {
     const o = resolveConnectOptions({ traddr: '127.0.0.1', subnqn: SUBNQN });
     expect(o).toMatchObject({
-      trsvcid: 4420, katoMs: 5000, reconnectDelayMs: 10_000, ctrlLossTmoMs: 600_000, fastIoFailTmoMs: -1, queueSize: 128,
-      hdrDigest: false, dataDigest: false, ioTimeoutMs: 30_000, adminTimeoutMs: 60_000, maxReconnects: 60,
+      trsvcid: 4420,
+      katoMs: 5000,
+      reconnectDelayMs: 10_000,
+      ctrlLossTmoMs: 600_000,
+      fastIoFailTmoMs: -1,
+      queueSize: 128,
+      hdrDigest: false,
+      dataDigest: false,
+      ioTimeoutMs: 30_000,
+      adminTimeoutMs: 60_000,
+      maxReconnects: 60,
     });
     expect(o.nrIoQueues).toBeGreaterThanOrEqual(1);
     expect(o.nrIoQueues).toBeLessThanOrEqual(2);

@@ -35,7 +35,18 @@ async function setup(hdgst: boolean) {
   proxy = new EvilProxy(t.ports[0]!);
   const viaProxy = await proxy.listen();
   session = new HostSession({ head: { policy: 'round-robin' } });
-  const opts = { subnqn: SUBNQN, katoMs: 1000, reconnectDelayMs: 100, ctrlLossTmoMs: 30_000, ioTimeoutMs: 2000, adminTimeoutMs: 2000, connectTimeoutMs: 1000, nrIoQueues: 2, queueSize: 32, hdrDigest: hdgst };
+  const opts = {
+    subnqn: SUBNQN,
+    katoMs: 1000,
+    reconnectDelayMs: 100,
+    ctrlLossTmoMs: 30_000,
+    ioTimeoutMs: 2000,
+    adminTimeoutMs: 2000,
+    connectTimeoutMs: 1000,
+    nrIoQueues: 2,
+    queueSize: 32,
+    hdrDigest: hdgst,
+  };
   const bad = await session.connect({ traddr: '127.0.0.1', trsvcid: viaProxy, ...opts });
   await session.connect({ traddr: '127.0.0.1', trsvcid: t.ports[1]!, ...opts });
   const head = session.head({ subnqn: SUBNQN, nsid: 1 });

@@ -119,7 +119,7 @@ describe('keep-alive', () => {
     expect(live(b.admin.cntlid)).toBe(false);
   });
 
-  it('keep-alive runs on the target\'s clock: a silent controller lives 999 ms of it and is gone at 1000 ms', async () => {
+  it("keep-alive runs on the target's clock: a silent controller lives 999 ms of it and is gone at 1000 ms", async () => {
     const clock = new ManualClock();
     const port = await boot(clock);
     const { admin, io } = await controller(port, 1000);

@@ -132,9 +132,12 @@ describe('connections per port', () => {
 describe('controllers per subsystem', () => {
   it('ext.max_controllers: the next admin Connect gets Controller Busy (with a log line); one going away makes room', async () => {
     const { log, lines } = logSink();
-    const [p1] = await boot((doc) => {
-      doc['subsystems'][0].ext.max_controllers = 2;
-    }, { log });
+    const [p1] = await boot(
+      (doc) => {
+        doc['subsystems'][0].ext.max_controllers = 2;
+      },
+      { log },
+    );
     const a = await admin(p1!);
     await admin(p1!);
     const c = await RawClient.connect(p1!);
@@ -159,7 +162,11 @@ describe('queue depth', () => {
     const a = await admin(p1!);
     const cap = await a.command(propertyGetCommand(Property.CAP, 8));
     expect(cap.cqe.result & 0xffff).toBe(63);
-    for (const [sqsize, ok] of [[64, false], [1000, false], [63, true]] as const) {
+    for (const [sqsize, ok] of [
+      [64, false],
+      [1000, false],
+      [63, true],
+    ] as const) {
       const c = await RawClient.connect(p1!);
       closers.push(() => c.close());
       await c.initialize();
@@ -176,13 +183,18 @@ describe('queue depth', () => {
     const [p1, p2] = await boot((doc) => {
       doc['ports'][1].param.max_queue_size = '32';
     });
-    for (const [port, mqes] of [[p1!, 1023], [p2!, 31]] as const) {
+    for (const [port, mqes] of [
+      [p1!, 1023],
+      [p2!, 31],
+    ] as const) {
       const a = await admin(port);
       expect((await a.command(propertyGetCommand(Property.CAP, 8))).cqe.result & 0xffff).toBe(mqes);
       const c = await RawClient.connect(port);
       closers.push(() => c.close());
       await c.initialize();
-      expect((await c.connectQueue({ qid: 1, subnqn: SUBNQN, cntlid: a.cntlid, sqsize: 32 })).cqe.status & 0x7ff).toBe(port === p2 ? CONNECT_INVALID_PARAMETERS : 0);
+      expect((await c.connectQueue({ qid: 1, subnqn: SUBNQN, cntlid: a.cntlid, sqsize: 32 })).cqe.status & 0x7ff).toBe(
+        port === p2 ? CONNECT_INVALID_PARAMETERS : 0,
+      );
     }
   });
 
@@ -253,7 +265,12 @@ describe('transfer size', () => {
     await c.initialize();
     const tap = new ByteTap(c.socket);
     const { encodeConnectData } = await import('../../shared/fabrics.ts');
-    const data = encodeConnectData({ hostid: Buffer.alloc(16, 7), cntlid: 0xffff, subnqn: SUBNQN, hostnqn: 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000c0de' });
+    const data = encodeConnectData({
+      hostid: Buffer.alloc(16, 7),
+      cntlid: 0xffff,
+      subnqn: SUBNQN,
+      hostnqn: 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000c0de',
+    });
     const connect = { ...identifyCommand({ cns: 1 }), opcode: 0x7f, nsid: 0x01, cdw10: 0, cdw11: 31, sgl: transportSgl(1024) };
     const r = await c.command(connect, { data, inCapsule: false });
     expect(r.cqe.status).toBe(0);
@@ -338,7 +355,8 @@ describe('R2T buffers per connection', () => {
         if (answered.has(cid)) continue;
         answered.add(cid);
         const ttag = p.bytes.readUInt16LE(10);
-        for (let off = 0; off < MIB; off += 131072) c.socket.write(handH2CData({ cccid: cid, ttag, datao: off, last: off + 131072 >= MIB }, Buffer.alloc(131072, cid)));
+        for (let off = 0; off < MIB; off += 131072)
+          c.socket.write(handH2CData({ cccid: cid, ttag, datao: off, last: off + 131072 >= MIB }, Buffer.alloc(131072, cid)));
       }
     };
     const timer = setInterval(pump, 5);

@@ -29,16 +29,42 @@ afterEach(async () => {
 });
 
 function twoSubsystems() {
-  const ns = (nsid: number, size: string, bs: number) => ({ nsid, enable: 1, ana_grpid: 1, device: { path: '' }, ext: { store: 'memory', size, block_size: bs } });
+  const ns = (nsid: number, size: string, bs: number) => ({
+    nsid,
+    enable: 1,
+    ana_grpid: 1,
+    device: { path: '' },
+    ext: { store: 'memory', size, block_size: bs },
+  });
   return parseConfig({
     hosts: [],
     ports: [
-      { portid: 1, addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: '127.0.0.1', trsvcid: '0' }, subsystems: [A, B], ana_groups: [{ grpid: 1, ana: { state: 'optimized' } }] },
-      { portid: 2, addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: '127.0.0.1', trsvcid: '0' }, subsystems: [B], ana_groups: [{ grpid: 1, ana: { state: 'non-optimized' } }] },
+      {
+        portid: 1,
+        addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: '127.0.0.1', trsvcid: '0' },
+        subsystems: [A, B],
+        ana_groups: [{ grpid: 1, ana: { state: 'optimized' } }],
+      },
+      {
+        portid: 2,
+        addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: '127.0.0.1', trsvcid: '0' },
+        subsystems: [B],
+        ana_groups: [{ grpid: 1, ana: { state: 'non-optimized' } }],
+      },
     ],
     subsystems: [
-      { nqn: A, attr: { allow_any_host: '1', serial: 'SERIAL-A', model: 'model a' }, namespaces: [ns(1, '16M', 512), ns(2, '32M', 4096)], ext: { mode: 'ana' } },
-      { nqn: B, attr: { allow_any_host: '1', serial: 'SERIAL-B', model: 'model b' }, namespaces: [ns(1, '8M', 512), ns(5, '8M', 512), ns(9, '8M', 4096)], ext: { mode: 'ana' } },
+      {
+        nqn: A,
+        attr: { allow_any_host: '1', serial: 'SERIAL-A', model: 'model a' },
+        namespaces: [ns(1, '16M', 512), ns(2, '32M', 4096)],
+        ext: { mode: 'ana' },
+      },
+      {
+        nqn: B,
+        attr: { allow_any_host: '1', serial: 'SERIAL-B', model: 'model b' },
+        namespaces: [ns(1, '8M', 512), ns(5, '8M', 512), ns(9, '8M', 4096)],
+        ext: { mode: 'ana' },
+      },
     ],
   });
 }
@@ -52,12 +78,18 @@ describe('array model', () => {
     clients.push(disc);
     const dw = encodeGetLogPageDwords({ lid: LogPageId.Discovery, numdBytes: 8192 });
     const log = decodeDiscoveryLog((await disc.command(getLogPageCommand(dw, 8192))).data);
-    const nvm = log.entries.filter((e) => e.subtype === SubType.Nvme).map((e) => `${e.subnqn}@${e.portid}`).sort();
+    const nvm = log.entries
+      .filter((e) => e.subtype === SubType.Nvme)
+      .map((e) => `${e.subnqn}@${e.portid}`)
+      .sort();
     expect(nvm).toEqual([`${A}@1`, `${B}@1`, `${B}@2`].sort());
     // A is not exported on port 2: Connect refused there.
     await expect(RawClient.admin(t.ports[1]!, { subnqn: A })).rejects.toThrow(/Connect failed/);
     // Each subsystem shows its own controller identity and namespaces.
-    for (const [nqn, nsids, serial] of [[A, [1, 2], 'SERIAL-A'], [B, [1, 5, 9], 'SERIAL-B']] as const) {
+    for (const [nqn, nsids, serial] of [
+      [A, [1, 2], 'SERIAL-A'],
+      [B, [1, 5, 9], 'SERIAL-B'],
+    ] as const) {
       const admin = await RawClient.admin(t.ports[0]!, { subnqn: nqn });
       clients.push(admin);
       const id = decodeIdentifyController((await admin.command(identifyCommand({ cns: Cns.Controller }))).data);
@@ -85,7 +117,11 @@ describe('array model', () => {
     doc['subsystems'][0]['namespaces'][0]['ext'] = { store: 'file', size: '16M', block_size: 512 };
     writeFileSync(path.join(dir, 'cfg.json'), JSON.stringify(doc));
     const sock = path.join(dir, 'ctl.sock');
-    const child = spawn(process.execPath, ['--import', 'tsx', 'target/cli.ts', '--config', path.join(dir, 'cfg.json'), '--control', sock, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'target/cli.ts', '--config', path.join(dir, 'cfg.json'), '--control', sock, '--log-level', 'info'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
@@ -104,6 +140,10 @@ describe('array model', () => {
     expect(out).toMatch(/shutting down/);
     admin.close();
     io.close();
-    expect(readFileSync(file).subarray(100 * 512, 108 * 512).equals(data)).toBe(true);
+    expect(
+      readFileSync(file)
+        .subarray(100 * 512, 108 * 512)
+        .equals(data),
+    ).toBe(true);
   });
 });

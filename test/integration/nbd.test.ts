@@ -149,7 +149,14 @@ describe('NBD export of the multipath head, against our target on two ports', ()
     expect(info.code, show(info)).toBe(0);
     expect(JSON.parse(info.stdout)).toMatchObject({ 'virtual-size': SIZE, format: 'raw' });
 
-    await qemuIo(uri, ['write -P 0xab 512 4096', 'read -P 0xab 512 4096', 'write -P 0x3c 1000 3000', 'read -P 0x3c 1000 3000', 'read -P 0xab 512 488', 'read -P 0xab 4000 608']);
+    await qemuIo(uri, [
+      'write -P 0xab 512 4096',
+      'read -P 0xab 512 4096',
+      'write -P 0x3c 1000 3000',
+      'read -P 0x3c 1000 3000',
+      'read -P 0xab 512 488',
+      'read -P 0xab 4000 608',
+    ]);
     // What qemu wrote is on the namespace, seen through the head.
     const back = await head.read(0, 10);
     const expected = Buffer.alloc(5120);
@@ -223,59 +230,55 @@ describe('NBD export of the multipath head, against our target on two ports', ()
     expect(copy.subarray(0, data.length).equals(data)).toBe(true);
   });
 
-  it(
-    'fio nbd engine, random writes with crc32c verify, while the active port goes down and comes back: no error, no verify failure',
-    async () => {
-      const { t, head } = await setup();
-      const { uri, server } = await serve(head);
-      const pathEvents: string[] = [];
-      head.on('path-down', (e) => pathEvents.push(`down ${e.path}: ${e.reason}`));
-      head.on('path-up', (e) => pathEvents.push(`up ${e.path}: ${e.reason}`));
-      const args = [
-        '--name=nbd-failover',
-        '--ioengine=nbd',
-        `--uri=${uri}`,
-        '--rw=randwrite',
-        '--bs=4k',
-        '--iodepth=8',
-        '--size=16M',
-        '--verify=crc32c',
-        '--time_based',
-        '--runtime=8',
-        '--verify_state_save=0',
-        '--output-format=json',
-      ];
-      // In a scratch directory: fio may leave files in its working directory.
-      scratch = await mkdtemp(join(tmpdir(), 'nvmets-nbd-fio-'));
-      const fio = run('fio', args, { timeout: 60_000, cwd: scratch });
-      await new Promise((r) => setTimeout(r, 2000));
-      await t.portDown(1);
-      await new Promise((r) => setTimeout(r, 2000));
-      await t.portUp(1);
-      const r = await fio;
-      expect(r.code, show(r)).toBe(0);
-      // fio prints notes before its JSON on stdout.
-      const start = r.stdout.indexOf('{');
-      expect(start, show(r)).toBeGreaterThanOrEqual(0);
-      const job = (JSON.parse(r.stdout.slice(start)) as { jobs: FioJob[] }).jobs[0]!;
-      expect(job.error, show(r)).toBe(0);
-      expect(r.stdout + r.stderr).not.toMatch(/verify: bad|verify failed|bad magic|err=\s*[1-9]/i);
-      expect(job.write.total_ios).toBeGreaterThan(1000);
-      expect(job.read.total_ios).toBeGreaterThan(0); // the verify reads
-      // The head saw the active path go and come back while fio ran.
-      expect(pathEvents.filter((e) => e.startsWith('down')).length, pathEvents.join(', ')).toBeGreaterThan(0);
-      expect(pathEvents.filter((e) => e.startsWith('up')).length, pathEvents.join(', ')).toBeGreaterThan(0);
-      expect(server.stats().errors).toBe(0);
-      expect(head.state().counters.errors).toBe(0);
-      // Figures for the record (visible with --reporter=verbose or in the CI log).
-      console.log(
-        `fio through NBD with a port down/up: write ${Math.round(job.write.iops)} IOPS, verify read ${Math.round(job.read.iops)} IOPS, ` +
-          `${job.write.total_ios} writes, ${job.read.total_ios} verify reads, max write completion latency ${(job.write.clat_ns.max / 1e6).toFixed(0)} ms, ` +
-          `head: ${JSON.stringify(head.state().counters)}; path events: ${pathEvents.join(', ')}`,
-      );
-    },
-    90_000,
-  );
+  it('fio nbd engine, random writes with crc32c verify, while the active port goes down and comes back: no error, no verify failure', async () => {
+    const { t, head } = await setup();
+    const { uri, server } = await serve(head);
+    const pathEvents: string[] = [];
+    head.on('path-down', (e) => pathEvents.push(`down ${e.path}: ${e.reason}`));
+    head.on('path-up', (e) => pathEvents.push(`up ${e.path}: ${e.reason}`));
+    const args = [
+      '--name=nbd-failover',
+      '--ioengine=nbd',
+      `--uri=${uri}`,
+      '--rw=randwrite',
+      '--bs=4k',
+      '--iodepth=8',
+      '--size=16M',
+      '--verify=crc32c',
+      '--time_based',
+      '--runtime=8',
+      '--verify_state_save=0',
+      '--output-format=json',
+    ];
+    // In a scratch directory: fio may leave files in its working directory.
+    scratch = await mkdtemp(join(tmpdir(), 'nvmets-nbd-fio-'));
+    const fio = run('fio', args, { timeout: 60_000, cwd: scratch });
+    await new Promise((r) => setTimeout(r, 2000));
+    await t.portDown(1);
+    await new Promise((r) => setTimeout(r, 2000));
+    await t.portUp(1);
+    const r = await fio;
+    expect(r.code, show(r)).toBe(0);
+    // fio prints notes before its JSON on stdout.
+    const start = r.stdout.indexOf('{');
+    expect(start, show(r)).toBeGreaterThanOrEqual(0);
+    const job = (JSON.parse(r.stdout.slice(start)) as { jobs: FioJob[] }).jobs[0]!;
+    expect(job.error, show(r)).toBe(0);
+    expect(r.stdout + r.stderr).not.toMatch(/verify: bad|verify failed|bad magic|err=\s*[1-9]/i);
+    expect(job.write.total_ios).toBeGreaterThan(1000);
+    expect(job.read.total_ios).toBeGreaterThan(0); // the verify reads
+    // The head saw the active path go and come back while fio ran.
+    expect(pathEvents.filter((e) => e.startsWith('down')).length, pathEvents.join(', ')).toBeGreaterThan(0);
+    expect(pathEvents.filter((e) => e.startsWith('up')).length, pathEvents.join(', ')).toBeGreaterThan(0);
+    expect(server.stats().errors).toBe(0);
+    expect(head.state().counters.errors).toBe(0);
+    // Figures for the record (visible with --reporter=verbose or in the CI log).
+    console.log(
+      `fio through NBD with a port down/up: write ${Math.round(job.write.iops)} IOPS, verify read ${Math.round(job.read.iops)} IOPS, ` +
+        `${job.write.total_ios} writes, ${job.read.total_ios} verify reads, max write completion latency ${(job.write.clat_ns.max / 1e6).toFixed(0)} ms, ` +
+        `head: ${JSON.stringify(head.state().counters)}; path events: ${pathEvents.join(', ')}`,
+    );
+  }, 90_000);
 });
 
 interface FioDir {

@@ -37,9 +37,11 @@ afterEach(async () => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Writes this target received straight into store memory (its data-path counter). */
-const stagedWrites = { get count(): number {
-  return target!.counters.stagedWrites;
-} };
+const stagedWrites = {
+  get count(): number {
+    return target!.counters.stagedWrites;
+  },
+};
 
 async function boot(switches: FeatureSwitches = defaultFeatureSwitches): Promise<{ port: number; store: MemoryStore }> {
   const t = await startTarget(

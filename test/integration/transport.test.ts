@@ -213,7 +213,12 @@ describe('ICReq / ICResp', () => {
       doc['ports'][1].ext = { maxh2cdata: 8192 };
     });
     for (const port of [p1!, p2!]) {
-      for (const [hdgst, ddgst] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      for (const [hdgst, ddgst] of [
+        [false, false],
+        [true, false],
+        [false, true],
+        [true, true],
+      ] as const) {
         const tap = await tapped(port);
         tap.socket.write(handIcReq({ hdgst, ddgst, hpda: 0, maxr2t: 0 }));
         const r = await tap.pdu(T.ICResp);
@@ -682,8 +687,18 @@ describe('malformed PDUs', () => {
     expect((await b.command(identifyCommand({ cns: Cns.Controller }))).cqe.status).toBe(0);
     await verifiedRoundTrip(b1, 6100, 16, 1);
     const ctrls = target!.snapshot().subsystems[0]!.controllers;
-    expect(ctrls.find((x) => x.cntlid === a.cntlid)!.queues.map((x) => x.qid).sort()).toEqual([0, 2]);
-    expect(ctrls.find((x) => x.cntlid === b.cntlid)!.queues.map((x) => x.qid).sort()).toEqual([0, 1]);
+    expect(
+      ctrls
+        .find((x) => x.cntlid === a.cntlid)!
+        .queues.map((x) => x.qid)
+        .sort(),
+    ).toEqual([0, 2]);
+    expect(
+      ctrls
+        .find((x) => x.cntlid === b.cntlid)!
+        .queues.map((x) => x.qid)
+        .sort(),
+    ).toEqual([0, 1]);
     // The lost queue can be connected again.
     const again = await io(p1!, a, 1);
     await verifiedRoundTrip(again, 6200, 8, 1);

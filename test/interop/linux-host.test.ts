@@ -163,7 +163,8 @@ function portOfPath(p: PathInfo): number {
 
 async function waitStep(guest: GuestRun, name: string, timeoutMs = 300_000): Promise<void> {
   const ev = await guest.waitForStep(name, timeoutMs, true);
-  if (ev.status !== 'ok') throw new Error(`guest step "${name}" failed: ${ev.detail}\n--- guest console ---\n${relevantConsole(guest.console(), `step ${name}`)}`);
+  if (ev.status !== 'ok')
+    throw new Error(`guest step "${name}" failed: ${ev.detail}\n--- guest console ---\n${relevantConsole(guest.console(), `step ${name}`)}`);
 }
 
 const cleanup: (() => Promise<unknown>)[] = [];
@@ -216,7 +217,10 @@ describe('Linux nvme-tcp host against our target', () => {
     expect(subsysRecords.map((r) => `${String(r['traddr'])}:${String(r['trsvcid'])}`).sort(), `discovery entries${why('discover')}`).toEqual(
       GUEST.map((g) => `${g.addr}:${g.port}`).sort(),
     );
-    expect(disc.records.some((r) => String(r['subtype']).includes('current discovery')), `current discovery entry${why('discover')}`).toBe(true);
+    expect(
+      disc.records.some((r) => String(r['subtype']).includes('current discovery')),
+      `current discovery entry${why('discover')}`,
+    ).toBe(true);
 
     // 2. One head, two live paths with the ANA states our target reports.
     const connected = pathsOf(jsonBlock(con, 'subsys-connected'));
@@ -258,7 +262,10 @@ describe('Linux nvme-tcp host against our target', () => {
     expect(duringFault.ports.find((p) => p.portid === activePort)!.state).toBe('down');
     expect(duringFault.subsystems[0]!.paths.find((p) => p.portid === other)!.state).toBe('optimized');
     const after = pathsOf(jsonBlock(con, 'subsys-after'));
-    expect(after.map((p) => p.state), `paths after port up${why('subsys-after')}`).toEqual(['live', 'live']);
+    expect(
+      after.map((p) => p.state),
+      `paths after port up${why('subsys-after')}`,
+    ).toEqual(['live', 'live']);
     expect(after.find((p) => portOfPath(p) === other)!.ana).toBe('optimized');
     expect(after.find((p) => portOfPath(p) === activePort)!.ana).toBe('inaccessible');
 
@@ -269,7 +276,8 @@ describe('Linux nvme-tcp host against our target', () => {
     // 8. The capture decodes with Wireshark's NVMe/TCP dissector: no malformed packet, no expert error.
     const pcap = await analysePcap(capture.file, { ports: target.ports });
     expect(pcap.pdus, 'NVMe/TCP PDUs decoded').toBeGreaterThan(100);
-    for (const t of ['ICReq', 'ICResp', 'CapsuleCmd', 'CapsuleResp', 'H2CData', 'C2HData', 'R2T']) expect(pcap.pduTypes[t] ?? 0, `${t} PDUs`).toBeGreaterThan(0);
+    for (const t of ['ICReq', 'ICResp', 'CapsuleCmd', 'CapsuleResp', 'H2CData', 'C2HData', 'R2T'])
+      expect(pcap.pduTypes[t] ?? 0, `${t} PDUs`).toBeGreaterThan(0);
     expect(pcap.malformed, `malformed frames: ${pcap.errorMessages.join('; ')}`).toBe(0);
     expect(pcap.expertErrors, `expert errors: ${pcap.errorMessages.join('; ')}`).toBe(0);
     await capture.remove();

@@ -24,7 +24,9 @@ afterAll(async () => {
 });
 
 function clean(what: string, r: WorkloadResult): void {
-  console.log(`${what}: ${r.ios} I/Os (${r.reads} reads, ${r.writes} writes), ${r.errors.length} errors, ${r.mismatches.length} mismatches, max stall ${r.maxStallMs.toFixed(0)} ms`);
+  console.log(
+    `${what}: ${r.ios} I/Os (${r.reads} reads, ${r.writes} writes), ${r.errors.length} errors, ${r.mismatches.length} mismatches, max stall ${r.maxStallMs.toFixed(0)} ms`,
+  );
   expect(r.errors, `${what}: application errors ${JSON.stringify(r.errors.slice(0, 3))}`).toEqual([]);
   expect(r.mismatches, `${what}: data mismatches ${JSON.stringify(r.mismatches.slice(0, 3))}`).toEqual([]);
   expect(r.writes, `${what}: writes`).toBeGreaterThan(0);
@@ -81,7 +83,8 @@ done
     expect(head.paths.every((p) => p.anaState === AnaState.Optimized)).toBe(true);
     expect(head.paths[0]!.ids.nguid).toBe(head.paths[1]!.ids.nguid);
 
-    const io = (ms: number) => runWorkload(head, { rw: 'randrw', bs: 4096, qd: 4, runtimeMs: ms, verify: true, spanBlocks: 4096, seed: 11, finalVerify: false });
+    const io = (ms: number) =>
+      runWorkload(head, { rw: 'randrw', bs: 4096, qd: 4, runtimeMs: ms, verify: true, spanBlocks: 4096, seed: 11, finalVerify: false });
 
     // Verified I/O through both paths.
     clean('baseline', await io(3000));

@@ -31,7 +31,11 @@ export interface TargetProcess {
 
 export interface ShowJson {
   ports: { portid: number; state: string; listen: string }[];
-  subsystems: { nqn: string; paths: { portid: number; grpid: number; state: string; active: boolean | null }[]; controllers: { cntlid: number; portid: number; hostnqn: string }[] }[];
+  subsystems: {
+    nqn: string;
+    paths: { portid: number; grpid: number; state: string; active: boolean | null }[];
+    controllers: { cntlid: number; portid: number; hostnqn: string }[];
+  }[];
 }
 
 /** Start `target/cli.ts` with a config document (edited copy of the defaults). */

@@ -110,7 +110,7 @@ describe('DHHC-1 secrets', () => {
     }
   });
 
-  it('generates keys as nvme-cli does: the transform hash\'s length by default', () => {
+  it("generates keys as nvme-cli does: the transform hash's length by default", () => {
     expect(parseDhchapKey(generateDhchapKey()).secret.length).toBe(32);
     expect(parseDhchapKey(generateDhchapKey({ transform: 0 })).secret.length).toBe(32);
     expect(parseDhchapKey(generateDhchapKey({ transform: 2 })).secret.length).toBe(48);
@@ -145,7 +145,7 @@ function findNvmeCli(): boolean {
   return has();
 }
 
-describe('nvme-cli interop (key format only: Debian 12\'s 6.1 kernel has no in-band authentication)', () => {
+describe("nvme-cli interop (key format only: Debian 12's 6.1 kernel has no in-band authentication)", () => {
   let nvme = false;
   beforeAll(() => {
     nvme = findNvmeCli();
@@ -189,14 +189,24 @@ describe('nvme-cli interop (key format only: Debian 12\'s 6.1 kernel has no in-b
 // ---------------------------------------------------------------- computations
 
 /** The formulas, written here from the specification text (not through shared/auth.ts). */
-function refResponse(role: 'host' | 'controller', hashNode: string, transformedKey: Buffer, challenge: Buffer, seq: number, tid: number, hostnqn: string, subnqn: string): Buffer {
+function refResponse(
+  role: 'host' | 'controller',
+  hashNode: string,
+  transformedKey: Buffer,
+  challenge: Buffer,
+  seq: number,
+  tid: number,
+  hostnqn: string,
+  subnqn: string,
+): Buffer {
   const seqb = Buffer.alloc(4);
   seqb.writeUInt32LE(seq);
   const tidb = Buffer.alloc(2);
   tidb.writeUInt16LE(tid);
-  const parts = role === 'host'
-    ? [challenge, seqb, tidb, Buffer.of(0), Buffer.from('HostHost'), Buffer.from(hostnqn), Buffer.of(0), Buffer.from(subnqn)]
-    : [challenge, seqb, tidb, Buffer.of(0), Buffer.from('Controller'), Buffer.from(subnqn), Buffer.of(0), Buffer.from(hostnqn)];
+  const parts =
+    role === 'host'
+      ? [challenge, seqb, tidb, Buffer.of(0), Buffer.from('HostHost'), Buffer.from(hostnqn), Buffer.of(0), Buffer.from(subnqn)]
+      : [challenge, seqb, tidb, Buffer.of(0), Buffer.from('Controller'), Buffer.from(subnqn), Buffer.of(0), Buffer.from(hostnqn)];
   return createHmac(hashNode, transformedKey).update(Buffer.concat(parts)).digest();
 }
 
@@ -217,9 +227,15 @@ describe('DH-HMAC-CHAP computations', () => {
   it('key transform: HMAC(hash of XX, secret, NQN || "NVMe-over-Fabrics"); XX 00 is the secret itself', () => {
     const key = { transform: 0 as const, secret: SECRET32 };
     expect(transformKey(key, HOSTNQN).equals(SECRET32)).toBe(true);
-    for (const [t, node] of [[1, 'sha256'], [2, 'sha384'], [3, 'sha512']] as const) {
+    for (const [t, node] of [
+      [1, 'sha256'],
+      [2, 'sha384'],
+      [3, 'sha512'],
+    ] as const) {
       const secret = randomBytes(hashLength(t));
-      const want = createHmac(node, secret).update(Buffer.from(`${HOSTNQN}NVMe-over-Fabrics`)).digest();
+      const want = createHmac(node, secret)
+        .update(Buffer.from(`${HOSTNQN}NVMe-over-Fabrics`))
+        .digest();
       expect(transformKey({ transform: t, secret }, HOSTNQN).equals(want)).toBe(true);
     }
   });
@@ -233,8 +249,14 @@ describe('DH-HMAC-CHAP computations', () => {
         const c = randomBytes(hashLength(hashId));
         const seq = 0x89abcdef;
         const tid = 0x1234;
-        const kh = transform === 0 ? hostKey.secret : createHmac(['', 'sha256', 'sha384', 'sha512'][transform]!, hostKey.secret).update(`${HOSTNQN}NVMe-over-Fabrics`).digest();
-        const kc = transform === 0 ? ctrlKey.secret : createHmac(['', 'sha256', 'sha384', 'sha512'][transform]!, ctrlKey.secret).update(`${SUBNQN}NVMe-over-Fabrics`).digest();
+        const kh =
+          transform === 0
+            ? hostKey.secret
+            : createHmac(['', 'sha256', 'sha384', 'sha512'][transform]!, hostKey.secret).update(`${HOSTNQN}NVMe-over-Fabrics`).digest();
+        const kc =
+          transform === 0
+            ? ctrlKey.secret
+            : createHmac(['', 'sha256', 'sha384', 'sha512'][transform]!, ctrlKey.secret).update(`${SUBNQN}NVMe-over-Fabrics`).digest();
         const common = { hashId, hostnqn: HOSTNQN, subnqn: SUBNQN, challenge: c, seqnum: seq, tid, sessionKey: null };
         const r1 = dhchapResponse('host', { ...common, key: hostKey });
         expect(r1.length).toBe(hashLength(hashId));
@@ -282,7 +304,7 @@ describe('DH-HMAC-CHAP computations', () => {
     expect(() => pair.sessionKey(bytes(1n, 256))).toThrow(RangeError);
   });
 
-  it('the ffdhe primes are RFC 7919\'s: p = 2^b - 2^(b-64) + {[2^(b-130) e] + X} * 2^64 - 1, g = 2; ffdhe2048 is a safe prime', () => {
+  it("the ffdhe primes are RFC 7919's: p = 2^b - 2^(b-64) + {[2^(b-130) e] + X} * 2^64 - 1, g = 2; ffdhe2048 is a safe prime", () => {
     const X: Record<number, bigint> = { 1: 560316n, 2: 2625351n, 3: 5736041n, 4: 15705020n, 5: 10965728n };
     const bits: Record<number, number> = { 1: 2048, 2: 3072, 3: 4096, 4: 6144, 5: 8192 };
     for (const id of [1, 2, 3, 4, 5]) {
@@ -481,7 +503,7 @@ describe('configuration: hosts[].dhchap (nvmetcli) and dhchap_* (configfs names)
     }
   }
 
-  it('reads nvmetcli\'s attribute group, with nvmet\'s defaults (hmac(sha256), null group)', () => {
+  it("reads nvmetcli's attribute group, with nvmet's defaults (hmac(sha256), null group)", () => {
     const key = generateDhchapKey();
     const ctrlKey = generateDhchapKey({ transform: 3 });
     expect(parseConfig(doc({ dhchap: { key, ctrl_key: ctrlKey, hash: 'hmac(sha512)', dhgroup: 'ffdhe3072' } })).hostAuth).toEqual([
@@ -502,22 +524,32 @@ describe('configuration: hosts[].dhchap (nvmetcli) and dhchap_* (configfs names)
 
   it('names the field of every problem', () => {
     const key = generateDhchapKey();
-    expect(problems({ dhchap: { key: 'DHHC-1:00:abc:' } })).toEqual([expect.stringMatching(/^hosts\[0\]\.dhchap\.key: not a usable DH-HMAC-CHAP secret: the key is not valid base64/)]);
-    expect(problems({ dhchap_key: key.replace('DHHC-1:01', 'DHHC-1:07') })).toEqual([expect.stringMatching(/^hosts\[0\]\.dhchap_key: .*key transformation "07"/)]);
+    expect(problems({ dhchap: { key: 'DHHC-1:00:abc:' } })).toEqual([
+      expect.stringMatching(/^hosts\[0\]\.dhchap\.key: not a usable DH-HMAC-CHAP secret: the key is not valid base64/),
+    ]);
+    expect(problems({ dhchap_key: key.replace('DHHC-1:01', 'DHHC-1:07') })).toEqual([
+      expect.stringMatching(/^hosts\[0\]\.dhchap_key: .*key transformation "07"/),
+    ]);
     expect(problems({ dhchap: { key, ctrl_key: 'nope' } })).toEqual([expect.stringMatching(/^hosts\[0\]\.dhchap\.ctrl_key: not a usable/)]);
     expect(problems({ dhchap: { key, hash: 'sha256' } })).toEqual([expect.stringMatching(/^hosts\[0\]\.dhchap\.hash: "sha256" is not hmac\(sha256\)/)]);
-    expect(problems({ dhchap: { key, dhgroup: 'modp2048' } })).toEqual([expect.stringMatching(/^hosts\[0\]\.dhchap\.dhgroup: "modp2048" is not null, ffdhe2048/)]);
+    expect(problems({ dhchap: { key, dhgroup: 'modp2048' } })).toEqual([
+      expect.stringMatching(/^hosts\[0\]\.dhchap\.dhgroup: "modp2048" is not null, ffdhe2048/),
+    ]);
     expect(problems({ dhchap: { ctrl_key: key } })).toEqual([expect.stringMatching(/^hosts\[0\]\.dhchap\.ctrl_key: a controller key needs the host key too/)]);
     expect(problems({ dhchap: { key }, dhchap_key: key })).toEqual([expect.stringMatching(/^hosts\[0\]\.dhchap_key: given twice/)]);
     expect(problems({ dhchap: { key: 42 } })).toEqual([expect.stringMatching(/^hosts\[0\]\.dhchap\.key: must be a string/)]);
     const flipped = Buffer.from(key.slice(10, -1), 'base64');
     flipped[0]! ^= 0x80;
-    expect(problems({ dhchap: { key: `DHHC-1:01:${flipped.toString('base64')}:` } })).toEqual([expect.stringMatching(/^hosts\[0\]\.dhchap\.key: .*CRC-32 mismatch/)]);
+    expect(problems({ dhchap: { key: `DHHC-1:01:${flipped.toString('base64')}:` } })).toEqual([
+      expect.stringMatching(/^hosts\[0\]\.dhchap\.key: .*CRC-32 mismatch/),
+    ]);
   });
 
   it('notes the same secret for both directions', () => {
     const key = generateDhchapKey();
-    expect(parseConfig(doc({ dhchap: { key, ctrl_key: key } })).notes).toContainEqual(expect.stringMatching(/^hosts\[0\]\.dhchap\.ctrl_key: is the same secret as the host key/));
+    expect(parseConfig(doc({ dhchap: { key, ctrl_key: key } })).notes).toContainEqual(
+      expect.stringMatching(/^hosts\[0\]\.dhchap\.ctrl_key: is the same secret as the host key/),
+    );
   });
 });
 

@@ -7,7 +7,14 @@ const pool = () => new BufferPool({ maxSize: 1 << 20, retainBytesPerClass: 1 << 
 describe('BufferPool', () => {
   it('hands out views of exactly the size asked, from power-of-two classes of at least 4 KiB', () => {
     const p = pool();
-    for (const [n, cls] of [[1, 4096], [4096, 4096], [4097, 8192], [131072, 131072], [131073, 262144], [1 << 20, 1 << 20]] as const) {
+    for (const [n, cls] of [
+      [1, 4096],
+      [4096, 4096],
+      [4097, 8192],
+      [131072, 131072],
+      [131073, 262144],
+      [1 << 20, 1 << 20],
+    ] as const) {
       const b = p.acquire(n);
       expect(b.length).toBe(n);
       expect(b.byteOffset).toBe(0);

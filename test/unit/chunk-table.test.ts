@@ -19,7 +19,7 @@ describe('ChunkTable (chunk index -> slot)', () => {
     const t = new ChunkTable();
     const ref = new Map<number, number>();
     let a = 12345;
-    const rand = () => ((a = (Math.imul(a, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const rand = () => (a = (Math.imul(a, 1103515245) + 12345) >>> 0) / 2 ** 32;
     const pick = () => (rand() < 0.5 ? Math.floor(rand() * 200) : 2 ** 40 - Math.floor(rand() * 100));
     for (let i = 0; i < 20_000; i++) {
       const ci = pick();

@@ -296,21 +296,44 @@ describe('example files', () => {
   });
 
   it.each([
-    ['bad-rdma-loop.json', ['ports[0].addr.trtype: "rdma" is not supported', 'ports[1].addr.trtype: "loop"', 'subsystems[0].nqn: "testnqn"',
-      'hosts[0].nqn', 'subsystems[0].namespaces[0].device.path: /dev/null is not a regular file (it is a character device)']],
-    ['bad-many.json', ['ports[0].addr.trsvcid: "44x" is not a port number', 'ports[1].portid: duplicate portid 1',
-      'ports[0].subsystems[0]: unknown subsystem', 'subsystems[0].attr.serial', 'subsystems[0].namespaces[2].nsid: duplicate nsid 2',
-      'subsystems[0].namespaces[0].nsid: 0 is out of range', 'subsystems[0].ext.mode']],
+    [
+      'bad-rdma-loop.json',
+      [
+        'ports[0].addr.trtype: "rdma" is not supported',
+        'ports[1].addr.trtype: "loop"',
+        'subsystems[0].nqn: "testnqn"',
+        'hosts[0].nqn',
+        'subsystems[0].namespaces[0].device.path: /dev/null is not a regular file (it is a character device)',
+      ],
+    ],
+    [
+      'bad-many.json',
+      [
+        'ports[0].addr.trsvcid: "44x" is not a port number',
+        'ports[1].portid: duplicate portid 1',
+        'ports[0].subsystems[0]: unknown subsystem',
+        'subsystems[0].attr.serial',
+        'subsystems[0].namespaces[2].nsid: duplicate nsid 2',
+        'subsystems[0].namespaces[0].nsid: 0 is out of range',
+        'subsystems[0].ext.mode',
+      ],
+    ],
     ['bad-unknown-top-key.json', ['namespaces: unknown top-level key']],
     ['bad-ana-group-missing.json', ['subsystems[0].namespaces[0].ana_grpid: ANA group 2 is not configured on port 2']],
   ])('%s is refused with every problem listed', async (name, expected) => {
     const file = path.join(FIXTURES, name);
-    const err = await loadConfigFile(file).then(() => null, (e: unknown) => e);
+    const err = await loadConfigFile(file).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(ConfigError);
     const e = err as ConfigError;
     expect(e.message.startsWith(`${file}: invalid configuration`)).toBe(true);
     for (const want of expected) {
-      expect(e.problems.some((p) => p.includes(want)), `${want}\n${e.problems.join('\n')}`).toBe(true);
+      expect(
+        e.problems.some((p) => p.includes(want)),
+        `${want}\n${e.problems.join('\n')}`,
+      ).toBe(true);
     }
   });
 });
@@ -349,7 +372,11 @@ describe('nvmetcli files without ext', () => {
     expect(s.version).toBe('1.4');
     expect(s.namespaces[0]!.anaGrpid).toBe(1);
     expect(s.namespaces[0]!.store).toEqual({
-      kind: 'file', path: img, sizeBytes: Math.floor((3 * 4096 + 100) / bs) * bs, blockSize: bs, createIfMissing: false,
+      kind: 'file',
+      path: img,
+      sizeBytes: Math.floor((3 * 4096 + 100) / bs) * bs,
+      blockSize: bs,
+      createIfMissing: false,
     });
     expect(cfg.notes.some((n) => n.startsWith('subsystems[0].attr.some_future_attr: unknown nvmetcli attribute'))).toBe(true);
     expect(cfg.notes.some((n) => n.includes('not a multiple of'))).toBe(true);
@@ -364,7 +391,11 @@ describe('nvmetcli files without ext', () => {
     writeFileSync(path.join(dir, 'config.json'), JSON.stringify(doc));
     const cfg = await loadConfigFile(path.join(dir, 'config.json'));
     expect(cfg.subsystems[0]!.namespaces[0]!.store).toEqual({
-      kind: 'file', path: path.join(dir, 'disk.img'), sizeBytes: 65536, blockSize: 512, createIfMissing: false,
+      kind: 'file',
+      path: path.join(dir, 'disk.img'),
+      sizeBytes: 65536,
+      blockSize: 512,
+      createIfMissing: false,
     });
   });
 
@@ -374,7 +405,11 @@ describe('nvmetcli files without ext', () => {
     doc.subsystems[0].namespaces[1].device = { path: '/dev/nvme0n1' };
     const cfg = parseConfig(doc);
     expect(cfg.subsystems[0]!.namespaces[0]!.store).toEqual({
-      kind: 'file', path: path.join(tmp, 'new.img'), sizeBytes: 8 << 20, blockSize: 512, createIfMissing: true,
+      kind: 'file',
+      path: path.join(tmp, 'new.img'),
+      sizeBytes: 8 << 20,
+      blockSize: 512,
+      createIfMissing: true,
     });
     expect(cfg.subsystems[0]!.namespaces[1]!.store.kind).toBe('null');
     expect(cfg.subsystems[0]!.namespaces[1]!.store.path).toBeUndefined();
@@ -405,134 +440,754 @@ describe('active-standby', () => {
     for (const p of doc.ports) p.ana_groups = [];
     doc.subsystems[0].namespaces[1].ana_grpid = 5;
     const cfg = parseConfig(doc);
-    expect(cfg.ports[0]!.anaGroups).toEqual([{ grpid: 1, state: 'optimized' }, { grpid: 5, state: 'optimized' }]);
-    expect(cfg.ports[1]!.anaGroups).toEqual([{ grpid: 1, state: 'optimized' }, { grpid: 5, state: 'inaccessible' }]);
+    expect(cfg.ports[0]!.anaGroups).toEqual([
+      { grpid: 1, state: 'optimized' },
+      { grpid: 5, state: 'optimized' },
+    ]);
+    expect(cfg.ports[1]!.anaGroups).toEqual([
+      { grpid: 1, state: 'optimized' },
+      { grpid: 5, state: 'inaccessible' },
+    ]);
   });
 });
 
 describe('validation: every rule names the field', () => {
   const LONG_NQN = `nqn.2026-11.io.nvmets:${'x'.repeat(210)}`;
   const cases: [string, (d: Doc) => void, string][] = [
-    ['unknown top-level key', (d) => { d.extras = 1; }, 'extras: unknown top-level key'],
-    ['top-level not an object', (d) => { d.ports = {}; }, 'ports: must be an array'],
-    ['unknown ext key', (d) => { d.ext = { kato: 5 }; }, 'ext.kato: unknown key'],
-    ['bad control port', (d) => { d.ext = { control: { host: '127.0.0.1', port: 'x' } }; }, 'ext.control.port: "x" is not a port number'],
-    ['bad control shape', (d) => { d.ext = { control: {} }; }, 'ext.control: must be'],
-    ['trtype rdma', (d) => { d.ports[1].addr.trtype = 'rdma'; }, 'ports[1].addr.trtype: "rdma" is not supported; only "tcp"'],
-    ['trtype missing', (d) => { delete d.ports[0].addr.trtype; }, 'ports[0].addr.trtype: missing'],
-    ['adrfam', (d) => { d.ports[0].addr.adrfam = 'ib'; }, 'ports[0].addr.adrfam: "ib" is not supported'],
-    ['trsvcid', (d) => { d.ports[1].addr.trsvcid = '44x'; }, 'ports[1].addr.trsvcid: "44x" is not a port number'],
-    ['advertised trsvcid 0', (d) => { d.ports[1].ext = { advertise: { traddr: '10.0.2.100', trsvcid: '0' } }; }, 'ports[1].ext.advertise.trsvcid: "0" is not a port number'],
-    ['trsvcid too big', (d) => { d.ports[1].addr.trsvcid = '65536'; }, 'ports[1].addr.trsvcid: "65536" is not a port number'],
-    ['traddr host name', (d) => { d.ports[0].addr.traddr = 'localhost'; }, 'ports[0].addr.traddr: "localhost" is not an IP address'],
-    ['traddr family', (d) => { d.ports[0].addr.traddr = '::1'; }, 'ports[0].addr.traddr: "::1" is not an IPv4 address'],
-    ['treq required', (d) => { d.ports[0].addr.treq = 'required'; }, 'ports[0].addr.treq: "required"'],
-    ['treq junk', (d) => { d.ports[0].addr.treq = 'maybe'; }, 'ports[0].addr.treq: "maybe" is not one of'],
-    ['tls', (d) => { d.ports[0].addr.tsas = 'tls1.3'; }, 'ports[0].addr.tsas: "tls1.3" is not supported'],
-    ['portid missing', (d) => { delete d.ports[0].portid; }, 'ports[0].portid: missing'],
-    ['portid junk', (d) => { d.ports[0].portid = 'one'; }, 'ports[0].portid: "one" is not a port id'],
-    ['duplicate portid', (d) => { d.ports[1].portid = 1; }, 'ports[1].portid: duplicate portid 1 (also ports[0])'],
-    ['duplicate listen address', (d) => { d.ports[1].addr.trsvcid = '4420'; }, 'ports[1].addr: listen address 127.0.0.1:4420 conflicts with ports[0]'],
-    ['wildcard overlaps', (d) => { d.ports[1].addr.trsvcid = '4420'; d.ports[1].addr.traddr = '0.0.0.0'; }, 'ports[1].addr: listen address 0.0.0.0:4420 conflicts'],
-    ['duplicate advertised address', (d) => { d.ports[1].ext = { advertise: { trsvcid: '4420' } }; }, 'ports[1].ext.advertise: advertised address 127.0.0.1:4420 is also advertised by ports[0]'],
-    ['advertise host name', (d) => { d.ports[0].ext = { advertise: { traddr: 'gw' } }; }, 'ports[0].ext.advertise.traddr: "gw" is not an IP address'],
-    ['advertise wildcard', (d) => { d.ports[0].ext = { advertise: { traddr: '0.0.0.0' } }; }, 'ports[0].ext.advertise.traddr: "0.0.0.0" is a wildcard'],
-    ['advertise bad port', (d) => { d.ports[0].ext = { advertise: { trsvcid: 'http' } }; }, 'ports[0].ext.advertise.trsvcid: "http" is not a port number'],
-    ['port ext unknown key', (d) => { d.ports[0].ext = { advertize: {} }; }, 'ports[0].ext.advertize: unknown key'],
-    ['maxh2cdata not multiple of 4', (d) => { d.ports[0].ext = { maxh2cdata: 4098 }; }, 'ports[0].ext.maxh2cdata: 4098 is not a multiple of 4'],
-    ['maxh2cdata too small', (d) => { d.ports[0].ext = { maxh2cdata: 1024 }; }, 'ports[0].ext.maxh2cdata: 1024 is out of range'],
-    ['inline_data_size junk', (d) => { d.ports[0].param.inline_data_size = 'big'; }, 'ports[0].param.inline_data_size: "big" is not an inline data size'],
-    ['inline_data_size not /16', (d) => { d.ports[0].param.inline_data_size = '5000'; }, 'ports[0].param.inline_data_size: 5000 is not a multiple of 16'],
-    ['inline_data_size too big', (d) => { d.ports[0].param.inline_data_size = String(2 ** 21); }, 'ports[0].param.inline_data_size: "2097152" is out of range'],
-    ['port pi_enable', (d) => { d.ports[0].param.pi_enable = '1'; }, 'ports[0].param.pi_enable: protection information'],
-    ['max_queue_size', (d) => { d.ports[0].param.max_queue_size = '8'; }, 'ports[0].param.max_queue_size: 8 is out of range'],
-    ['unknown subsystem on port', (d) => { d.ports[1].subsystems.push('nqn.2026-11.io.nvmets:nope'); }, 'ports[1].subsystems[1]: unknown subsystem "nqn.2026-11.io.nvmets:nope"'],
-    ['subsystem twice on a port', (d) => { d.ports[1].subsystems.push(NQN); }, 'ports[1].subsystems[1]: subsystem'],
-    ['ana state', (d) => { d.ports[0].ana_groups[1].ana.state = 'standby'; }, 'ports[0].ana_groups[1].ana.state: "standby" is not an ANA state'],
-    ['ana grpid 0', (d) => { d.ports[0].ana_groups[1].grpid = 0; }, 'ports[0].ana_groups[1].grpid: 0 is out of range (1..128)'],
-    ['ana grpid duplicate', (d) => { d.ports[0].ana_groups[1].grpid = 1; }, 'ports[0].ana_groups[1].grpid: duplicate ANA group 1'],
-    ['ns group missing on a port (ana mode)', (d) => { d.ports[1].ana_groups.pop(); }, 'subsystems[0].namespaces[1].ana_grpid: ANA group 2 is not configured on port 2'],
-    ['ns grpid out of range', (d) => { d.subsystems[0].namespaces[1].ana_grpid = 129; }, 'subsystems[0].namespaces[1].ana_grpid: 129 is out of range'],
-    ['ns ana.grpid disagrees', (d) => { d.subsystems[0].namespaces[1].ana = { grpid: '3' }; }, 'subsystems[0].namespaces[1].ana_grpid: 2 disagrees with ana.grpid 3'],
-    ['referral trtype', (d) => { d.ports[0].referrals = [{ name: 'r', addr: { trtype: 'rdma', adrfam: 'ipv4', traddr: '10.0.0.1', trsvcid: '4420' } }]; }, 'ports[0].referrals[0].addr.trtype: "rdma"'],
-    ['referral traddr', (d) => { d.ports[0].referrals = [{ name: 'r', addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: 'x', trsvcid: '4420' } }]; }, 'ports[0].referrals[0].addr.traddr: "x"'],
-    ['referral name', (d) => { d.ports[0].referrals = [{ addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: '10.0.0.1', trsvcid: '4420' } }]; }, 'ports[0].referrals[0].name: missing'],
-    ['subsystem nqn prefix', (d) => { d.subsystems[0].nqn = 'testnqn'; }, 'subsystems[0].nqn: "testnqn" is not a valid NQN'],
-    ['subsystem nqn too long', (d) => { d.subsystems[0].nqn = LONG_NQN; }, 'subsystems[0].nqn: NQN is 232 bytes long (at most 223 allowed)'],
-    ['subsystem nqn whitespace', (d) => { d.subsystems[0].nqn = 'nqn.2026-11.io.nvmets:a b'; }, 'subsystems[0].nqn: "nqn.2026-11.io.nvmets:a b" is not a valid NQN (contains whitespace'],
-    ['subsystem nqn missing', (d) => { delete d.subsystems[0].nqn; }, 'subsystems[0].nqn: missing'],
-    ['discovery nqn as subsystem', (d) => { d.subsystems[0].nqn = 'nqn.2014-08.org.nvmexpress.discovery'; }, 'subsystems[0].nqn: "nqn.2014-08.org.nvmexpress.discovery" is the discovery subsystem NQN'],
-    ['duplicate subsystem', (d) => { d.subsystems.push(d.subsystems[0]); }, 'subsystems[1].nqn: duplicate subsystem'],
-    ['discovery nqn invalid', (d) => { d.discovery = { nqn: 'disc' }; }, 'discovery.nqn: "disc" is not a valid NQN'],
-    ['host nqn invalid', (d) => { d.hosts.push({ nqn: 'hostnqn' }); }, 'hosts[1].nqn: "hostnqn" is not a valid NQN'],
-    ['host duplicate', (d) => { d.hosts.push({ nqn: HOST }); }, 'hosts[1].nqn: duplicate host'],
-    ['allowed host invalid', (d) => { d.subsystems[0].allowed_hosts.push('host1'); }, 'subsystems[0].allowed_hosts[1]: "host1" is not a valid NQN'],
-    ['allowed host unknown', (d) => { d.subsystems[0].allowed_hosts.push('nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001'); }, 'subsystems[0].allowed_hosts[1]: host "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001" is not listed in the top-level "hosts"'],
-    ['allow_any_host with hosts', (d) => { d.subsystems[0].attr.allow_any_host = '1'; }, 'subsystems[0].allowed_hosts: must be empty when attr.allow_any_host is 1'],
-    ['allow_any_host junk', (d) => { d.subsystems[0].attr.allow_any_host = 'perhaps'; }, 'subsystems[0].attr.allow_any_host: "perhaps" is not a boolean'],
-    ['serial too long', (d) => { d.subsystems[0].attr.serial = 'S'.repeat(21); }, 'subsystems[0].attr.serial: "SSSSSSSSSSSSSSSSSSSSS" is 21 characters; the serial number is at most 20'],
-    ['serial non-ascii', (d) => { d.subsystems[0].attr.serial = 'séria'; }, 'subsystems[0].attr.serial: "séria": the serial number must be printable ASCII'],
-    ['serial empty', (d) => { d.subsystems[0].attr.serial = ''; }, 'subsystems[0].attr.serial: the serial number must not be empty'],
-    ['model too long', (d) => { d.subsystems[0].attr.model = 'M'.repeat(41); }, 'subsystems[0].attr.model: "' + 'M'.repeat(41) + '" is 41 characters; the model number is at most 40'],
-    ['firmware too long', (d) => { d.subsystems[0].attr.firmware = '6.8.0-45-generic'; }, 'subsystems[0].attr.firmware: "6.8.0-45-generic" is 16 characters; the firmware revision is at most 8'],
-    ['ext firmware too long', (d) => { d.subsystems[0].ext = { firmware: '123456789' }; }, 'subsystems[0].ext.firmware: "123456789" is 9 characters'],
-    ['version', (d) => { d.subsystems[0].attr.version = 'v2'; }, 'subsystems[0].attr.version: "v2" is not an NVMe version'],
-    ['ieee_oui', (d) => { d.subsystems[0].attr.ieee_oui = '0x1000000'; }, 'subsystems[0].attr.ieee_oui: "0x1000000" is out of range'],
-    ['qid_max', (d) => { d.subsystems[0].attr.qid_max = '0'; }, 'subsystems[0].attr.qid_max: "0" is out of range (1..128)'],
-    ['cntlid_min > cntlid_max', (d) => { d.subsystems[0].attr.cntlid_min = '10'; d.subsystems[0].attr.cntlid_max = '5'; }, 'subsystems[0].attr.cntlid_min: 10 is greater than cntlid_max 5'],
-    ['cntlid_min 0', (d) => { d.subsystems[0].attr.cntlid_min = '0'; }, 'subsystems[0].attr.cntlid_min: "0" is out of range (1..65519)'],
-    ['cntlid_max reserved', (d) => { d.subsystems[0].attr.cntlid_max = String(0xfff0); }, 'subsystems[0].attr.cntlid_max: "65520" is out of range (1..65519)'],
-    ['passthru', (d) => { d.subsystems[0].passthru = [{ device: { path: '/dev/nvme0' }, enable: 1 }]; }, 'subsystems[0].passthru[0]: passthru subsystems are not supported'],
-    ['subsystem ext unknown key', (d) => { d.subsystems[0].ext = { moda: 'ana' }; }, 'subsystems[0].ext.moda: unknown key'],
-    ['mode', (d) => { d.subsystems[0].ext = { mode: 'alua' }; }, 'subsystems[0].ext.mode: "alua" is not a mode'],
-    ['promotion', (d) => { d.subsystems[0].ext = { mode: 'active-standby', promotion: 'auto' }; }, 'subsystems[0].ext.promotion: "auto" is not a promotion policy'],
-    ['persist_active', (d) => { d.subsystems[0].ext = { mode: 'active-standby', persist_active: 1 }; }, 'subsystems[0].ext.persist_active: 1 is not true or false'],
-    ['max_controllers', (d) => { d.subsystems[0].attr.cntlid_max = '8'; d.subsystems[0].ext = { max_controllers: 9 }; }, 'subsystems[0].ext.max_controllers: 9 is more than the 8 controller ids'],
-    ['initial_active_port unknown', (d) => { d.subsystems[0].ext = { mode: 'active-standby', initial_active_port: 9 }; }, 'subsystems[0].ext.initial_active_port: unknown port 9'],
-    ['initial_active_port not exporting', (d) => { d.ports[1].subsystems = []; d.subsystems[0].ext = { mode: 'active-standby', initial_active_port: 2 }; }, `subsystems[0].ext.initial_active_port: port 2 does not export ${NQN}`],
-    ['ns initial_active_port not exporting', (d) => { activeStandby(d); d.ports[1].subsystems = []; d.subsystems[0].namespaces[1].ext.initial_active_port = 2; }, 'subsystems[0].namespaces[1].ext.initial_active_port: port 2 does not export'],
-    ['group split across ports', (d) => { activeStandby(d); d.subsystems[0].namespaces[1].ana_grpid = 1; d.subsystems[0].namespaces[1].ext.initial_active_port = 2; }, 'subsystems[0].namespaces[1].ext.initial_active_port: namespaces in ANA group 1 move together'],
-    ['nsid 0', (d) => { d.subsystems[0].namespaces[0].nsid = 0; }, 'subsystems[0].namespaces[0].nsid: 0 is out of range (1..4294967294)'],
-    ['nsid broadcast', (d) => { d.subsystems[0].namespaces[0].nsid = 0xffffffff; }, 'subsystems[0].namespaces[0].nsid: 4294967295 is out of range'],
-    ['nsid missing', (d) => { delete d.subsystems[0].namespaces[0].nsid; }, 'subsystems[0].namespaces[0].nsid: missing'],
-    ['duplicate nsid', (d) => { d.subsystems[0].namespaces[1].nsid = 1; }, 'subsystems[0].namespaces[1].nsid: duplicate nsid 1 (also subsystems[0].namespaces[0])'],
-    ['enable junk', (d) => { d.subsystems[0].namespaces[0].enable = 2; }, 'subsystems[0].namespaces[0].enable: 2 is not a boolean'],
-    ['nguid format', (d) => { d.subsystems[0].namespaces[0].device.nguid = '1234'; }, 'subsystems[0].namespaces[0].device.nguid: "1234" is not an NGUID'],
-    ['uuid format', (d) => { d.subsystems[0].namespaces[0].device.uuid = 'd592cdf35d1c44e084123fcf7d99df27'; }, 'subsystems[0].namespaces[0].device.uuid: "d592cdf35d1c44e084123fcf7d99df27" is not a UUID'],
-    ['eui64 format', (d) => { d.subsystems[0].namespaces[0].device.eui64 = 'zz'; }, 'subsystems[0].namespaces[0].device.eui64: "zz" is not an EUI-64'],
-    ['duplicate nguid', (d) => {
-      d.subsystems[0].namespaces[0].device.nguid = 'ef90689c-6c46-d44c-89c1-4067801309a8';
-      d.subsystems[0].namespaces[1].device.nguid = 'ef90689c6c46d44c89c14067801309a8';
-    }, 'subsystems[0].namespaces[1].device.nguid: ef90689c6c46d44c89c14067801309a8 is already used by subsystems[0].namespaces[0]'],
-    ['duplicate uuid', (d) => {
-      d.subsystems[0].namespaces[0].device.uuid = 'd592cdf3-5d1c-44e0-8412-3fcf7d99df27';
-      d.subsystems[0].namespaces[1].device.uuid = 'D592CDF3-5D1C-44E0-8412-3FCF7D99DF27';
-    }, 'subsystems[0].namespaces[1].device.uuid: d592cdf3-5d1c-44e0-8412-3fcf7d99df27 is already used by subsystems[0].namespaces[0]'],
-    ['ns ext unknown key', (d) => { d.subsystems[0].namespaces[0].ext.sise = '1G'; }, 'subsystems[0].namespaces[0].ext.sise: unknown key'],
-    ['store kind', (d) => { d.subsystems[0].namespaces[0].ext.store = 'tape'; }, 'subsystems[0].namespaces[0].ext.store: "tape" is not a store kind'],
-    ['memory without size', (d) => { delete d.subsystems[0].namespaces[0].ext.size; }, 'subsystems[0].namespaces[0].ext.size: missing: a memory store needs ext.size'],
-    ['size junk', (d) => { d.subsystems[0].namespaces[0].ext.size = '1Q'; }, 'subsystems[0].namespaces[0].ext.size: "1Q" is not a size'],
-    ['size not a block multiple', (d) => { d.subsystems[0].namespaces[1].ext.size = '6K'; }, 'subsystems[0].namespaces[1].ext.size: 6144 bytes is not a multiple of the block size 4096'],
-    ['block_size', (d) => { d.subsystems[0].namespaces[0].ext.block_size = 1024; }, 'subsystems[0].namespaces[0].ext.block_size: 1024 is not a supported block size'],
-    ['no store, no path', (d) => { d.subsystems[0].namespaces[0] = { nsid: 1, device: {} }; }, 'subsystems[0].namespaces[0].device.path: missing'],
-    ['no store, character device', (d) => { d.subsystems[0].namespaces[0] = { nsid: 1, device: { path: '/dev/null' } }; },
-      'subsystems[0].namespaces[0].device.path: /dev/null is not a regular file (it is a character device); set ext.store to "memory" or "null" with ext.size to emulate it'],
-    ['no store, missing file', (d) => { d.subsystems[0].namespaces[0] = { nsid: 1, device: { path: '/nonexistent/nvme0n1' } }; },
-      'subsystems[0].namespaces[0].device.path: /nonexistent/nvme0n1 does not exist; set ext.store to "file" with ext.size to create it'],
-    ['no store, directory', (d) => { d.subsystems[0].namespaces[0] = { nsid: 1, device: { path: os.tmpdir() } }; }, 'is not a regular file (it is a directory)'],
-    ['file store, missing file, no size', (d) => { d.subsystems[0].namespaces[0] = { nsid: 1, device: { path: '/nonexistent-dir-x/a.img' }, ext: { store: 'file' } }; },
-      'subsystems[0].namespaces[0].ext.size: missing: /nonexistent-dir-x/a.img does not exist'],
-    ['file store, missing directory', (d) => { d.subsystems[0].namespaces[0] = { nsid: 1, device: { path: '/nonexistent-dir-x/a.img' }, ext: { store: 'file', size: '1M' } }; },
-      'subsystems[0].namespaces[0].device.path: cannot create /nonexistent-dir-x/a.img: directory /nonexistent-dir-x does not exist'],
-    ['file store, character device', (d) => { d.subsystems[0].namespaces[0] = { nsid: 1, device: { path: '/dev/null' }, ext: { store: 'file' } }; },
-      'subsystems[0].namespaces[0].device.path: /dev/null is not a regular file (it is a character device); a file store needs a regular file'],
+    [
+      'unknown top-level key',
+      (d) => {
+        d.extras = 1;
+      },
+      'extras: unknown top-level key',
+    ],
+    [
+      'top-level not an object',
+      (d) => {
+        d.ports = {};
+      },
+      'ports: must be an array',
+    ],
+    [
+      'unknown ext key',
+      (d) => {
+        d.ext = { kato: 5 };
+      },
+      'ext.kato: unknown key',
+    ],
+    [
+      'bad control port',
+      (d) => {
+        d.ext = { control: { host: '127.0.0.1', port: 'x' } };
+      },
+      'ext.control.port: "x" is not a port number',
+    ],
+    [
+      'bad control shape',
+      (d) => {
+        d.ext = { control: {} };
+      },
+      'ext.control: must be',
+    ],
+    [
+      'trtype rdma',
+      (d) => {
+        d.ports[1].addr.trtype = 'rdma';
+      },
+      'ports[1].addr.trtype: "rdma" is not supported; only "tcp"',
+    ],
+    [
+      'trtype missing',
+      (d) => {
+        delete d.ports[0].addr.trtype;
+      },
+      'ports[0].addr.trtype: missing',
+    ],
+    [
+      'adrfam',
+      (d) => {
+        d.ports[0].addr.adrfam = 'ib';
+      },
+      'ports[0].addr.adrfam: "ib" is not supported',
+    ],
+    [
+      'trsvcid',
+      (d) => {
+        d.ports[1].addr.trsvcid = '44x';
+      },
+      'ports[1].addr.trsvcid: "44x" is not a port number',
+    ],
+    [
+      'advertised trsvcid 0',
+      (d) => {
+        d.ports[1].ext = { advertise: { traddr: '10.0.2.100', trsvcid: '0' } };
+      },
+      'ports[1].ext.advertise.trsvcid: "0" is not a port number',
+    ],
+    [
+      'trsvcid too big',
+      (d) => {
+        d.ports[1].addr.trsvcid = '65536';
+      },
+      'ports[1].addr.trsvcid: "65536" is not a port number',
+    ],
+    [
+      'traddr host name',
+      (d) => {
+        d.ports[0].addr.traddr = 'localhost';
+      },
+      'ports[0].addr.traddr: "localhost" is not an IP address',
+    ],
+    [
+      'traddr family',
+      (d) => {
+        d.ports[0].addr.traddr = '::1';
+      },
+      'ports[0].addr.traddr: "::1" is not an IPv4 address',
+    ],
+    [
+      'treq required',
+      (d) => {
+        d.ports[0].addr.treq = 'required';
+      },
+      'ports[0].addr.treq: "required"',
+    ],
+    [
+      'treq junk',
+      (d) => {
+        d.ports[0].addr.treq = 'maybe';
+      },
+      'ports[0].addr.treq: "maybe" is not one of',
+    ],
+    [
+      'tls',
+      (d) => {
+        d.ports[0].addr.tsas = 'tls1.3';
+      },
+      'ports[0].addr.tsas: "tls1.3" is not supported',
+    ],
+    [
+      'portid missing',
+      (d) => {
+        delete d.ports[0].portid;
+      },
+      'ports[0].portid: missing',
+    ],
+    [
+      'portid junk',
+      (d) => {
+        d.ports[0].portid = 'one';
+      },
+      'ports[0].portid: "one" is not a port id',
+    ],
+    [
+      'duplicate portid',
+      (d) => {
+        d.ports[1].portid = 1;
+      },
+      'ports[1].portid: duplicate portid 1 (also ports[0])',
+    ],
+    [
+      'duplicate listen address',
+      (d) => {
+        d.ports[1].addr.trsvcid = '4420';
+      },
+      'ports[1].addr: listen address 127.0.0.1:4420 conflicts with ports[0]',
+    ],
+    [
+      'wildcard overlaps',
+      (d) => {
+        d.ports[1].addr.trsvcid = '4420';
+        d.ports[1].addr.traddr = '0.0.0.0';
+      },
+      'ports[1].addr: listen address 0.0.0.0:4420 conflicts',
+    ],
+    [
+      'duplicate advertised address',
+      (d) => {
+        d.ports[1].ext = { advertise: { trsvcid: '4420' } };
+      },
+      'ports[1].ext.advertise: advertised address 127.0.0.1:4420 is also advertised by ports[0]',
+    ],
+    [
+      'advertise host name',
+      (d) => {
+        d.ports[0].ext = { advertise: { traddr: 'gw' } };
+      },
+      'ports[0].ext.advertise.traddr: "gw" is not an IP address',
+    ],
+    [
+      'advertise wildcard',
+      (d) => {
+        d.ports[0].ext = { advertise: { traddr: '0.0.0.0' } };
+      },
+      'ports[0].ext.advertise.traddr: "0.0.0.0" is a wildcard',
+    ],
+    [
+      'advertise bad port',
+      (d) => {
+        d.ports[0].ext = { advertise: { trsvcid: 'http' } };
+      },
+      'ports[0].ext.advertise.trsvcid: "http" is not a port number',
+    ],
+    [
+      'port ext unknown key',
+      (d) => {
+        d.ports[0].ext = { advertize: {} };
+      },
+      'ports[0].ext.advertize: unknown key',
+    ],
+    [
+      'maxh2cdata not multiple of 4',
+      (d) => {
+        d.ports[0].ext = { maxh2cdata: 4098 };
+      },
+      'ports[0].ext.maxh2cdata: 4098 is not a multiple of 4',
+    ],
+    [
+      'maxh2cdata too small',
+      (d) => {
+        d.ports[0].ext = { maxh2cdata: 1024 };
+      },
+      'ports[0].ext.maxh2cdata: 1024 is out of range',
+    ],
+    [
+      'inline_data_size junk',
+      (d) => {
+        d.ports[0].param.inline_data_size = 'big';
+      },
+      'ports[0].param.inline_data_size: "big" is not an inline data size',
+    ],
+    [
+      'inline_data_size not /16',
+      (d) => {
+        d.ports[0].param.inline_data_size = '5000';
+      },
+      'ports[0].param.inline_data_size: 5000 is not a multiple of 16',
+    ],
+    [
+      'inline_data_size too big',
+      (d) => {
+        d.ports[0].param.inline_data_size = String(2 ** 21);
+      },
+      'ports[0].param.inline_data_size: "2097152" is out of range',
+    ],
+    [
+      'port pi_enable',
+      (d) => {
+        d.ports[0].param.pi_enable = '1';
+      },
+      'ports[0].param.pi_enable: protection information',
+    ],
+    [
+      'max_queue_size',
+      (d) => {
+        d.ports[0].param.max_queue_size = '8';
+      },
+      'ports[0].param.max_queue_size: 8 is out of range',
+    ],
+    [
+      'unknown subsystem on port',
+      (d) => {
+        d.ports[1].subsystems.push('nqn.2026-11.io.nvmets:nope');
+      },
+      'ports[1].subsystems[1]: unknown subsystem "nqn.2026-11.io.nvmets:nope"',
+    ],
+    [
+      'subsystem twice on a port',
+      (d) => {
+        d.ports[1].subsystems.push(NQN);
+      },
+      'ports[1].subsystems[1]: subsystem',
+    ],
+    [
+      'ana state',
+      (d) => {
+        d.ports[0].ana_groups[1].ana.state = 'standby';
+      },
+      'ports[0].ana_groups[1].ana.state: "standby" is not an ANA state',
+    ],
+    [
+      'ana grpid 0',
+      (d) => {
+        d.ports[0].ana_groups[1].grpid = 0;
+      },
+      'ports[0].ana_groups[1].grpid: 0 is out of range (1..128)',
+    ],
+    [
+      'ana grpid duplicate',
+      (d) => {
+        d.ports[0].ana_groups[1].grpid = 1;
+      },
+      'ports[0].ana_groups[1].grpid: duplicate ANA group 1',
+    ],
+    [
+      'ns group missing on a port (ana mode)',
+      (d) => {
+        d.ports[1].ana_groups.pop();
+      },
+      'subsystems[0].namespaces[1].ana_grpid: ANA group 2 is not configured on port 2',
+    ],
+    [
+      'ns grpid out of range',
+      (d) => {
+        d.subsystems[0].namespaces[1].ana_grpid = 129;
+      },
+      'subsystems[0].namespaces[1].ana_grpid: 129 is out of range',
+    ],
+    [
+      'ns ana.grpid disagrees',
+      (d) => {
+        d.subsystems[0].namespaces[1].ana = { grpid: '3' };
+      },
+      'subsystems[0].namespaces[1].ana_grpid: 2 disagrees with ana.grpid 3',
+    ],
+    [
+      'referral trtype',
+      (d) => {
+        d.ports[0].referrals = [{ name: 'r', addr: { trtype: 'rdma', adrfam: 'ipv4', traddr: '10.0.0.1', trsvcid: '4420' } }];
+      },
+      'ports[0].referrals[0].addr.trtype: "rdma"',
+    ],
+    [
+      'referral traddr',
+      (d) => {
+        d.ports[0].referrals = [{ name: 'r', addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: 'x', trsvcid: '4420' } }];
+      },
+      'ports[0].referrals[0].addr.traddr: "x"',
+    ],
+    [
+      'referral name',
+      (d) => {
+        d.ports[0].referrals = [{ addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: '10.0.0.1', trsvcid: '4420' } }];
+      },
+      'ports[0].referrals[0].name: missing',
+    ],
+    [
+      'subsystem nqn prefix',
+      (d) => {
+        d.subsystems[0].nqn = 'testnqn';
+      },
+      'subsystems[0].nqn: "testnqn" is not a valid NQN',
+    ],
+    [
+      'subsystem nqn too long',
+      (d) => {
+        d.subsystems[0].nqn = LONG_NQN;
+      },
+      'subsystems[0].nqn: NQN is 232 bytes long (at most 223 allowed)',
+    ],
+    [
+      'subsystem nqn whitespace',
+      (d) => {
+        d.subsystems[0].nqn = 'nqn.2026-11.io.nvmets:a b';
+      },
+      'subsystems[0].nqn: "nqn.2026-11.io.nvmets:a b" is not a valid NQN (contains whitespace',
+    ],
+    [
+      'subsystem nqn missing',
+      (d) => {
+        delete d.subsystems[0].nqn;
+      },
+      'subsystems[0].nqn: missing',
+    ],
+    [
+      'discovery nqn as subsystem',
+      (d) => {
+        d.subsystems[0].nqn = 'nqn.2014-08.org.nvmexpress.discovery';
+      },
+      'subsystems[0].nqn: "nqn.2014-08.org.nvmexpress.discovery" is the discovery subsystem NQN',
+    ],
+    [
+      'duplicate subsystem',
+      (d) => {
+        d.subsystems.push(d.subsystems[0]);
+      },
+      'subsystems[1].nqn: duplicate subsystem',
+    ],
+    [
+      'discovery nqn invalid',
+      (d) => {
+        d.discovery = { nqn: 'disc' };
+      },
+      'discovery.nqn: "disc" is not a valid NQN',
+    ],
+    [
+      'host nqn invalid',
+      (d) => {
+        d.hosts.push({ nqn: 'hostnqn' });
+      },
+      'hosts[1].nqn: "hostnqn" is not a valid NQN',
+    ],
+    [
+      'host duplicate',
+      (d) => {
+        d.hosts.push({ nqn: HOST });
+      },
+      'hosts[1].nqn: duplicate host',
+    ],
+    [
+      'allowed host invalid',
+      (d) => {
+        d.subsystems[0].allowed_hosts.push('host1');
+      },
+      'subsystems[0].allowed_hosts[1]: "host1" is not a valid NQN',
+    ],
+    [
+      'allowed host unknown',
+      (d) => {
+        d.subsystems[0].allowed_hosts.push('nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001');
+      },
+      'subsystems[0].allowed_hosts[1]: host "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001" is not listed in the top-level "hosts"',
+    ],
+    [
+      'allow_any_host with hosts',
+      (d) => {
+        d.subsystems[0].attr.allow_any_host = '1';
+      },
+      'subsystems[0].allowed_hosts: must be empty when attr.allow_any_host is 1',
+    ],
+    [
+      'allow_any_host junk',
+      (d) => {
+        d.subsystems[0].attr.allow_any_host = 'perhaps';
+      },
+      'subsystems[0].attr.allow_any_host: "perhaps" is not a boolean',
+    ],
+    [
+      'serial too long',
+      (d) => {
+        d.subsystems[0].attr.serial = 'S'.repeat(21);
+      },
+      'subsystems[0].attr.serial: "SSSSSSSSSSSSSSSSSSSSS" is 21 characters; the serial number is at most 20',
+    ],
+    [
+      'serial non-ascii',
+      (d) => {
+        d.subsystems[0].attr.serial = 'séria';
+      },
+      'subsystems[0].attr.serial: "séria": the serial number must be printable ASCII',
+    ],
+    [
+      'serial empty',
+      (d) => {
+        d.subsystems[0].attr.serial = '';
+      },
+      'subsystems[0].attr.serial: the serial number must not be empty',
+    ],
+    [
+      'model too long',
+      (d) => {
+        d.subsystems[0].attr.model = 'M'.repeat(41);
+      },
+      'subsystems[0].attr.model: "' + 'M'.repeat(41) + '" is 41 characters; the model number is at most 40',
+    ],
+    [
+      'firmware too long',
+      (d) => {
+        d.subsystems[0].attr.firmware = '6.8.0-45-generic';
+      },
+      'subsystems[0].attr.firmware: "6.8.0-45-generic" is 16 characters; the firmware revision is at most 8',
+    ],
+    [
+      'ext firmware too long',
+      (d) => {
+        d.subsystems[0].ext = { firmware: '123456789' };
+      },
+      'subsystems[0].ext.firmware: "123456789" is 9 characters',
+    ],
+    [
+      'version',
+      (d) => {
+        d.subsystems[0].attr.version = 'v2';
+      },
+      'subsystems[0].attr.version: "v2" is not an NVMe version',
+    ],
+    [
+      'ieee_oui',
+      (d) => {
+        d.subsystems[0].attr.ieee_oui = '0x1000000';
+      },
+      'subsystems[0].attr.ieee_oui: "0x1000000" is out of range',
+    ],
+    [
+      'qid_max',
+      (d) => {
+        d.subsystems[0].attr.qid_max = '0';
+      },
+      'subsystems[0].attr.qid_max: "0" is out of range (1..128)',
+    ],
+    [
+      'cntlid_min > cntlid_max',
+      (d) => {
+        d.subsystems[0].attr.cntlid_min = '10';
+        d.subsystems[0].attr.cntlid_max = '5';
+      },
+      'subsystems[0].attr.cntlid_min: 10 is greater than cntlid_max 5',
+    ],
+    [
+      'cntlid_min 0',
+      (d) => {
+        d.subsystems[0].attr.cntlid_min = '0';
+      },
+      'subsystems[0].attr.cntlid_min: "0" is out of range (1..65519)',
+    ],
+    [
+      'cntlid_max reserved',
+      (d) => {
+        d.subsystems[0].attr.cntlid_max = String(0xfff0);
+      },
+      'subsystems[0].attr.cntlid_max: "65520" is out of range (1..65519)',
+    ],
+    [
+      'passthru',
+      (d) => {
+        d.subsystems[0].passthru = [{ device: { path: '/dev/nvme0' }, enable: 1 }];
+      },
+      'subsystems[0].passthru[0]: passthru subsystems are not supported',
+    ],
+    [
+      'subsystem ext unknown key',
+      (d) => {
+        d.subsystems[0].ext = { moda: 'ana' };
+      },
+      'subsystems[0].ext.moda: unknown key',
+    ],
+    [
+      'mode',
+      (d) => {
+        d.subsystems[0].ext = { mode: 'alua' };
+      },
+      'subsystems[0].ext.mode: "alua" is not a mode',
+    ],
+    [
+      'promotion',
+      (d) => {
+        d.subsystems[0].ext = { mode: 'active-standby', promotion: 'auto' };
+      },
+      'subsystems[0].ext.promotion: "auto" is not a promotion policy',
+    ],
+    [
+      'persist_active',
+      (d) => {
+        d.subsystems[0].ext = { mode: 'active-standby', persist_active: 1 };
+      },
+      'subsystems[0].ext.persist_active: 1 is not true or false',
+    ],
+    [
+      'max_controllers',
+      (d) => {
+        d.subsystems[0].attr.cntlid_max = '8';
+        d.subsystems[0].ext = { max_controllers: 9 };
+      },
+      'subsystems[0].ext.max_controllers: 9 is more than the 8 controller ids',
+    ],
+    [
+      'initial_active_port unknown',
+      (d) => {
+        d.subsystems[0].ext = { mode: 'active-standby', initial_active_port: 9 };
+      },
+      'subsystems[0].ext.initial_active_port: unknown port 9',
+    ],
+    [
+      'initial_active_port not exporting',
+      (d) => {
+        d.ports[1].subsystems = [];
+        d.subsystems[0].ext = { mode: 'active-standby', initial_active_port: 2 };
+      },
+      `subsystems[0].ext.initial_active_port: port 2 does not export ${NQN}`,
+    ],
+    [
+      'ns initial_active_port not exporting',
+      (d) => {
+        activeStandby(d);
+        d.ports[1].subsystems = [];
+        d.subsystems[0].namespaces[1].ext.initial_active_port = 2;
+      },
+      'subsystems[0].namespaces[1].ext.initial_active_port: port 2 does not export',
+    ],
+    [
+      'group split across ports',
+      (d) => {
+        activeStandby(d);
+        d.subsystems[0].namespaces[1].ana_grpid = 1;
+        d.subsystems[0].namespaces[1].ext.initial_active_port = 2;
+      },
+      'subsystems[0].namespaces[1].ext.initial_active_port: namespaces in ANA group 1 move together',
+    ],
+    [
+      'nsid 0',
+      (d) => {
+        d.subsystems[0].namespaces[0].nsid = 0;
+      },
+      'subsystems[0].namespaces[0].nsid: 0 is out of range (1..4294967294)',
+    ],
+    [
+      'nsid broadcast',
+      (d) => {
+        d.subsystems[0].namespaces[0].nsid = 0xffffffff;
+      },
+      'subsystems[0].namespaces[0].nsid: 4294967295 is out of range',
+    ],
+    [
+      'nsid missing',
+      (d) => {
+        delete d.subsystems[0].namespaces[0].nsid;
+      },
+      'subsystems[0].namespaces[0].nsid: missing',
+    ],
+    [
+      'duplicate nsid',
+      (d) => {
+        d.subsystems[0].namespaces[1].nsid = 1;
+      },
+      'subsystems[0].namespaces[1].nsid: duplicate nsid 1 (also subsystems[0].namespaces[0])',
+    ],
+    [
+      'enable junk',
+      (d) => {
+        d.subsystems[0].namespaces[0].enable = 2;
+      },
+      'subsystems[0].namespaces[0].enable: 2 is not a boolean',
+    ],
+    [
+      'nguid format',
+      (d) => {
+        d.subsystems[0].namespaces[0].device.nguid = '1234';
+      },
+      'subsystems[0].namespaces[0].device.nguid: "1234" is not an NGUID',
+    ],
+    [
+      'uuid format',
+      (d) => {
+        d.subsystems[0].namespaces[0].device.uuid = 'd592cdf35d1c44e084123fcf7d99df27';
+      },
+      'subsystems[0].namespaces[0].device.uuid: "d592cdf35d1c44e084123fcf7d99df27" is not a UUID',
+    ],
+    [
+      'eui64 format',
+      (d) => {
+        d.subsystems[0].namespaces[0].device.eui64 = 'zz';
+      },
+      'subsystems[0].namespaces[0].device.eui64: "zz" is not an EUI-64',
+    ],
+    [
+      'duplicate nguid',
+      (d) => {
+        d.subsystems[0].namespaces[0].device.nguid = 'ef90689c-6c46-d44c-89c1-4067801309a8';
+        d.subsystems[0].namespaces[1].device.nguid = 'ef90689c6c46d44c89c14067801309a8';
+      },
+      'subsystems[0].namespaces[1].device.nguid: ef90689c6c46d44c89c14067801309a8 is already used by subsystems[0].namespaces[0]',
+    ],
+    [
+      'duplicate uuid',
+      (d) => {
+        d.subsystems[0].namespaces[0].device.uuid = 'd592cdf3-5d1c-44e0-8412-3fcf7d99df27';
+        d.subsystems[0].namespaces[1].device.uuid = 'D592CDF3-5D1C-44E0-8412-3FCF7D99DF27';
+      },
+      'subsystems[0].namespaces[1].device.uuid: d592cdf3-5d1c-44e0-8412-3fcf7d99df27 is already used by subsystems[0].namespaces[0]',
+    ],
+    [
+      'ns ext unknown key',
+      (d) => {
+        d.subsystems[0].namespaces[0].ext.sise = '1G';
+      },
+      'subsystems[0].namespaces[0].ext.sise: unknown key',
+    ],
+    [
+      'store kind',
+      (d) => {
+        d.subsystems[0].namespaces[0].ext.store = 'tape';
+      },
+      'subsystems[0].namespaces[0].ext.store: "tape" is not a store kind',
+    ],
+    [
+      'memory without size',
+      (d) => {
+        delete d.subsystems[0].namespaces[0].ext.size;
+      },
+      'subsystems[0].namespaces[0].ext.size: missing: a memory store needs ext.size',
+    ],
+    [
+      'size junk',
+      (d) => {
+        d.subsystems[0].namespaces[0].ext.size = '1Q';
+      },
+      'subsystems[0].namespaces[0].ext.size: "1Q" is not a size',
+    ],
+    [
+      'size not a block multiple',
+      (d) => {
+        d.subsystems[0].namespaces[1].ext.size = '6K';
+      },
+      'subsystems[0].namespaces[1].ext.size: 6144 bytes is not a multiple of the block size 4096',
+    ],
+    [
+      'block_size',
+      (d) => {
+        d.subsystems[0].namespaces[0].ext.block_size = 1024;
+      },
+      'subsystems[0].namespaces[0].ext.block_size: 1024 is not a supported block size',
+    ],
+    [
+      'no store, no path',
+      (d) => {
+        d.subsystems[0].namespaces[0] = { nsid: 1, device: {} };
+      },
+      'subsystems[0].namespaces[0].device.path: missing',
+    ],
+    [
+      'no store, character device',
+      (d) => {
+        d.subsystems[0].namespaces[0] = { nsid: 1, device: { path: '/dev/null' } };
+      },
+      'subsystems[0].namespaces[0].device.path: /dev/null is not a regular file (it is a character device); set ext.store to "memory" or "null" with ext.size to emulate it',
+    ],
+    [
+      'no store, missing file',
+      (d) => {
+        d.subsystems[0].namespaces[0] = { nsid: 1, device: { path: '/nonexistent/nvme0n1' } };
+      },
+      'subsystems[0].namespaces[0].device.path: /nonexistent/nvme0n1 does not exist; set ext.store to "file" with ext.size to create it',
+    ],
+    [
+      'no store, directory',
+      (d) => {
+        d.subsystems[0].namespaces[0] = { nsid: 1, device: { path: os.tmpdir() } };
+      },
+      'is not a regular file (it is a directory)',
+    ],
+    [
+      'file store, missing file, no size',
+      (d) => {
+        d.subsystems[0].namespaces[0] = { nsid: 1, device: { path: '/nonexistent-dir-x/a.img' }, ext: { store: 'file' } };
+      },
+      'subsystems[0].namespaces[0].ext.size: missing: /nonexistent-dir-x/a.img does not exist',
+    ],
+    [
+      'file store, missing directory',
+      (d) => {
+        d.subsystems[0].namespaces[0] = { nsid: 1, device: { path: '/nonexistent-dir-x/a.img' }, ext: { store: 'file', size: '1M' } };
+      },
+      'subsystems[0].namespaces[0].device.path: cannot create /nonexistent-dir-x/a.img: directory /nonexistent-dir-x does not exist',
+    ],
+    [
+      'file store, character device',
+      (d) => {
+        d.subsystems[0].namespaces[0] = { nsid: 1, device: { path: '/dev/null' }, ext: { store: 'file' } };
+      },
+      'subsystems[0].namespaces[0].device.path: /dev/null is not a regular file (it is a character device); a file store needs a regular file',
+    ],
   ];
 
   it.each(cases)('%s', (_name, mutate, expected) => {
     const doc = base();
     mutate(doc);
     const problems = problemsOf(doc);
-    expect(problems.some((p) => p.includes(expected)), `want: ${expected}\ngot:\n${problems.join('\n')}`).toBe(true);
+    expect(
+      problems.some((p) => p.includes(expected)),
+      `want: ${expected}\ngot:\n${problems.join('\n')}`,
+    ).toBe(true);
   });
 
   it('the base document used above is valid', () => {
@@ -558,9 +1213,18 @@ describe('validation: every rule names the field', () => {
     expect(e.problems).toHaveLength(6);
     expect(e.message).toMatch(/^invalid configuration \(6 problems\):\n {2}- /);
     for (const p of e.problems) expect(e.message).toContain(p);
-    for (const field of ['bogus', 'ports[0].addr.trsvcid', 'ports[1].addr.trtype', 'subsystems[0].attr.model',
-      'subsystems[0].namespaces[0].nsid', 'subsystems[0].namespaces[1].device.uuid']) {
-      expect(e.problems.some((p) => p.startsWith(`${field}: `)), field).toBe(true);
+    for (const field of [
+      'bogus',
+      'ports[0].addr.trsvcid',
+      'ports[1].addr.trtype',
+      'subsystems[0].attr.model',
+      'subsystems[0].namespaces[0].nsid',
+      'subsystems[0].namespaces[1].device.uuid',
+    ]) {
+      expect(
+        e.problems.some((p) => p.startsWith(`${field}: `)),
+        field,
+      ).toBe(true);
     }
   });
 
@@ -574,9 +1238,17 @@ describe('validation: every rule names the field', () => {
     doc.ports[0].referrals = [{ name: 'r1', enable: 0, addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: '10.0.0.9', trsvcid: '4420', portid: '3' } }];
     doc.ports[1].referrals = [{ name: 'r2', addr: { trtype: 'tcp', adrfam: 'ipv4', traddr: '10.0.0.9', trsvcid: '8009', portid: '7', treq: 'not specified' } }];
     const cfg = parseConfig(doc);
-    for (const want of ['hosts[0].dhchap', 'subsystems[0].attr.pi_enable', 'subsystems[0].namespaces[0].resv.enable',
-      'subsystems[0].namespaces[0].p2pmem', 'ports[0].referrals[0]']) {
-      expect(cfg.notes.some((n) => n.startsWith(want)), want).toBe(true);
+    for (const want of [
+      'hosts[0].dhchap',
+      'subsystems[0].attr.pi_enable',
+      'subsystems[0].namespaces[0].resv.enable',
+      'subsystems[0].namespaces[0].p2pmem',
+      'ports[0].referrals[0]',
+    ]) {
+      expect(
+        cfg.notes.some((n) => n.startsWith(want)),
+        want,
+      ).toBe(true);
     }
     expect(cfg.ports[0]!.referrals).toEqual([]);
     expect(cfg.ports[1]!.referrals).toEqual([{ name: 'r2', portid: 7, trtype: 'tcp', adrfam: 'ipv4', traddr: '10.0.0.9', trsvcid: 8009 }]);
@@ -603,7 +1275,10 @@ describe('validation: every rule names the field', () => {
 describe('loadConfigFile', () => {
   it('reports JSON syntax errors with the file name, line and column', async () => {
     const file = path.join(FIXTURES, 'bad-syntax.json');
-    const err = await loadConfigFile(file).then(() => null, (e: unknown) => e);
+    const err = await loadConfigFile(file).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as Error).message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} at line 4 column \\d+: invalid JSON`));
   });
@@ -613,7 +1288,9 @@ describe('loadConfigFile', () => {
     await expect(loadConfigFile(file)).rejects.toThrow(/truncated\.json at line 3 column 1: invalid JSON/);
   });
   it('reports an unreadable file', async () => {
-    await expect(loadConfigFile(path.join(tmp, 'nope.json'))).rejects.toThrow(/nope\.json: invalid configuration \(1 problem\):\n {2}- cannot read the file: ENOENT/);
+    await expect(loadConfigFile(path.join(tmp, 'nope.json'))).rejects.toThrow(
+      /nope\.json: invalid configuration \(1 problem\):\n {2}- cannot read the file: ENOENT/,
+    );
   });
   it('resolves a relative control socket against the file directory', async () => {
     const file = path.join(tmp, 'ctl.json');

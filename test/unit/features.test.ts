@@ -76,9 +76,7 @@ describe('Get/Set Features CDW10', () => {
   });
 
   it('supported-capabilities bits', () => {
-    expect([FeatureCapability.Saveable, FeatureCapability.NamespaceSpecific, FeatureCapability.Changeable]).toEqual([
-      1, 2, 4,
-    ]);
+    expect([FeatureCapability.Saveable, FeatureCapability.NamespaceSpecific, FeatureCapability.Changeable]).toEqual([1, 2, 4]);
   });
 });
 
@@ -201,9 +199,7 @@ describe('smaller features', () => {
 describe('Asynchronous Event Request completion DW0', () => {
   it('type | info << 8 | lid << 16', () => {
     expect(encodeAerResult({ type: AerType.Notice, info: AerInfo.AnaChange, lid: 0x0c })).toBe(0x000c0302);
-    expect(encodeAerResult({ type: AerType.Notice, info: AerInfo.NamespaceAttributeChanged, lid: 0x04 })).toBe(
-      0x00040002,
-    );
+    expect(encodeAerResult({ type: AerType.Notice, info: AerInfo.NamespaceAttributeChanged, lid: 0x04 })).toBe(0x00040002);
     expect(encodeAerResult({ type: AerType.Notice, info: AerInfo.DiscoveryLogChange, lid: 0x70 })).toBe(0x0070f002);
     expect(decodeAerResult(0xff0c0302)).toEqual({ type: 2, info: 3, lid: 0x0c });
     expect(() => encodeAerResult({ type: 8, info: 0, lid: 0 })).toThrow(RangeError);

@@ -37,8 +37,15 @@ describe('controller state transitions', () => {
       expect(sm.change(s)).toBe(true);
     }
     expect(seen).toEqual([
-      'new>connecting', 'connecting>live', 'live>resetting', 'resetting>connecting', 'connecting>live',
-      'live>resetting', 'resetting>connecting', 'connecting>deleting', 'deleting>deleted',
+      'new>connecting',
+      'connecting>live',
+      'live>resetting',
+      'resetting>connecting',
+      'connecting>live',
+      'live>resetting',
+      'resetting>connecting',
+      'connecting>deleting',
+      'deleting>deleted',
     ]);
   });
 

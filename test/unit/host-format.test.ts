@@ -54,8 +54,24 @@ const topology: Topology = {
               nsid: 1,
               head: 'nvme0n1',
               paths: [
-                { controller: 'nvme0', path: 'nvme0c0n1', transport: 'tcp', address: 'traddr=127.0.0.1,trsvcid=4420', state: 'live', ana: 'optimized', active: false },
-                { controller: 'nvme1', path: 'nvme0c1n1', transport: 'tcp', address: 'traddr=127.0.0.1,trsvcid=4421', state: 'live', ana: 'inaccessible', active: false },
+                {
+                  controller: 'nvme0',
+                  path: 'nvme0c0n1',
+                  transport: 'tcp',
+                  address: 'traddr=127.0.0.1,trsvcid=4420',
+                  state: 'live',
+                  ana: 'optimized',
+                  active: false,
+                },
+                {
+                  controller: 'nvme1',
+                  path: 'nvme0c1n1',
+                  transport: 'tcp',
+                  address: 'traddr=127.0.0.1,trsvcid=4421',
+                  state: 'live',
+                  ana: 'inaccessible',
+                  active: false,
+                },
               ],
             },
           ],
@@ -75,7 +91,21 @@ const topology: Topology = {
 describe('json-c layout (nvme-cli -o json)', () => {
   it('two-space indent, "key":value, empty containers inline, bigints as numbers', () => {
     expect(jsonC({ a: 1, b: 'x/y "q"', c: [], d: {}, e: [{ f: true, g: null }], h: 2n ** 64n })).toBe(
-      lines('{', '  "a":1,', '  "b":"x/y \\"q\\"",', '  "c":[],', '  "d":{},', '  "e":[', '    {', '      "f":true,', '      "g":null', '    }', '  ],', '  "h":18446744073709551616', '}').trimEnd(),
+      lines(
+        '{',
+        '  "a":1,',
+        '  "b":"x/y \\"q\\"",',
+        '  "c":[],',
+        '  "d":{},',
+        '  "e":[',
+        '    {',
+        '      "f":true,',
+        '      "g":null',
+        '    }',
+        '  ],',
+        '  "h":18446744073709551616',
+        '}',
+      ).trimEnd(),
     );
     expect(jsonC([])).toBe('[]');
   });
@@ -194,8 +224,34 @@ describe('discover', () => {
     genctr: 3n,
     recfmt: 0,
     entries: [
-      { trtype: 3, adrfam: 1, subtype: 3, treq: 4, portid: 1, cntlid: 0xffff, asqsz: 32, eflags: 3, trsvcid: '4420', subnqn: 'nqn.2014-08.org.nvmexpress.discovery', traddr: '127.0.0.1', tsas: tcpTsas() },
-      { trtype: 3, adrfam: 1, subtype: 2, treq: 4, portid: 2, cntlid: 0xffff, asqsz: 32, eflags: 0, trsvcid: '4421', subnqn: NQN, traddr: '127.0.0.1', tsas: tcpTsas() },
+      {
+        trtype: 3,
+        adrfam: 1,
+        subtype: 3,
+        treq: 4,
+        portid: 1,
+        cntlid: 0xffff,
+        asqsz: 32,
+        eflags: 3,
+        trsvcid: '4420',
+        subnqn: 'nqn.2014-08.org.nvmexpress.discovery',
+        traddr: '127.0.0.1',
+        tsas: tcpTsas(),
+      },
+      {
+        trtype: 3,
+        adrfam: 1,
+        subtype: 2,
+        treq: 4,
+        portid: 2,
+        cntlid: 0xffff,
+        asqsz: 32,
+        eflags: 0,
+        trsvcid: '4421',
+        subnqn: NQN,
+        traddr: '127.0.0.1',
+        tsas: tcpTsas(),
+      },
     ],
   };
 
@@ -305,7 +361,17 @@ describe('id-ctrl and id-ns', () => {
       'cntlid    : 0x2',
       'ver       : 0x10400',
     ]);
-    expect(text).toEqual(expect.arrayContaining(['rtd3r     : 0', 'tnvmcap   : 1073741824', 'anacap    : 31', 'sgls      : 0x100001', `subnqn    : ${NQN}`, 'icsvscc   : 0', 'ofcs      : 0']));
+    expect(text).toEqual(
+      expect.arrayContaining([
+        'rtd3r     : 0',
+        'tnvmcap   : 1073741824',
+        'anacap    : 31',
+        'sgls      : 0x100001',
+        `subnqn    : ${NQN}`,
+        'icsvscc   : 0',
+        'ofcs      : 0',
+      ]),
+    );
     expect(text.slice(-7)).toEqual([
       'ps      0 : mp:25.00W operational enlat:16 exlat:4 rrt:0 rrl:0',
       '            rwt:0 rwl:0 idle_power:- active_power:-',
@@ -320,7 +386,11 @@ describe('id-ctrl and id-ns', () => {
 
   it('id-ctrl JSON: nvme-cli keys and order, numbers, psds', () => {
     const json = formatIdCtrl(ctrl, true);
-    expect(json.startsWith('{\n  "vid":6966,\n  "ssvid":6900,\n  "sn":"SN123               ",\n  "mn":"nvmets array                            ",\n  "fr":"0.1.0   ",\n  "rab":6,\n  "ieee":5395456,\n')).toBe(true);
+    expect(
+      json.startsWith(
+        '{\n  "vid":6966,\n  "ssvid":6900,\n  "sn":"SN123               ",\n  "mn":"nvmets array                            ",\n  "fr":"0.1.0   ",\n  "rab":6,\n  "ieee":5395456,\n',
+      ),
+    ).toBe(true);
     const j = JSON.parse(json) as Record<string, any>;
     expect(Object.keys(j).slice(-9)).toEqual(['maxcna', 'subnqn', 'ioccsz', 'iorcsz', 'icdoff', 'fcatt', 'msdbd', 'ofcs', 'psds']);
     expect(j['psds'][1]).toEqual({
@@ -407,7 +477,11 @@ describe('id-ctrl and id-ns', () => {
 
   it('id-ns JSON', () => {
     const json = formatIdNs(ns, 1, true);
-    expect(json.endsWith('  "eui64":"0011223344556677",\n  "nguid":"00112233445566778899aabbccddeeff",\n  "lbafs":[\n    {\n      "ms":0,\n      "ds":9,\n      "rp":0\n    },\n    {\n      "ms":8,\n      "ds":12,\n      "rp":2\n    }\n  ]\n}\n')).toBe(true);
+    expect(
+      json.endsWith(
+        '  "eui64":"0011223344556677",\n  "nguid":"00112233445566778899aabbccddeeff",\n  "lbafs":[\n    {\n      "ms":0,\n      "ds":9,\n      "rp":0\n    },\n    {\n      "ms":8,\n      "ds":12,\n      "rp":2\n    }\n  ]\n}\n',
+      ),
+    ).toBe(true);
     const j = JSON.parse(json) as Record<string, unknown>;
     expect(Object.keys(j).slice(0, 6)).toEqual(['nsze', 'ncap', 'nuse', 'nsfeat', 'nlbaf', 'flbas']);
     expect(j).toMatchObject({ nsze: 131072, nmic: 1, npwg: 7, nows: 7, anagrpid: 1 });
@@ -423,11 +497,17 @@ describe('get-log and admin-passthru', () => {
         `0010: 64 21 20 00 01 ${' '.repeat(33)} "d!..."`,
       ),
     );
-    expect(hexDump(Buffer.alloc(16, 0x41))).toBe(lines('       0  1  2  3  4  5  6  7  8  9  a  b  c  d  e  f', `0000:${' 41'.repeat(16)} "${'A'.repeat(16)}"`));
+    expect(hexDump(Buffer.alloc(16, 0x41))).toBe(
+      lines('       0  1  2  3  4  5  6  7  8  9  a  b  c  d  e  f', `0000:${' 41'.repeat(16)} "${'A'.repeat(16)}"`),
+    );
   });
 
   it('get-log header', () => {
-    expect(formatGetLog('nvme0', 12, 0xffffffff, Buffer.from([1, 0, 0, 0])).split('\n').slice(0, 3)).toEqual([
+    expect(
+      formatGetLog('nvme0', 12, 0xffffffff, Buffer.from([1, 0, 0, 0]))
+        .split('\n')
+        .slice(0, 3),
+    ).toEqual([
       'Device:nvme0 log-id:12 namespace-id:0xffffffff',
       '       0  1  2  3  4  5  6  7  8  9  a  b  c  d  e  f',
       `0000: 01 00 00 00 ${' '.repeat(36)} "...."`,
@@ -440,7 +520,25 @@ describe('get-log and admin-passthru', () => {
     expect(adminCommandName(0x02)).toBe('Get Log Page');
     expect(formatStatus(0x4002)).toBe('NVMe status: InvalidField(0x2) DNR\n');
     expect(
-      formatPassthruCommand({ opcode: 0xfe, flags: 0, rsvd: 0, nsid: 1, cdw2: 0, cdw3: 0, dataLen: 0, metadataLen: 0, cdw10: 0xabc, cdw11: 0, cdw12: 0, cdw13: 0, cdw14: 0, cdw15: 0, timeoutMs: 0 }).split('\n').slice(0, 4),
+      formatPassthruCommand({
+        opcode: 0xfe,
+        flags: 0,
+        rsvd: 0,
+        nsid: 1,
+        cdw2: 0,
+        cdw3: 0,
+        dataLen: 0,
+        metadataLen: 0,
+        cdw10: 0xabc,
+        cdw11: 0,
+        cdw12: 0,
+        cdw13: 0,
+        cdw14: 0,
+        cdw15: 0,
+        timeoutMs: 0,
+      })
+        .split('\n')
+        .slice(0, 4),
     ).toEqual(['opcode       : fe', 'flags        : 00', 'rsvd1        : 0000', 'nsid         : 00000001']);
   });
 });
@@ -450,7 +548,9 @@ describe('argument parsing', () => {
     expect([parseSize('4k'), parseSize('4096'), parseSize('64K'), parseSize('1m'), parseSize('1MiB')]).toEqual([4096, 4096, 65536, 1048576, 1048576]);
     expect(() => parseSize('4x')).toThrow(/not a size/);
     expect(() => parseSize('0')).toThrow(/positive/);
-    expect([parseDuration('10s'), parseDuration('500ms'), parseDuration('2m'), parseDuration('3'), parseDuration('1.5s')]).toEqual([10000, 500, 120000, 3000, 1500]);
+    expect([parseDuration('10s'), parseDuration('500ms'), parseDuration('2m'), parseDuration('3'), parseDuration('1.5s')]).toEqual([
+      10000, 500, 120000, 3000, 1500,
+    ]);
     expect(() => parseDuration('soon')).toThrow(/not a duration/);
     expect([parseNumber('0xfe'), parseNumber('254'), parseNumber('0376'), parseNumber('0')]).toEqual([254, 254, 254, 0]);
     expect(() => parseNumber('0xzz')).toThrow(/not a number/);
@@ -477,10 +577,51 @@ describe('show and io (ours)', () => {
     fenced: 0,
     inflight: 2,
     options: { maxRetries: 5, noPathTimeoutMs: null, failoverIntervalMs: 0, numaNode: 0, suspectTimeoutMs: 1000, maxTransferBytes: 0 },
-    counters: { ios: 1000, bytesRead: 2097152, bytesWritten: 1048576, failovers: 1, retries: 0, errors: 0, requeues: 8, fencedWrites: 1, activations: 0, noPathMs: 4 },
+    counters: {
+      ios: 1000,
+      bytesRead: 2097152,
+      bytesWritten: 1048576,
+      failovers: 1,
+      retries: 0,
+      errors: 0,
+      requeues: 8,
+      fencedWrites: 1,
+      activations: 0,
+      noPathMs: 4,
+    },
     paths: [
-      { name: 'nvme0c1n1', address: 'tcp traddr=127.0.0.1 trsvcid=4421', cntlid: 2, nsid: 1, state: 'live', ana: 'optimized', active: false, usable: true, suspect: null, inflight: 2, pathInflight: 2, ios: 600, errors: 0, demotedAgoMs: null },
-      { name: 'nvme0c0n1', address: 'tcp traddr=127.0.0.1 trsvcid=4420', cntlid: 1, nsid: 1, state: 'connecting', ana: 'inaccessible', active: false, usable: false, suspect: 'path error: queue 1: write EPIPE', inflight: 0, pathInflight: 0, ios: 400, errors: 8, demotedAgoMs: 1500 },
+      {
+        name: 'nvme0c1n1',
+        address: 'tcp traddr=127.0.0.1 trsvcid=4421',
+        cntlid: 2,
+        nsid: 1,
+        state: 'live',
+        ana: 'optimized',
+        active: false,
+        usable: true,
+        suspect: null,
+        inflight: 2,
+        pathInflight: 2,
+        ios: 600,
+        errors: 0,
+        demotedAgoMs: null,
+      },
+      {
+        name: 'nvme0c0n1',
+        address: 'tcp traddr=127.0.0.1 trsvcid=4420',
+        cntlid: 1,
+        nsid: 1,
+        state: 'connecting',
+        ana: 'inaccessible',
+        active: false,
+        usable: false,
+        suspect: 'path error: queue 1: write EPIPE',
+        inflight: 0,
+        pathInflight: 0,
+        ios: 400,
+        errors: 8,
+        demotedAgoMs: 1500,
+      },
     ],
   } as HeadSnapshot;
   const ctrl = (name: string, port: number, state: string, lastError: string | null): ControllerInfo => ({
@@ -555,7 +696,9 @@ describe('show and io (ours)', () => {
           { name: 'nvme0c0n1', state: 'connecting', ana: 'optimized', active: false, usable: false },
         ],
       }),
-    ).toBe('[   3.0s] nvme0n1 12561 IOPS 51.5 MB/s  ios 54299  inflight 8  errors 0  mismatches 0  failovers 1  |  nvme0c0n1 connecting optimized, nvme0c1n1 live optimized\n');
+    ).toBe(
+      '[   3.0s] nvme0n1 12561 IOPS 51.5 MB/s  ios 54299  inflight 8  errors 0  mismatches 0  failovers 1  |  nvme0c0n1 connecting optimized, nvme0c1n1 live optimized\n',
+    );
     const events: IoEvent[] = [
       { type: 'path-down', atMs: 3612, path: 'nvme0c0n1', reason: 'controller resetting' },
       { type: 'failover-start', atMs: 3613, from: 'nvme0c0n1', reason: 'path error: queue 1: write EPIPE' },

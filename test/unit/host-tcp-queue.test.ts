@@ -333,7 +333,7 @@ describe('reads', () => {
       ...encodeCapsuleResp(encodeCqe({ result: 0, dw1: 0, sqhd: 0, sqid: 1, cid: c2.sqe.cid, status: 0 }), conn.wire),
     ]);
     // Split: small pieces, at every header boundary and inside the data.
-    for (let off = 0; off < bytes.length; ) {
+    for (let off = 0; off < bytes.length;) {
       const n = off < 200 ? 1 : 997;
       conn.socket.write(bytes.subarray(off, off + n));
       off += n;
@@ -486,7 +486,11 @@ describe('timeouts, batching and back-pressure', () => {
   it('writes the commands of one event-loop turn together', async () => {
     const { q, conn } = await open();
     const before = conn.chunks.length;
-    const all = [q.submit(flushCommand(1), { timeoutMs: 1000 }), q.submit(flushCommand(1), { timeoutMs: 1000 }), q.submit(flushCommand(1), { timeoutMs: 1000 })];
+    const all = [
+      q.submit(flushCommand(1), { timeoutMs: 1000 }),
+      q.submit(flushCommand(1), { timeoutMs: 1000 }),
+      q.submit(flushCommand(1), { timeoutMs: 1000 }),
+    ];
     const cs = [await conn.command(), await conn.command(), await conn.command()];
     expect(conn.chunks.length - before).toBe(1);
     expect(conn.chunks[before]!.length).toBe(3 * 72);

@@ -173,9 +173,7 @@ describe('constants', () => {
     expect(Oaes.NamespaceAttribute | Oaes.AnaChange).toBe(0x900);
     expect(Oaes.DiscoveryLogChange).toBe(0x80000000);
     expect(Ctratt.HostId128 | Ctratt.Tbkas).toBe(0x41);
-    expect(Anacap.Optimized | Anacap.NonOptimized | Anacap.Inaccessible | Anacap.PersistentLoss | Anacap.Change).toBe(
-      0x1f,
-    );
+    expect(Anacap.Optimized | Anacap.NonOptimized | Anacap.Inaccessible | Anacap.PersistentLoss | Anacap.Change).toBe(0x1f);
     expect(Oncs.DatasetManagement | Oncs.WriteZeroes).toBe(0x0c);
     expect(Lpa.SmartPerNamespace | Lpa.CommandEffects | Lpa.ExtendedData).toBe(0x07);
   });
@@ -357,7 +355,13 @@ describe('Identify Namespace (CNS 00h)', () => {
   });
 
   it('defaults nlbaf from the lbaf list', () => {
-    const b = encodeIdentifyNamespace({ lbaf: [{ ms: 0, lbads: 9, rp: 0 }, { ms: 0, lbads: 12, rp: 0 }, { ms: 0, lbads: 13, rp: 0 }] });
+    const b = encodeIdentifyNamespace({
+      lbaf: [
+        { ms: 0, lbads: 9, rp: 0 },
+        { ms: 0, lbads: 12, rp: 0 },
+        { ms: 0, lbads: 13, rp: 0 },
+      ],
+    });
     expect(b[25]).toBe(2);
     expect(decodeIdentifyNamespace(b).lbaf).toHaveLength(3);
   });

@@ -218,9 +218,7 @@ describe('Changed Namespace List (LID 04h)', () => {
 
 describe('Commands Supported and Effects log (LID 05h)', () => {
   it('has the effect bits', () => {
-    expect([CmdEffects.CSUPP, CmdEffects.LBCC, CmdEffects.NCC, CmdEffects.NIC, CmdEffects.CCC]).toEqual([
-      1, 2, 4, 8, 16,
-    ]);
+    expect([CmdEffects.CSUPP, CmdEffects.LBCC, CmdEffects.NCC, CmdEffects.NIC, CmdEffects.CCC]).toEqual([1, 2, 4, 8, 16]);
     expect(CmdEffects.CSE_MASK).toBe(0x70000);
     expect(CmdEffects.CSE_SINGLE_NS).toBe(0x10000);
     expect(CmdEffects.UUID_SEL).toBe(0x80000);

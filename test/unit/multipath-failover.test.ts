@@ -44,7 +44,15 @@ describe('decideDisposition (nvme_decide_disposition)', () => {
     expect(decideDisposition(c(Status.InternalError), 0, 5)).toBe('retry');
     expect(decideDisposition(c(Status.InternalError), 5, 5)).toBe('complete');
     expect(decideDisposition(c(Status.InternalError | DNR), 0, 5)).toBe('complete');
-    for (const s of [Status.AnaPersistentLoss, Status.AnaInaccessible, Status.AnaTransition, Status.HostPathingError, Status.InternalPathError, Status.ControllerPathingError, Status.AbortedByHost]) {
+    for (const s of [
+      Status.AnaPersistentLoss,
+      Status.AnaInaccessible,
+      Status.AnaTransition,
+      Status.HostPathingError,
+      Status.InternalPathError,
+      Status.ControllerPathingError,
+      Status.AbortedByHost,
+    ]) {
       expect(decideDisposition(c(s), 0, 5)).toBe('failover');
     }
     expect(decideDisposition(c(Status.AnaInaccessible | DNR), 0, 5)).toBe('complete');
@@ -269,7 +277,9 @@ describe('multipath failover and retries', () => {
       const err = r.error as NoPathError;
       expect(err.code).toBe('ENOPATH');
       expect(err.waitedMs).toBe(4000);
-      expect(err.message).toMatch(/nvme0n1: I\/O failed after waiting 4000 ms for a path: no usable path within no_path_timeout \(no_path_timeout 5000 ms; paths: p1 controller resetting\)/);
+      expect(err.message).toMatch(
+        /nvme0n1: I\/O failed after waiting 4000 ms for a path: no usable path within no_path_timeout \(no_path_timeout 5000 ms; paths: p1 controller resetting\)/,
+      );
       // Still no path: new I/O fails at once.
       await expect(head.read(0, 1)).rejects.toMatchObject({ code: 'ENOPATH' });
       // A path back: I/O flows again.
@@ -319,7 +329,7 @@ describe('multipath failover and retries', () => {
       expect(paths.map((p) => p.submitted.length)).toEqual([4, 3]); // numa: first optimized again
     });
 
-    it('active-standby: a path taken over by another activation is not taken back while the new one\'s ANA report is late', async () => {
+    it("active-standby: a path taken over by another activation is not taken back while the new one's ANA report is late", async () => {
       const { head, paths } = setup([{}, {}], { policy: 'active-standby' });
       await head.read(0, 1);
       expect(paths.map((p) => p.setActiveCalls)).toEqual([1, 0]);
@@ -336,7 +346,10 @@ describe('multipath failover and retries', () => {
         await head.read(i + 1, 1);
         expect(head.state().activePath, `takeover ${i + 1}`).toBe(`p${step.next + 1}`);
         // 0xFE went to the new active path (harmless: it is active already), never back to the one just taken over.
-        expect(paths.map((p) => p.setActiveCalls), `takeover ${i + 1}`).toEqual(step.calls);
+        expect(
+          paths.map((p) => p.setActiveCalls),
+          `takeover ${i + 1}`,
+        ).toEqual(step.calls);
       }
     });
 

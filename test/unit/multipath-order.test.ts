@@ -77,10 +77,7 @@ describe('per-block order', () => {
     const { head, paths, store } = setup([{}, { ana: AnaState.NonOptimized }], { policy: 'round-robin' });
     paths[0]!.script(pathError('reset', false));
     const completed: number[] = [];
-    await Promise.all([
-      head.write(7, blocks(1, 0x71)).then(() => completed.push(1)),
-      head.write(7, blocks(1, 0x72)).then(() => completed.push(2)),
-    ]);
+    await Promise.all([head.write(7, blocks(1, 0x71)).then(() => completed.push(1)), head.write(7, blocks(1, 0x72)).then(() => completed.push(2))]);
     expect(completed).toEqual([1, 2]);
     expect(store.writesTo(7).map((w) => `${w.path}:${w.tag.toString(16)}`)).toEqual(['p2:71', 'p2:72']);
     expect(store.byteAt(7)).toBe(0x72);

@@ -64,10 +64,10 @@ describe('multipath policies', () => {
 
   describe('numa', () => {
     it('chooses the first optimized path on the local node, then any optimized, then non-optimized', async () => {
-      const { head, paths } = setup(
-        [{ numaNode: 1 }, { numaNode: 0, ana: AnaState.NonOptimized }, { numaNode: 0 }, { numaNode: 0 }],
-        { policy: 'numa', numaNode: 0 },
-      );
+      const { head, paths } = setup([{ numaNode: 1 }, { numaNode: 0, ana: AnaState.NonOptimized }, { numaNode: 0 }, { numaNode: 0 }], {
+        policy: 'numa',
+        numaNode: 0,
+      });
       expect(await sequentialReads(head, paths, 3)).toEqual(['p3', 'p3', 'p3']);
       paths[2]!.setAna(AnaState.Inaccessible);
       expect(await sequentialReads(head, paths, 1)).toEqual(['p4']);
@@ -93,10 +93,9 @@ describe('multipath policies', () => {
     });
 
     it('rotates among non-optimized paths when none is optimized', async () => {
-      const { head, paths } = setup(
-        [{ ana: AnaState.NonOptimized }, { ana: AnaState.Inaccessible }, { ana: AnaState.NonOptimized }],
-        { policy: 'round-robin' },
-      );
+      const { head, paths } = setup([{ ana: AnaState.NonOptimized }, { ana: AnaState.Inaccessible }, { ana: AnaState.NonOptimized }], {
+        policy: 'round-robin',
+      });
       expect(await sequentialReads(head, paths, 4)).toEqual(['p1', 'p3', 'p1', 'p3']);
     });
   });
@@ -118,15 +117,7 @@ describe('multipath policies', () => {
       expect(await sequentialReads(head, paths, 3)).toEqual(['p7', 'p7', 'p7']);
       const st = head.state();
       expect(st.paths.map((p) => p.usable)).toEqual([false, false, false, false, false, false, true]);
-      expect(st.paths.map((p) => p.ana)).toEqual([
-        'inaccessible',
-        'persistent-loss',
-        'change',
-        'optimized',
-        'optimized',
-        'optimized',
-        'non-optimized',
-      ]);
+      expect(st.paths.map((p) => p.ana)).toEqual(['inaccessible', 'persistent-loss', 'change', 'optimized', 'optimized', 'optimized', 'non-optimized']);
       expect(st.paths.map((p) => p.state)).toEqual(['live', 'live', 'live', 'connecting', 'resetting', 'deleting', 'live']);
     });
   });

@@ -133,7 +133,14 @@ describe('NBD codec: hand-built byte vectors', () => {
 
   it('request header', () => {
     const b = hex('25609513' + '0001' + '0001' + '0102030405060708' + '0000000000001000' + '00000200');
-    expect(decodeRequestHeader(b)).toEqual({ magic: 0x25609513, flags: NBD_CMD_FLAG_FUA, type: NBD_CMD_WRITE, handle: 0x0102030405060708n, offset: 4096n, length: 512 });
+    expect(decodeRequestHeader(b)).toEqual({
+      magic: 0x25609513,
+      flags: NBD_CMD_FLAG_FUA,
+      type: NBD_CMD_WRITE,
+      handle: 0x0102030405060708n,
+      offset: 4096n,
+      length: 512,
+    });
     expect(encodeRequestHeader({ flags: 1, type: 1, handle: 0x0102030405060708n, offset: 4096, length: 512 }).equals(b)).toBe(true);
   });
 
@@ -200,7 +207,11 @@ describe('RangeLocks', () => {
   it('a failing holder releases its lock and rejects', async () => {
     const locks = new RangeLocks();
     await expect(locks.run(0, 1, true, () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
-    await expect(locks.run(0, 1, true, () => { throw new Error('sync'); })).rejects.toThrow('sync');
+    await expect(
+      locks.run(0, 1, true, () => {
+        throw new Error('sync');
+      }),
+    ).rejects.toThrow('sync');
     expect(await locks.run(0, 1, true, async () => 7)).toBe(7);
     expect(locks.size).toBe(0);
   });
@@ -231,7 +242,7 @@ class FakeDevice implements NbdBlockDevice {
   ) {
     this.data = Buffer.alloc(blockSize * nblocks);
     let x = seed;
-    this.#rng = () => ((x = (x * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    this.#rng = () => (x = (x * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
   }
 
   async #delay(): Promise<void> {
@@ -245,7 +256,8 @@ class FakeDevice implements NbdBlockDevice {
       this.failNext = null;
       throw Object.assign(new Error(`${op} failed (injected)`), { code: 'EIO' });
     }
-    if (!Number.isSafeInteger(slba) || !Number.isSafeInteger(nlb) || slba < 0 || nlb < 1 || slba + nlb > this.nblocks) throw new Error(`bad range ${slba}+${nlb}`);
+    if (!Number.isSafeInteger(slba) || !Number.isSafeInteger(nlb) || slba < 0 || nlb < 1 || slba + nlb > this.nblocks)
+      throw new Error(`bad range ${slba}+${nlb}`);
   }
 
   #ordered(slba: number, nlb: number, apply: () => void): Promise<void> {
@@ -590,7 +602,10 @@ describe('NBD server: transmission', () => {
     expect(dev.calls.at(-1)).toEqual({ op: 'writeZeroes', slba: 10, nlb: 2, deallocate: true });
     c.request(NBD_CMD_WRITE_ZEROES, 6n, 6144, 1024, NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FUA);
     expect((await c.simpleReply()).error).toBe(0);
-    expect(dev.calls.slice(-2)).toEqual([{ op: 'writeZeroes', slba: 12, nlb: 2, deallocate: false }, { op: 'flush', slba: 0, nlb: 0 }]);
+    expect(dev.calls.slice(-2)).toEqual([
+      { op: 'writeZeroes', slba: 12, nlb: 2, deallocate: false },
+      { op: 'flush', slba: 0, nlb: 0 },
+    ]);
     c.request(NBD_CMD_READ, 7n, 4096, 8192);
     const back = (await c.simpleReply(8192)).data;
     expect(back.subarray(0, 3072)).toEqual(Buffer.alloc(3072));
@@ -844,7 +859,12 @@ describe('NBD server: unaligned requests (read-modify-write)', () => {
     expect((await c.simpleReply()).error).toBe(0);
     model.fill(0, 5000, 5100);
     expect(dev.data).toEqual(model);
-    for (const [off, len] of [[1, 1], [100, 3000], [511, 2], [32000, 768]] as const) {
+    for (const [off, len] of [
+      [1, 1],
+      [100, 3000],
+      [511, 2],
+      [32000, 768],
+    ] as const) {
       c.request(NBD_CMD_READ, ++h, off, len);
       expect((await c.simpleReply(len)).data).toEqual(model.subarray(off, off + len));
     }
@@ -871,7 +891,7 @@ describe('NBD server: unaligned requests (read-modify-write)', () => {
         const c = await client(s.port);
         await c.go();
         let x = seed * 7919;
-        const rnd = (n: number) => ((x = (x * 1103515245 + 12345) & 0x7fffffff) % n);
+        const rnd = (n: number) => (x = (x * 1103515245 + 12345) & 0x7fffffff) % n;
         const n = 120;
         for (let i = 0; i < n; i++) {
           const aligned = rnd(3) === 0;

@@ -170,7 +170,10 @@ describe('framer: splitting and packing', () => {
     for (let a = 1; a < both.length; a += 7) {
       for (let b = a + 1; b < both.length; b += 13) {
         const pdus = collect(newFramer(), [both.subarray(0, a), both.subarray(a, b), both.subarray(b)]);
-        expect(pdus.map((p) => p.type), `cuts ${a},${b}`).toEqual([PduType.CapsuleCmd, PduType.H2CData]);
+        expect(
+          pdus.map((p) => p.type),
+          `cuts ${a},${b}`,
+        ).toEqual([PduType.CapsuleCmd, PduType.H2CData]);
       }
     }
     const one = collect(newFramer(), [both]);
@@ -216,7 +219,10 @@ describe('framer: data placed by the receiver', () => {
           const { f, asked } = placingHost(wire, dest);
           const pdus = collect(f, [both.subarray(0, cut), both.subarray(cut, second), both.subarray(second)]);
           const where = `${JSON.stringify(wire)} cuts ${cut},${second}`;
-          expect(pdus.map((p) => p.type), where).toEqual([PduType.C2HData, PduType.CapsuleResp]);
+          expect(
+            pdus.map((p) => p.type),
+            where,
+          ).toEqual([PduType.C2HData, PduType.CapsuleResp]);
           const p = pdus[0]!;
           if (p.type !== PduType.C2HData) throw new Error('type');
           expect(p.dataDigestError, where).toBe(false);
@@ -268,7 +274,7 @@ describe('framer: data placed by the receiver', () => {
     expect(asked).toEqual([]);
   });
 
-  it('refuses a destination of the wrong size (a receiver bug, not the peer\'s)', () => {
+  it("refuses a destination of the wrong size (a receiver bug, not the peer's)", () => {
     const wire = wires[0]!;
     const pdu = c2h(wire);
     const { f } = placingHost(wire, Buffer.alloc(10));
@@ -346,7 +352,10 @@ describe('framer: socket reads straight into a placed payload', () => {
         };
         const { pdus, direct } = play(f, stream, seed);
         const where = `seed ${seed}`;
-        expect(pdus.map((p) => p.type), where).toEqual([PduType.C2HData, PduType.CapsuleResp, PduType.C2HData, PduType.CapsuleResp]);
+        expect(
+          pdus.map((p) => p.type),
+          where,
+        ).toEqual([PduType.C2HData, PduType.CapsuleResp, PduType.C2HData, PduType.CapsuleResp]);
         for (const i of [0, 2]) {
           const p = pdus[i]!;
           if (p.type !== PduType.C2HData) throw new Error('type');

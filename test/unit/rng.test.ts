@@ -57,7 +57,14 @@ describe('Rng', () => {
     for (let i = 0; i < 200; i++) picks.add(r.pick(['a', 'b', 'c']));
     expect([...picks].sort()).toEqual(['a', 'b', 'c']);
     const w = { x: 0, y: 0, z: 0 };
-    for (let i = 0; i < 10_000; i++) w[r.weighted([['x', 1], ['y', 3], ['z', 0]] as const)]++;
+    for (let i = 0; i < 10_000; i++)
+      w[
+        r.weighted([
+          ['x', 1],
+          ['y', 3],
+          ['z', 0],
+        ] as const)
+      ]++;
     expect(w.z).toBe(0);
     expect(w.y / w.x).toBeGreaterThan(2.5);
     expect(w.y / w.x).toBeLessThan(3.5);

@@ -77,8 +77,11 @@ describe('SQE', () => {
     expect(q.value).toBe(0x1_0000_0001n);
   });
 
-  it('DSM ranges round-trip and NR is 0\'s based', () => {
-    const ranges = [{ cattr: 0, nlb: 8, slba: 100 }, { cattr: 0, nlb: 1, slba: 2 ** 40 }];
+  it("DSM ranges round-trip and NR is 0's based", () => {
+    const ranges = [
+      { cattr: 0, nlb: 8, slba: 100 },
+      { cattr: 0, nlb: 1, slba: 2 ** 40 },
+    ];
     const s = datasetManagementCommand(1, ranges, true);
     expect(decodeDsm(s)).toMatchObject({ nr: 2, deallocate: true });
     const data = encodeDsmRanges(ranges);

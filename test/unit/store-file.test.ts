@@ -200,13 +200,11 @@ describe('FileStore sizing and opening', () => {
     expect(e.code).toBe('io');
     expect(e.message).toContain(p);
     expect(e.message).toMatch(/does not exist/);
-    await expect(openStore({ kind: 'file', path: p, blockSize: 512, createIfMissing: true })).rejects.toThrow(
-      /needs sizeBytes/,
-    );
+    await expect(openStore({ kind: 'file', path: p, blockSize: 512, createIfMissing: true })).rejects.toThrow(/needs sizeBytes/);
     expect(existsSync(p)).toBe(false);
-    await expect(
-      openStore({ kind: 'file', path: p, blockSize: 512, sizeBytes: 1000, createIfMissing: true }),
-    ).rejects.toThrow(/file store needs sizeBytes, a positive multiple of the block size 512/);
+    await expect(openStore({ kind: 'file', path: p, blockSize: 512, sizeBytes: 1000, createIfMissing: true })).rejects.toThrow(
+      /file store needs sizeBytes, a positive multiple of the block size 512/,
+    );
     expect(existsSync(p)).toBe(false);
   });
 

@@ -298,12 +298,8 @@ describe('MemoryStore under many small I/Os', () => {
 
 describe('openStore spec validation', () => {
   it('requires sizeBytes for memory and null stores', async () => {
-    await expect(openStore({ kind: 'memory', blockSize: 512 })).rejects.toThrow(
-      /memory store needs sizeBytes, a positive multiple of the block size 512/,
-    );
-    await expect(openStore({ kind: 'null', blockSize: 4096 })).rejects.toThrow(
-      /null store needs sizeBytes, a positive multiple of the block size 4096/,
-    );
+    await expect(openStore({ kind: 'memory', blockSize: 512 })).rejects.toThrow(/memory store needs sizeBytes, a positive multiple of the block size 512/);
+    await expect(openStore({ kind: 'null', blockSize: 4096 })).rejects.toThrow(/null store needs sizeBytes, a positive multiple of the block size 4096/);
   });
 
   it('rejects bad sizes, block sizes and kinds', async () => {
@@ -311,12 +307,8 @@ describe('openStore spec validation', () => {
     await expect(openStore({ kind: 'memory', blockSize: 512, sizeBytes: 0 })).rejects.toThrow(RangeError);
     await expect(openStore({ kind: 'memory', blockSize: 512, sizeBytes: -512 })).rejects.toThrow(RangeError);
     await expect(openStore({ kind: 'memory', blockSize: 512, sizeBytes: 2 ** 60 })).rejects.toThrow(RangeError);
-    await expect(openStore({ kind: 'memory', blockSize: 1024 as BlockSize, sizeBytes: 4096 })).rejects.toThrow(
-      /blockSize 512 or 4096/,
-    );
-    await expect(openStore({ kind: 'disk' as 'memory', blockSize: 512, sizeBytes: 4096 })).rejects.toThrow(
-      /unknown store kind "disk"/,
-    );
+    await expect(openStore({ kind: 'memory', blockSize: 1024 as BlockSize, sizeBytes: 4096 })).rejects.toThrow(/blockSize 512 or 4096/);
+    await expect(openStore({ kind: 'disk' as 'memory', blockSize: 512, sizeBytes: 4096 })).rejects.toThrow(/unknown store kind "disk"/);
     await expect(openStore({ kind: 'file', blockSize: 512 })).rejects.toThrow(/file store needs path/);
   });
 

@@ -55,9 +55,7 @@ describe.each([512, 4096] as const)('NullStore blockSize %i', (bs: BlockSize) =>
   });
 
   it('requires sizeBytes', async () => {
-    await expect(openStore({ kind: 'null', blockSize: bs })).rejects.toThrow(
-      `null store needs sizeBytes, a positive multiple of the block size ${bs}`,
-    );
+    await expect(openStore({ kind: 'null', blockSize: bs })).rejects.toThrow(`null store needs sizeBytes, a positive multiple of the block size ${bs}`);
     expect(() => new NullStore(bs, bs + 1)).toThrow(RangeError);
   });
 });

@@ -109,13 +109,19 @@ describe('ANA state per port', () => {
   });
 });
 
-
 describe('per-command state (req-state.ts)', () => {
   const cmd = (state: ReqState) => ({ state, sqe: { cid: 7 } });
 
   it('a command moves along its life, and refusals go straight to Completing', () => {
     const c = cmd(ReqState.New);
-    for (const to of [ReqState.AwaitingR2TBudget, ReqState.TransferringHostToController, ReqState.ReadyToExecute, ReqState.Executing, ReqState.Completing, ReqState.Completed]) {
+    for (const to of [
+      ReqState.AwaitingR2TBudget,
+      ReqState.TransferringHostToController,
+      ReqState.ReadyToExecute,
+      ReqState.Executing,
+      ReqState.Completing,
+      ReqState.Completed,
+    ]) {
       moveTo(c, to);
       expect(c.state).toBe(to);
     }

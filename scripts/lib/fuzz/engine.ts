@@ -19,7 +19,18 @@ import { AERL } from '../../../target/controller.ts';
 import { DEFAULT_SUBSYSTEM_NQN as SUBNQN, defaultConfigDocument, parseConfig } from '../../../target/config/index.ts';
 import { Target } from '../../../target/target.ts';
 import type { ConfigDoc } from '../config-doc.ts';
-import { LANES, generate, sqeOf, type CmdInput, type ConnInput, type ConnectRuntime, type Driver, type Input, type LaneSpec, type Setup } from './generators.ts';
+import {
+  LANES,
+  generate,
+  sqeOf,
+  type CmdInput,
+  type ConnInput,
+  type ConnectRuntime,
+  type Driver,
+  type Input,
+  type LaneSpec,
+  type Setup,
+} from './generators.ts';
 import {
   SC,
   describePattern,
@@ -101,7 +112,12 @@ class Mismatch extends Error {}
 // ---------------------------------------------------------------- setup requests
 
 /** One command on a connection nobody else reads from (setup): its completion, data collected. */
-async function request(conn: FuzzConn, sqe: Buffer, capsule: Buffer | null, timeoutMs = 5000): Promise<{ status: number; dw0: number; dw1: number; data: Buffer }> {
+async function request(
+  conn: FuzzConn,
+  sqe: Buffer,
+  capsule: Buffer | null,
+  timeoutMs = 5000,
+): Promise<{ status: number; dw0: number; dw1: number; data: Buffer }> {
   const cid = sqe.readUInt16LE(2);
   conn.write(capsulePdu(sqe, capsule, conn.wire));
   const parts: Buffer[] = [];
@@ -132,7 +148,10 @@ function connectData(subnqn: string, hostnqn: string, cntlid: number): Buffer {
   return d;
 }
 
-async function connectQueue(conn: FuzzConn, o: { qid: number; subnqn: string; hostnqn: string; cntlid: number; sqsize: number; cattr?: number; kato?: number }): Promise<number> {
+async function connectQueue(
+  conn: FuzzConn,
+  o: { qid: number; subnqn: string; hostnqn: string; cntlid: number; sqsize: number; cattr?: number; kato?: number },
+): Promise<number> {
   const sqe = sqeOf({ opcode: 0x7f, nsid: 0x01, cdw: { 10: o.qid << 16, 11: o.sqsize | ((o.cattr ?? 0) << 16), 12: o.kato ?? 0 }, sglId: 0x01, sglLen: 1024 });
   sqe.writeUInt16LE(0x7001, 2);
   const r = await request(conn, sqe, connectData(o.subnqn, o.hostnqn, o.cntlid));
@@ -153,11 +172,7 @@ async function enable(conn: FuzzConn): Promise<void> {
 // ---------------------------------------------------------------- lanes
 
 type CmdOutcome =
-  | { kind: 'resp'; obs: Observed }
-  | { kind: 'term'; fes: number; fei: number }
-  | { kind: 'close' }
-  | { kind: 'timeout' }
-  | { kind: 'error'; msg: string };
+  { kind: 'resp'; obs: Observed } | { kind: 'term'; fes: number; fei: number } | { kind: 'close' } | { kind: 'timeout' } | { kind: 'error'; msg: string };
 
 interface Pending {
   sgl: number;
@@ -210,10 +225,23 @@ class Lane {
       const E = this.#engine;
       if (s.kind === 'io') {
         const admin = (s.name as string) === 'health-io' ? E.health.admin : E.adminLane(s.port);
-        await connectQueue(conn, { qid: s.qid!, subnqn: SUBNQN, hostnqn: s.name.startsWith('health') ? HEALTH_HOSTNQN : FUZZ_HOSTNQN, cntlid: admin.cntlid, sqsize: 127, cattr: s.cattr });
+        await connectQueue(conn, {
+          qid: s.qid!,
+          subnqn: SUBNQN,
+          hostnqn: s.name.startsWith('health') ? HEALTH_HOSTNQN : FUZZ_HOSTNQN,
+          cntlid: admin.cntlid,
+          sqsize: 127,
+          cattr: s.cattr,
+        });
         this.cntlid = admin.cntlid;
       } else if (s.kind === 'admin' || s.kind === 'disabled') {
-        this.cntlid = await connectQueue(conn, { qid: 0, subnqn: SUBNQN, hostnqn: s.name.startsWith('health') ? HEALTH_HOSTNQN : FUZZ_HOSTNQN, cntlid: 0xffff, sqsize: 31 });
+        this.cntlid = await connectQueue(conn, {
+          qid: 0,
+          subnqn: SUBNQN,
+          hostnqn: s.name.startsWith('health') ? HEALTH_HOSTNQN : FUZZ_HOSTNQN,
+          cntlid: 0xffff,
+          sqsize: 31,
+        });
         if (s.kind === 'admin') await enable(conn);
       } else if (s.kind === 'discovery') {
         this.cntlid = await connectQueue(conn, { qid: 0, subnqn: DISCOVERY_NQN, hostnqn: FUZZ_HOSTNQN, cntlid: 0xffff, sqsize: 31 });
@@ -268,7 +296,11 @@ class Lane {
   }
 
   /** Send one command and wait for its outcome. */
-  async command(sqe: Buffer, cmd: { capsule: Buffer | null; h2c: Buffer | null; badCapsuleDdgst?: boolean; badH2cDdgst?: boolean }, o: { keep?: boolean; timeoutMs?: number } = {}): Promise<{ outcome: CmdOutcome; kept: Buffer | null }> {
+  async command(
+    sqe: Buffer,
+    cmd: { capsule: Buffer | null; h2c: Buffer | null; badCapsuleDdgst?: boolean; badH2cDdgst?: boolean },
+    o: { keep?: boolean; timeoutMs?: number } = {},
+  ): Promise<{ outcome: CmdOutcome; kept: Buffer | null }> {
     const cid = sqe.readUInt16LE(2);
     // Re-check after every await: another input with the same cid may have taken it meanwhile.
     for (let i = 0; i < 100_000 && !this.#free(cid); i++) await this.#slot(cid);
@@ -306,7 +338,8 @@ class Lane {
         const cqe = decodeCqe(p.cqe);
         const pend = this.#pending.get(cqe.cid);
         if (!pend) {
-          if (PARKED_AER_CIDS.includes(cqe.cid) && this.spec.kind !== 'io') return this.#anomaly(`a parked AER (cid 0x${cqe.cid.toString(16)}) completed: status ${scName(cqe.status & 0x7ff)}`);
+          if (PARKED_AER_CIDS.includes(cqe.cid) && this.spec.kind !== 'io')
+            return this.#anomaly(`a parked AER (cid 0x${cqe.cid.toString(16)}) completed: status ${scName(cqe.status & 0x7ff)}`);
           return this.#anomaly(`CapsuleResp for cid ${cqe.cid}, which is not outstanding (status ${scName(cqe.status & 0x7ff)})`);
         }
         // A Connect's completion carries the queue id it connected (preconnect lanes: any).
@@ -338,7 +371,11 @@ class Lane {
         let first = true;
         for (let off = 0; off < p.r2tl; off += chunk) {
           const end = Math.min(p.r2tl, off + chunk);
-          conn.write(h2cPdu({ cccid: p.cccid, ttag: p.ttag, datao: p.r2to + off, last: end === p.r2tl }, data.subarray(off, end), conn.wire, { badDdgst: first && pend.badH2cDdgst }));
+          conn.write(
+            h2cPdu({ cccid: p.cccid, ttag: p.ttag, datao: p.r2to + off, last: end === p.r2tl }, data.subarray(off, end), conn.wire, {
+              badDdgst: first && pend.badH2cDdgst,
+            }),
+          );
           first = false;
         }
         return;
@@ -353,7 +390,8 @@ class Lane {
   }
 
   #onClose(): void {
-    if (this.conn?.malformed) this.#engine.fail(null, `lane:${this.spec.name}`, `lane ${this.spec.name}`, `the target sent a malformed PDU: ${this.conn.malformed}`);
+    if (this.conn?.malformed)
+      this.#engine.fail(null, `lane:${this.spec.name}`, `lane ${this.spec.name}`, `the target sent a malformed PDU: ${this.conn.malformed}`);
     for (const cid of [...this.#pending.keys()]) this.#finish(cid, { kind: 'close' });
   }
 
@@ -370,9 +408,18 @@ class Lane {
       sqe.writeUInt16LE(inp.cid, 2);
       const ctx: LaneCtx = { kind: this.spec.kind, port: this.port, controllers: E.controllerFacts() };
       const P = this.spec.kind === 'discovery' ? { ...E.P, discoveryLogLength: this.discoveryLogLength } : E.P;
-      const exp = expectCommand(P, ctx, { ...built.cmd, sqe, badCapsuleDdgst: built.cmd.badCapsuleDdgst && this.spec.ddgst, badH2cDdgst: built.cmd.badH2cDdgst && this.spec.ddgst });
+      const exp = expectCommand(P, ctx, {
+        ...built.cmd,
+        sqe,
+        badCapsuleDdgst: built.cmd.badCapsuleDdgst && this.spec.ddgst,
+        badH2cDdgst: built.cmd.badH2cDdgst && this.spec.ddgst,
+      });
       const isConnect = sqe[0] === 0x7f && sqe[4] === 0x01 && this.spec.kind === 'preconnect';
-      const { outcome } = await this.command(sqe, { ...built.cmd, badCapsuleDdgst: built.cmd.badCapsuleDdgst && this.spec.ddgst, badH2cDdgst: built.cmd.badH2cDdgst && this.spec.ddgst });
+      const { outcome } = await this.command(sqe, {
+        ...built.cmd,
+        badCapsuleDdgst: built.cmd.badCapsuleDdgst && this.spec.ddgst,
+        badH2cDdgst: built.cmd.badH2cDdgst && this.spec.ddgst,
+      });
       if (outcome.kind === 'resp' && isConnect && outcome.obs.sc === 0) {
         this.#spent = true; // the queue is connected now: not a preconnect lane any more
         this.conn?.destroy();
@@ -514,13 +561,21 @@ class ConnDriver implements Driver {
     if (p !== 'closed' && p !== 'timeout' && o.allowTerm?.length && this.#termMatches(p, o.allowTerm)) return this.#termThenClose(p);
     if (p !== 'closed') this.#miss('the connection to close, with no PDU', p);
     if (this.conn.malformed) this.#miss('the connection to close, with no PDU', p);
-    if (o.minMs !== undefined && Date.now() - t0 < o.minMs) throw new Mismatch(`closed after ${Date.now() - t0} ms, before the stall timeout (expected >= ${Math.round(o.minMs)} ms)`);
+    if (o.minMs !== undefined && Date.now() - t0 < o.minMs)
+      throw new Mismatch(`closed after ${Date.now() - t0} ms, before the stall timeout (expected >= ${Math.round(o.minMs)} ms)`);
     this.outcome = 'close';
   }
 
   async expectEither(o: { terms: TermPattern[]; resp?: { cid: number; accept: RespPattern[] }; close?: boolean; icresp?: boolean }): Promise<string> {
     const p = this.conn.inbox[0] ?? (await this.conn.until(() => this.conn.inbox.length > 0 || this.conn.closed, 5000), this.conn.inbox[0]);
-    const want = [o.terms.length ? `C2HTermReq ${o.terms.map((a) => `FES ${a.fes}`).join('/')}` : '', o.resp ? `completion of cid ${o.resp.cid}: ${o.resp.accept.map(describePattern).join(' | ')}` : '', o.close ? 'close' : '', o.icresp ? 'ICResp' : ''].filter(Boolean).join(' or ');
+    const want = [
+      o.terms.length ? `C2HTermReq ${o.terms.map((a) => `FES ${a.fes}`).join('/')}` : '',
+      o.resp ? `completion of cid ${o.resp.cid}: ${o.resp.accept.map(describePattern).join(' | ')}` : '',
+      o.close ? 'close' : '',
+      o.icresp ? 'ICResp' : '',
+    ]
+      .filter(Boolean)
+      .join(' or ');
     if (!p) {
       const got = await this.#next(1);
       if (got === 'closed' && o.close && !this.conn.malformed) {
@@ -572,7 +627,8 @@ class ConnDriver implements Driver {
         got++;
         continue;
       }
-      if (p === 'closed' || p === 'timeout' || !this.#termMatches(p, accept)) this.#miss(`${n} R2Ts or C2HTermReq ${accept.map((a) => `FES ${a.fes}`).join('/')}`, p);
+      if (p === 'closed' || p === 'timeout' || !this.#termMatches(p, accept))
+        this.#miss(`${n} R2Ts or C2HTermReq ${accept.map((a) => `FES ${a.fes}`).join('/')}`, p);
       await this.#termThenClose(p);
       return 'term';
     }
@@ -664,7 +720,10 @@ class Engine {
             const j = JSON.parse(line) as { level: number; msg: string; err?: unknown };
             if (j.level >= 50) this.#newTargetErrors.push(`${j.msg}${j.err ? `: ${JSON.stringify(j.err).slice(0, 300)}` : ''}`);
             else {
-              const key = j.msg.replace(/0x[0-9a-f]+/gi, 'X').replace(/\d+/g, 'N').slice(0, 100);
+              const key = j.msg
+                .replace(/0x[0-9a-f]+/gi, 'X')
+                .replace(/\d+/g, 'N')
+                .slice(0, 100);
               this.targetWarnings[key] = (this.targetWarnings[key] ?? 0) + 1;
             }
           } catch {
@@ -712,7 +771,11 @@ class Engine {
 
   /** Open every long-lived lane that is not alive (admin queues before their I/O queues). */
   async reopenLanes(initial = false): Promise<void> {
-    const order: Lane[] = [this.health.admin, this.health.io, ...['admin0', 'admin1', 'disabled', 'disc', 'io0', 'io0d', 'io1', 'io1d', 'pre0', 'pre1'].map((n) => this.lanes.get(n)!)];
+    const order: Lane[] = [
+      this.health.admin,
+      this.health.io,
+      ...['admin0', 'admin1', 'disabled', 'disc', 'io0', 'io0d', 'io1', 'io1d', 'pre0', 'pre1'].map((n) => this.lanes.get(n)!),
+    ];
     const reopened = new Set<Lane>();
     for (const lane of order) {
       const admin = lane === this.health.io ? this.health.admin : lane.spec.kind === 'io' ? this.adminLane(lane.spec.port) : null;
@@ -791,7 +854,9 @@ class Engine {
     this.failureCount++;
     if (this.failures.length < this.o.maxFailures) this.failures.push({ index, cls, desc, problem, trace });
     const where = index === null ? '' : ` input ${index}`;
-    this.o.log?.(`FAIL${where} [${cls}] ${desc}\n     ${problem}${index === null ? '' : `\n     reproduce: npx tsx scripts/fuzz.ts --seed ${this.o.seed} --replay ${index}`}`);
+    this.o.log?.(
+      `FAIL${where} [${cls}] ${desc}\n     ${problem}${index === null ? '' : `\n     reproduce: npx tsx scripts/fuzz.ts --seed ${this.o.seed} --replay ${index}`}`,
+    );
   }
 
   skip(inp: Input): void {
@@ -812,7 +877,13 @@ class Engine {
       this.#outcome('lane-terminated');
     } else got = o.kind === 'error' ? o.msg : o.kind === 'timeout' ? 'no completion within 15 s' : 'the connection closed';
     this.#count(inp.cls, !ok);
-    if (!ok) this.fail(inp.index, inp.cls, inp.desc, `expected ${accept.map(describePattern).join(' | ')}; got ${got}${why.length ? `\n     rules: ${why.join('; ')}` : ''}`);
+    if (!ok)
+      this.fail(
+        inp.index,
+        inp.cls,
+        inp.desc,
+        `expected ${accept.map(describePattern).join(' | ')}; got ${got}${why.length ? `\n     rules: ${why.join('; ')}` : ''}`,
+      );
   }
 
   // ---------------------------------------------------------------- scenarios
@@ -888,12 +959,29 @@ class Engine {
       data.fill(gen & 0xff, i * 512 + 8, i * 512 + 512);
     }
     const cid = gen & 0x7fff;
-    const w = await io.command(withCid(sqeOf({ opcode: 0x01, nsid: 1, cdw: { 10: slba, 12: nlb - 1 }, sglLen: data.length }), cid), { capsule: null, h2c: data }, { timeoutMs: 5000 });
-    const r = await io.command(withCid(sqeOf({ opcode: 0x02, nsid: 1, cdw: { 10: slba, 12: nlb - 1 }, sglLen: data.length }), cid), { capsule: null, h2c: null }, { keep: true, timeoutMs: 5000 });
-    const id = await admin.command(withCid(sqeOf({ opcode: 0x06, cdw: { 10: 1 }, sglLen: 4096 }), cid), { capsule: null, h2c: null }, { keep: true, timeoutMs: 5000 });
+    const w = await io.command(
+      withCid(sqeOf({ opcode: 0x01, nsid: 1, cdw: { 10: slba, 12: nlb - 1 }, sglLen: data.length }), cid),
+      { capsule: null, h2c: data },
+      { timeoutMs: 5000 },
+    );
+    const r = await io.command(
+      withCid(sqeOf({ opcode: 0x02, nsid: 1, cdw: { 10: slba, 12: nlb - 1 }, sglLen: data.length }), cid),
+      { capsule: null, h2c: null },
+      { keep: true, timeoutMs: 5000 },
+    );
+    const id = await admin.command(
+      withCid(sqeOf({ opcode: 0x06, cdw: { 10: 1 }, sglLen: 4096 }), cid),
+      { capsule: null, h2c: null },
+      { keep: true, timeoutMs: 5000 },
+    );
     const okResp = (o: CmdOutcome) => o.kind === 'resp' && o.obs.sc === 0;
     if (!okResp(w.outcome) || !okResp(r.outcome) || !r.kept?.equals(data)) {
-      this.fail(null, 'invariant:health', 'healthy pair', `verified write+read failed: write ${JSON.stringify(w.outcome)}, read ${JSON.stringify(r.outcome)}, data ${r.kept?.equals(data) ? 'equal' : 'DIFFERENT'}`);
+      this.fail(
+        null,
+        'invariant:health',
+        'healthy pair',
+        `verified write+read failed: write ${JSON.stringify(w.outcome)}, read ${JSON.stringify(r.outcome)}, data ${r.kept?.equals(data) ? 'equal' : 'DIFFERENT'}`,
+      );
     }
     if (!okResp(id.outcome) || id.kept?.length !== 4096 || id.kept.readUInt16LE(78) !== admin.cntlid) {
       this.fail(null, 'invariant:health', 'healthy pair', `Identify Controller failed: ${JSON.stringify(id.outcome)}`);
@@ -922,13 +1010,19 @@ class Engine {
       if (conns === expectConns() && ctrls === expectCtrls() && disc === expectDisc() && restricted === 0) return;
       await sleep(10);
     }
-    this.fail(null, 'invariant:resources', 'connections and controllers', `target holds ${conns} connections (expected ${expectConns()}), ${ctrls} controllers (expected ${expectCtrls()}), ${disc} discovery controllers (expected ${expectDisc()}), ${restricted} in the restricted subsystem (expected 0)`);
+    this.fail(
+      null,
+      'invariant:resources',
+      'connections and controllers',
+      `target holds ${conns} connections (expected ${expectConns()}), ${ctrls} controllers (expected ${expectCtrls()}), ${disc} discovery controllers (expected ${expectDisc()}), ${restricted} in the restricted subsystem (expected 0)`,
+    );
   }
 
   checkMemory(): void {
     const rss = process.memoryUsage().rss;
     this.peakRss = Math.max(this.peakRss, rss);
-    if (rss > this.o.rssLimitMb * 1024 * 1024) this.fail(null, 'invariant:memory', 'RSS', `RSS ${(rss / 2 ** 20).toFixed(0)} MiB above the bound of ${this.o.rssLimitMb} MiB`);
+    if (rss > this.o.rssLimitMb * 1024 * 1024)
+      this.fail(null, 'invariant:memory', 'RSS', `RSS ${(rss / 2 ** 20).toFixed(0)} MiB above the bound of ${this.o.rssLimitMb} MiB`);
   }
 
   checkTargetLog(): void {
@@ -988,7 +1082,9 @@ class Engine {
       if (Date.now() - lastProgress >= this.o.progressEveryMs) {
         lastProgress = Date.now();
         const s = (Date.now() - t0) / 1000;
-        log?.(`fuzz: ${done}/${total} inputs, ${(done / s).toFixed(0)}/s, ${this.failureCount} failures, rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB, ${this.#liveConnections()} connections`);
+        log?.(
+          `fuzz: ${done}/${total} inputs, ${(done / s).toFixed(0)}/s, ${this.failureCount} failures, rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB, ${this.#liveConnections()} connections`,
+        );
       }
     }
     const report: FuzzReport = {

@@ -16,7 +16,19 @@
  *    expectClose ... in engine.ts).
  */
 import { Rng } from '../rng.ts';
-import { SC, capsuleLimit, checkHeader, expectCommand, type CmdBytes, type ConnState, type LaneKind, type PortProfile, type Profile, type RespPattern, type TermPattern } from './oracle.ts';
+import {
+  SC,
+  capsuleLimit,
+  checkHeader,
+  expectCommand,
+  type CmdBytes,
+  type ConnState,
+  type LaneKind,
+  type PortProfile,
+  type Profile,
+  type RespPattern,
+  type TermPattern,
+} from './oracle.ts';
 import { buildPdu, capsulePdu, h2cPdu, h2cTermReq, icReq } from './wire.ts';
 import { crc32cOf as crc } from '../../../shared/digest.ts';
 import type { WireOptions } from '../../../shared/pdu.ts';
@@ -136,7 +148,7 @@ export function sqeOf(f: SqeFields): Buffer {
   b[0] = f.opcode;
   b[1] = f.flags ?? 0x40;
   b.writeUInt32LE((f.nsid ?? 0) >>> 0, 4);
-  for (const [k, v] of Object.entries(f.cdw ?? {})) b.writeUInt32LE((v) >>> 0, Number(k) * 4);
+  for (const [k, v] of Object.entries(f.cdw ?? {})) b.writeUInt32LE(v >>> 0, Number(k) * 4);
   b.writeUInt32LE((f.sglLen ?? 0) >>> 0, 32);
   b[39] = f.sglId ?? 0x5a;
   return b;
@@ -164,7 +176,14 @@ function rwTemplate(P: Profile, rng: Rng, lane: LaneSpec): Tmpl {
   const slba = rng.int(0, ns.nblocks - nlb);
   const L = nlb * ns.bs;
   const cdw = { 10: slba, 11: 0, 12: nlb - 1 };
-  const kind = rng.weighted([['read', 4], ['write', 4], ['compare', 1], ['wz', 1], ['dsm', 1], ['flush', 1]] as const);
+  const kind = rng.weighted([
+    ['read', 4],
+    ['write', 4],
+    ['compare', 1],
+    ['wz', 1],
+    ['dsm', 1],
+    ['flush', 1],
+  ] as const);
   switch (kind) {
     case 'read':
       return { name: `read ns${ns.nsid} ${slba}+${nlb}`, cmd: { sqe: sqeOf({ opcode: 0x02, nsid: ns.nsid, cdw, sglLen: L }), capsule: null, h2c: null } };
@@ -173,14 +192,24 @@ function rwTemplate(P: Profile, rng: Rng, lane: LaneSpec): Tmpl {
       const op = kind === 'write' ? 0x01 : 0x05;
       const data = fill(L, rng);
       if (L <= port.inline && rng.chance(0.6)) {
-        return { name: `${kind} in-capsule ns${ns.nsid} ${slba}+${nlb}`, cmd: { sqe: sqeOf({ opcode: op, nsid: ns.nsid, cdw: { ...cdw, 12: cdw[12] | (rng.chance(0.2) ? 0x40000000 : 0) }, sglId: 0x01, sglLen: L }), capsule: data, h2c: null } };
+        return {
+          name: `${kind} in-capsule ns${ns.nsid} ${slba}+${nlb}`,
+          cmd: {
+            sqe: sqeOf({ opcode: op, nsid: ns.nsid, cdw: { ...cdw, 12: cdw[12] | (rng.chance(0.2) ? 0x40000000 : 0) }, sglId: 0x01, sglLen: L }),
+            capsule: data,
+            h2c: null,
+          },
+        };
       }
       return { name: `${kind} r2t ns${ns.nsid} ${slba}+${nlb}`, cmd: { sqe: sqeOf({ opcode: op, nsid: ns.nsid, cdw, sglLen: L }), capsule: null, h2c: data } };
     }
     case 'wz': {
       const n = rng.int(1, Math.min(65536, ns.nblocks));
       const s = rng.int(0, ns.nblocks - n);
-      return { name: `write-zeroes ns${ns.nsid} ${s}+${n}`, cmd: { sqe: sqeOf({ opcode: 0x08, nsid: ns.nsid, cdw: { 10: s, 12: (n - 1) | (rng.chance(0.3) ? 0x02000000 : 0) } }), capsule: null, h2c: null } };
+      return {
+        name: `write-zeroes ns${ns.nsid} ${s}+${n}`,
+        cmd: { sqe: sqeOf({ opcode: 0x08, nsid: ns.nsid, cdw: { 10: s, 12: (n - 1) | (rng.chance(0.3) ? 0x02000000 : 0) } }), capsule: null, h2c: null },
+      };
     }
     case 'dsm': {
       const nr = rng.int(1, 4);
@@ -191,7 +220,10 @@ function rwTemplate(P: Profile, rng: Rng, lane: LaneSpec): Tmpl {
         data.writeBigUInt64LE(BigInt(rng.int(0, ns.nblocks - n)), i * 16 + 8);
       }
       const ad = rng.chance(0.7) ? 4 : 0;
-      return { name: `dsm ns${ns.nsid} nr ${nr}${ad ? ' deallocate' : ''}`, cmd: { sqe: sqeOf({ opcode: 0x09, nsid: ns.nsid, cdw: { 10: nr - 1, 11: ad }, sglId: 0x01, sglLen: data.length }), capsule: data, h2c: null } };
+      return {
+        name: `dsm ns${ns.nsid} nr ${nr}${ad ? ' deallocate' : ''}`,
+        cmd: { sqe: sqeOf({ opcode: 0x09, nsid: ns.nsid, cdw: { 10: nr - 1, 11: ad }, sglId: 0x01, sglLen: data.length }), capsule: data, h2c: null },
+      };
     }
     default: {
       const nsid = rng.chance(0.3) ? 0xffffffff : ns.nsid;
@@ -210,7 +242,10 @@ function adminTemplate(P: Profile, rng: Rng, kind: 'io' | 'discovery'): Tmpl {
       case 2: {
         const len = rng.pick([1024, 2048, 4096, 8192]);
         const off = rng.pick([0, 0, 1024, 4096]);
-        return none(sqeOf({ opcode: 0x02, cdw: { 10: 0x70 | ((len / 4 - 1) << 16) | (rng.chance(0.5) ? 0x8000 : 0), 12: off }, sglLen: len }), `discovery log ${off}+${len}`);
+        return none(
+          sqeOf({ opcode: 0x02, cdw: { 10: 0x70 | ((len / 4 - 1) << 16) | (rng.chance(0.5) ? 0x8000 : 0), 12: off }, sglLen: len }),
+          `discovery log ${off}+${len}`,
+        );
       }
       case 3:
         return none(sqeOf({ opcode: 0x0a, cdw: { 10: rng.pick([0x0b, 0x0f]) | (rng.int(0, 3) << 8) } }), 'get features');
@@ -238,7 +273,12 @@ function adminTemplate(P: Profile, rng: Rng, kind: 'io' | 'discovery'): Tmpl {
       const nsid = lid === 0x02 ? rng.pick([0, 0xffffffff, 1]) : lid === 0x0c ? 0xffffffff : 0;
       const numd = len / 4 - 1;
       return none(
-        sqeOf({ opcode: 0x02, nsid, cdw: { 10: lid | (rgo << 8) | (rng.chance(0.5) ? 0x8000 : 0) | ((numd & 0xffff) << 16), 11: numd >>> 16, 12: off }, sglLen: len }),
+        sqeOf({
+          opcode: 0x02,
+          nsid,
+          cdw: { 10: lid | (rgo << 8) | (rng.chance(0.5) ? 0x8000 : 0) | ((numd & 0xffff) << 16), 11: numd >>> 16, 12: off },
+          sglLen: len,
+        }),
         `get log 0x${lid.toString(16)} ${off}+${len}`,
       );
     }
@@ -263,10 +303,16 @@ function adminTemplate(P: Profile, rng: Rng, kind: 'io' | 'discovery'): Tmpl {
     case 11:
       return none(sqeOf({ opcode: 0x7f, nsid: 0x04, cdw: rng.chance(0.5) ? { 10: 1, 11: 0 } : { 10: 0, 11: rng.pick([0x08, 0x14, 0x1c]) } }), 'property get');
     case 12:
-      return none(sqeOf({ opcode: 0x7f, nsid: 0x00, cdw: { 10: rng.pick([0, 1]), 11: rng.pick([0x00, 0x08, 0x1c, 0x20, rng.u32() & 0xfff]), 12: rng.u32() } }), 'property set (read-only / size)');
+      return none(
+        sqeOf({ opcode: 0x7f, nsid: 0x00, cdw: { 10: rng.pick([0, 1]), 11: rng.pick([0x00, 0x08, 0x1c, 0x20, rng.u32() & 0xfff]), 12: rng.u32() } }),
+        'property set (read-only / size)',
+      );
     default: {
       const data = Buffer.alloc(1024);
-      return { name: 'connect on a connected queue', cmd: { sqe: sqeOf({ opcode: 0x7f, nsid: 0x01, cdw: { 11: 31 }, sglId: 0x01, sglLen: 1024 }), capsule: data, h2c: null } };
+      return {
+        name: 'connect on a connected queue',
+        cmd: { sqe: sqeOf({ opcode: 0x7f, nsid: 0x01, cdw: { 11: 31 }, sglId: 0x01, sglLen: 1024 }), capsule: data, h2c: null },
+      };
     }
   }
 }
@@ -281,11 +327,28 @@ function mutate(P: Profile, rng: Rng, lane: LaneSpec, t: Tmpl): string[] {
   const { cmd } = t;
   const s = cmd.sqe;
   const notes: string[] = [];
-  const n = rng.weighted([[1, 6], [2, 3], [3, 1]] as const);
+  const n = rng.weighted([
+    [1, 6],
+    [2, 3],
+    [3, 1],
+  ] as const);
   for (let k = 0; k < n; k++) {
     const m = rng.weighted([
-      ['sgl-id', 3], ['sgl-len', 3], ['psdt', 1], ['fuse', 1], ['flags-rsvd', 1], ['reserved', 3], ['nsid', 2], ['lba', 2], ['nlb', 2],
-      ['opcode', 3], ['fctype', 1], ['cdw', 3], ['byte', 3], ['capsule-len', 2], ['ddgst', lane.ddgst ? 2 : 0],
+      ['sgl-id', 3],
+      ['sgl-len', 3],
+      ['psdt', 1],
+      ['fuse', 1],
+      ['flags-rsvd', 1],
+      ['reserved', 3],
+      ['nsid', 2],
+      ['lba', 2],
+      ['nlb', 2],
+      ['opcode', 3],
+      ['fctype', 1],
+      ['cdw', 3],
+      ['byte', 3],
+      ['capsule-len', 2],
+      ['ddgst', lane.ddgst ? 2 : 0],
     ] as const);
     switch (m) {
       case 'sgl-id':
@@ -293,7 +356,13 @@ function mutate(P: Profile, rng: Rng, lane: LaneSpec, t: Tmpl): string[] {
         notes.push(`SGL id 0x${s[39].toString(16)}`);
         break;
       case 'sgl-len': {
-        const v = rng.weighted([[0, 2], [rng.int(1, 8192), 3], [s.readUInt32LE(32) + rng.pick([-1, 1, 512, -512]), 3], [rng.edgy32(), 2], [P.mdtsBytes + rng.pick([1, 4096]), 1]] as const);
+        const v = rng.weighted([
+          [0, 2],
+          [rng.int(1, 8192), 3],
+          [s.readUInt32LE(32) + rng.pick([-1, 1, 512, -512]), 3],
+          [rng.edgy32(), 2],
+          [P.mdtsBytes + rng.pick([1, 4096]), 1],
+        ] as const);
         s.writeUInt32LE(Math.max(0, v) >>> 0, 32);
         notes.push(`SGL length ${s.readUInt32LE(32)}`);
         break;
@@ -327,11 +396,11 @@ function mutate(P: Profile, rng: Rng, lane: LaneSpec, t: Tmpl): string[] {
       case 'lba': {
         const ns = P.namespaces.find((x) => x.nsid === s.readUInt32LE(4)) ?? P.namespaces[0]!;
         if (rng.chance(0.5)) {
-          s.writeUInt32LE((Math.max(0, ns.nblocks - rng.int(0, 3))) >>> 0, 40);
-          s.writeUInt32LE((0) >>> 0, 44);
+          s.writeUInt32LE(Math.max(0, ns.nblocks - rng.int(0, 3)) >>> 0, 40);
+          s.writeUInt32LE(0 >>> 0, 44);
         } else {
-          s.writeUInt32LE((rng.u32()) >>> 0, 40);
-          s.writeUInt32LE((rng.edgy32()) >>> 0, 44);
+          s.writeUInt32LE(rng.u32() >>> 0, 40);
+          s.writeUInt32LE(rng.edgy32() >>> 0, 44);
         }
         notes.push(`SLBA ${s.readUInt32LE(44)}:${s.readUInt32LE(40)}`);
         break;
@@ -366,7 +435,12 @@ function mutate(P: Profile, rng: Rng, lane: LaneSpec, t: Tmpl): string[] {
       }
       case 'capsule-len': {
         const limit = capsuleLimit(P, P.ports[lane.port]!);
-        const len = rng.weighted([[0, 1], [rng.int(1, 64), 2], [rng.int(0, limit), 2], [(cmd.capsule?.length ?? 0) + rng.pick([-1, 1, 16]), 2]] as const);
+        const len = rng.weighted([
+          [0, 1],
+          [rng.int(1, 64), 2],
+          [rng.int(0, limit), 2],
+          [(cmd.capsule?.length ?? 0) + rng.pick([-1, 1, 16]), 2],
+        ] as const);
         cmd.capsule = len > 0 ? fill(Math.min(limit, Math.max(1, len)), rng) : null;
         notes.push(`in-capsule data ${cmd.capsule?.length ?? 0}`);
         break;
@@ -407,9 +481,21 @@ function makeSafe(s: Buffer, lane: LaneSpec): void {
 // ---------------------------------------------------------------- command inputs
 
 function cmdInput(P: Profile, rng: Rng, index: number): CmdInput {
-  const lane = LANES[rng.weighted([
-    ['io0', 6], ['io0d', 4], ['io1', 4], ['io1d', 3], ['admin0', 4], ['admin1', 3], ['disabled', 2], ['disc', 2], ['pre0', 2], ['pre1', 1],
-  ] as const)];
+  const lane =
+    LANES[
+      rng.weighted([
+        ['io0', 6],
+        ['io0d', 4],
+        ['io1', 4],
+        ['io1d', 3],
+        ['admin0', 4],
+        ['admin1', 3],
+        ['disabled', 2],
+        ['disc', 2],
+        ['pre0', 2],
+        ['pre1', 1],
+      ] as const)
+    ];
   const cid = lane.kind === 'io' ? rng.int(0, 0xffff) : rng.int(0, 0xffef);
   if (lane.kind === 'preconnect') return connectInput(P, rng, index, lane, cid);
   let t: Tmpl;
@@ -420,7 +506,15 @@ function cmdInput(P: Profile, rng: Rng, index: number): CmdInput {
   makeSafe(t.cmd.sqe, lane);
   const cls = valid ? `${lane.kind}:valid` : `${lane.kind}:${classOf(notes)}`;
   const cmd = t.cmd;
-  return { kind: 'cmd', index, cls, desc: `${lane.name} cid ${cid} ${t.name}${notes.length ? ` [${notes.join(', ')}]` : ''}`, lane: lane.name, cid, build: () => ({ cmd }) };
+  return {
+    kind: 'cmd',
+    index,
+    cls,
+    desc: `${lane.name} cid ${cid} ${t.name}${notes.length ? ` [${notes.join(', ')}]` : ''}`,
+    lane: lane.name,
+    cid,
+    build: () => ({ cmd }),
+  };
 }
 
 function classOf(notes: string[]): string {
@@ -459,29 +553,80 @@ function connectInput(P: Profile, rng: Rng, index: number, lane: LaneSpec, cid: 
     const t = rng.chance(0.5) ? adminTemplate(P, rng, 'io') : rwTemplate(P, rng, { ...LANES.io0, port: lane.port });
     const notes = rng.chance(0.5) ? mutate(P, rng, lane, t) : [];
     const cmd = t.cmd;
-    return { kind: 'cmd', index, cls: 'connect:before-connect', desc: `${lane.name} cid ${cid} ${t.name} before Connect${notes.length ? ` [${notes.join(', ')}]` : ''}`, lane: lane.name, cid, build: () => ({ cmd }) };
+    return {
+      kind: 'cmd',
+      index,
+      cls: 'connect:before-connect',
+      desc: `${lane.name} cid ${cid} ${t.name} before Connect${notes.length ? ` [${notes.join(', ')}]` : ''}`,
+      lane: lane.name,
+      cid,
+      build: () => ({ cmd }),
+    };
   }
   const admin = rng.chance(0.45);
   const notes: string[] = [];
-  const subChoice = rng.weighted([['main', 10], ['discovery', admin ? 2 : 0], ['restricted', 2], ['unknown', 1], ['bad', 2]] as const);
+  const subChoice = rng.weighted([
+    ['main', 10],
+    ['discovery', admin ? 2 : 0],
+    ['restricted', 2],
+    ['unknown', 1],
+    ['bad', 2],
+  ] as const);
   const badSub = rng.pick(BAD_NQNS);
-  const hostChoice = rng.weighted([['fuzz', 10], ['allowed', 1], ['other', 1], ['bad', 4]] as const);
+  const hostChoice = rng.weighted([
+    ['fuzz', 10],
+    ['allowed', 1],
+    ['other', 1],
+    ['bad', 4],
+  ] as const);
   const badHost = rng.pick(BAD_NQNS);
-  const qidChoice = admin ? 'admin' : rng.weighted([['free', 6], ['busy', 1], ['over', 1], ['random', 1]] as const);
-  const cntlChoice = admin ? (rng.chance(0.85) ? 'dynamic' : 'random') : rng.weighted([['fuzz', 7], ['other-port', 1], ['disabled', 1], ['random', 1]] as const);
+  const qidChoice = admin
+    ? 'admin'
+    : rng.weighted([
+        ['free', 6],
+        ['busy', 1],
+        ['over', 1],
+        ['random', 1],
+      ] as const);
+  const cntlChoice = admin
+    ? rng.chance(0.85)
+      ? 'dynamic'
+      : 'random'
+    : rng.weighted([
+        ['fuzz', 7],
+        ['other-port', 1],
+        ['disabled', 1],
+        ['random', 1],
+      ] as const);
   const randomQid = rng.int(1, 0xffff);
   const randomCntlid = rng.int(0, 0xffff);
   const recfmt = rng.chance(0.9) ? 0 : rng.int(1, 0xffff);
-  const sqsize = rng.weighted([[rng.int(1, Math.min(127, port.mqes)), 8], [0, 1], [port.mqes + rng.int(1, 1000), 1], [rng.int(0, 0xffff), 1]] as const);
+  const sqsize = rng.weighted([
+    [rng.int(1, Math.min(127, port.mqes)), 8],
+    [0, 1],
+    [port.mqes + rng.int(1, 1000), 1],
+    [rng.int(0, 0xffff), 1],
+  ] as const);
   const kato = rng.chance(0.7) ? 0 : rng.edgy32();
   const cattr = rng.chance(0.8) ? rng.pick([0, 4]) : rng.int(0, 255);
-  const placement = rng.weighted([['incapsule', 18], ['short-sgl', 1], ['long-capsule', 1], ['short-capsule', 1], ['transport', 1]] as const);
+  const placement = rng.weighted([
+    ['incapsule', 18],
+    ['short-sgl', 1],
+    ['long-capsule', 1],
+    ['short-capsule', 1],
+    ['transport', 1],
+  ] as const);
   const hostid = rng.bytes(16);
   const zeroHostId = rng.chance(0.02);
   const shortSgl = rng.int(0, 1023);
   const longBy = rng.int(1, 1024);
   const shortCapsule = rng.int(0, 1023);
-  notes.push(`sub ${subChoice === 'bad' ? `bad (${badSub[0]})` : subChoice}`, `host ${hostChoice === 'bad' ? `bad (${badHost[0]})` : hostChoice}`, `qid ${qidChoice}`, `cntlid ${cntlChoice}`);
+  notes.push(
+    `sub ${subChoice === 'bad' ? `bad (${badSub[0]})` : subChoice}`,
+    `host ${hostChoice === 'bad' ? `bad (${badHost[0]})` : hostChoice}`,
+    `qid ${qidChoice}`,
+    `cntlid ${cntlChoice}`,
+  );
   if (recfmt) notes.push(`recfmt ${recfmt}`);
   notes.push(`sqsize ${sqsize}`, `kato ${kato}`, `cattr ${cattr}`, `data ${placement}`);
   const t = rng.chance(0.2) ? mutateConnectSqe(rng) : null;
@@ -513,9 +658,25 @@ function connectInput(P: Profile, rng: Rng, index: number, lane: LaneSpec, cid: 
       const data = Buffer.alloc(1024);
       (zeroHostId ? Buffer.alloc(16) : hostid).copy(data, 0);
       data.writeUInt16LE(cntlid, 16);
-      const sub = subChoice === 'main' ? P.subnqn : subChoice === 'discovery' ? P.discoveryNqn : subChoice === 'restricted' ? P.restrictedNqn : subChoice === 'unknown' ? 'nqn.2026-11.io.nvmets:nosuch' : null;
+      const sub =
+        subChoice === 'main'
+          ? P.subnqn
+          : subChoice === 'discovery'
+            ? P.discoveryNqn
+            : subChoice === 'restricted'
+              ? P.restrictedNqn
+              : subChoice === 'unknown'
+                ? 'nqn.2026-11.io.nvmets:nosuch'
+                : null;
       nqnBytes(data, 256, sub !== null ? Buffer.from(sub) : badSub[1]());
-      const host = hostChoice === 'fuzz' ? P.hostnqn : hostChoice === 'allowed' ? P.allowedHost : hostChoice === 'other' ? 'nqn.2014-08.org.nvmexpress:uuid:99999999-0000-4000-8000-000000000009' : null;
+      const host =
+        hostChoice === 'fuzz'
+          ? P.hostnqn
+          : hostChoice === 'allowed'
+            ? P.allowedHost
+            : hostChoice === 'other'
+              ? 'nqn.2014-08.org.nvmexpress:uuid:99999999-0000-4000-8000-000000000009'
+              : null;
       nqnBytes(data, 512, host !== null ? Buffer.from(host) : badHost[1]());
       const sqe = sqeOf({ opcode: 0x7f, nsid: 0x01, cdw: { 10: recfmt | (qid << 16), 11: sqsize | (cattr << 16), 12: kato }, sglId: 0x01, sglLen: 1024 });
       t?.apply(sqe);
@@ -559,8 +720,23 @@ const rand = (rng: Rng) => ({ hdgst: rng.chance(0.4), ddgst: rng.chance(0.4) });
 function preIc(P: Profile, rng: Rng, index: number): ConnInput {
   const port = rng.int(0, P.ports.length - 1);
   const setup: Setup = { port, stage: 'tcp', hdgst: false, ddgst: false };
-  const v = rng.weighted([['valid', 3], ['fields', 3], ['reserved', 2], ['header', 3], ['other-first', 3], ['garbage', 3], ['silent', 1]] as const);
-  const base = (cls: string, desc: string, run: (d: Driver) => Promise<void>): ConnInput => ({ kind: 'conn', index, cls: `pre-ic:${cls}`, desc: `port ${port}: ${desc}`, setup, run });
+  const v = rng.weighted([
+    ['valid', 3],
+    ['fields', 3],
+    ['reserved', 2],
+    ['header', 3],
+    ['other-first', 3],
+    ['garbage', 3],
+    ['silent', 1],
+  ] as const);
+  const base = (cls: string, desc: string, run: (d: Driver) => Promise<void>): ConnInput => ({
+    kind: 'conn',
+    index,
+    cls: `pre-ic:${cls}`,
+    desc: `port ${port}: ${desc}`,
+    setup,
+    run,
+  });
   if (v === 'valid') {
     const dg = rand(rng);
     const b = icReq({ ...dg, hpda: rng.int(0, 31), maxr2t: rng.u32() });
@@ -616,10 +792,20 @@ function preIc(P: Profile, rng: Rng, index: number): ConnInput {
     });
   }
   if (v === 'other-first') {
-    const type = rng.weighted([[0x04, 4], [0x06, 2], [0x02, 2], [rng.int(0, 255), 2]] as const);
+    const type = rng.weighted([
+      [0x04, 4],
+      [0x06, 2],
+      [0x02, 2],
+      [rng.int(0, 255), 2],
+    ] as const);
     let b: Buffer;
-    if (type === 0x04) b = capsulePdu(sqeOf({ opcode: 0x06, cdw: { 10: 1 }, sglLen: 4096 }), rng.chance(0.3) ? fill(rng.int(1, 256), rng) : null, { hdgst: false, ddgst: false });
-    else if (type === 0x06) b = h2cPdu({ cccid: rng.int(0, 0xffff), ttag: rng.int(0, 0xffff), datao: 0, last: true }, fill(rng.int(1, 512), rng), { hdgst: false, ddgst: false });
+    if (type === 0x04)
+      b = capsulePdu(sqeOf({ opcode: 0x06, cdw: { 10: 1 }, sglLen: 4096 }), rng.chance(0.3) ? fill(rng.int(1, 256), rng) : null, {
+        hdgst: false,
+        ddgst: false,
+      });
+    else if (type === 0x06)
+      b = h2cPdu({ cccid: rng.int(0, 0xffff), ttag: rng.int(0, 0xffff), datao: 0, last: true }, fill(rng.int(1, 512), rng), { hdgst: false, ddgst: false });
     else if (type === 0x02) b = h2cTermReq(rng.int(0, 7));
     else b = buildPdu({ type, hlen: 24, hdgst: false, ddgst: false, data: rng.chance(0.5) ? fill(16, rng) : null });
     return base('other-first', `PDU type 0x${type.toString(16)} before ICReq`, async (d) => {
@@ -628,7 +814,11 @@ function preIc(P: Profile, rng: Rng, index: number): ConnInput {
     });
   }
   if (v === 'garbage') {
-    const len = rng.weighted([[rng.int(1, 7), 1], [rng.int(8, 64), 2], [rng.int(65, 400), 2]] as const);
+    const len = rng.weighted([
+      [rng.int(1, 7), 1],
+      [rng.int(8, 64), 2],
+      [rng.int(65, 400), 2],
+    ] as const);
     const b = rng.bytes(len);
     if (rng.chance(0.5)) b[0] = rng.pick([0x00, 0x02, 0x04, 0x06]);
     return base('garbage', `${len} random bytes first ${b.subarray(0, 8).toString('hex')}`, async (d) => {
@@ -668,7 +858,7 @@ async function sendAndClassify(d: Driver, bytes: Buffer, state: ConnState, limit
     // is answered at once. Otherwise the target waits for the rest, and the close.
     const hlen = bytes[2]!;
     const pdo = bytes[3]!;
-    if ((bytes[1]! & 1) && hv.dataLength > 0 && bytes.length >= pdo && pdo >= hlen + 4 && bytes.readUInt32LE(hlen) !== crc(bytes.subarray(0, hlen))) {
+    if (bytes[1]! & 1 && hv.dataLength > 0 && bytes.length >= pdo && pdo >= hlen + 4 && bytes.readUInt32LE(hlen) !== crc(bytes.subarray(0, hlen))) {
       await d.expectTerm([{ fes: 3, fei: bytes.readUInt32LE(hlen) }, ...hv.optionalTerms]);
       return;
     }
@@ -704,7 +894,7 @@ async function expectWholePdu(d: Driver, pdu: Buffer, state: ConnState, limits: 
     return;
   }
   // IC and Term PDUs carry no digest; the others have theirs checked once complete (FEI: the digest received).
-  if ((flags & 1) && pdu.length >= hlen + 4 && pdu.readUInt32LE(hlen) !== crc(pdu.subarray(0, hlen))) {
+  if (flags & 1 && pdu.length >= hlen + 4 && pdu.readUInt32LE(hlen) !== crc(pdu.subarray(0, hlen))) {
     return d.expectTerm([{ fes: 3, fei: pdu.readUInt32LE(hlen) }, ...(state === 'await-ic' ? [{ fes: 2 }] : []), ...opt]);
   }
   if (state === 'await-ic') return d.expectTerm([{ fes: 2 }, ...opt]);
@@ -720,10 +910,14 @@ async function expectWholePdu(d: Driver, pdu: Buffer, state: ConnState, limits: 
     return d.expectTerm([...terms, ...opt]);
   }
   // CapsuleCmd on a live I/O queue: judged as a command.
-  const hasData = pdu.length > hlen + ((flags & 1) ? 4 : 0);
+  const hasData = pdu.length > hlen + (flags & 1 ? 4 : 0);
   const badDd = dd && hasData && pdu.readUInt32LE(pdu.length - 4) !== crc(data);
   const sqe = Buffer.from(pdu.subarray(8, 72));
-  const e = expectCommand(d.P, { kind: state === 'live' ? 'io' : 'preconnect', port: d.port }, { sqe, capsule: data.length || badDd ? data : null, h2c: null, badCapsuleDdgst: badDd });
+  const e = expectCommand(
+    d.P,
+    { kind: state === 'live' ? 'io' : 'preconnect', port: d.port },
+    { sqe, capsule: data.length || badDd ? data : null, h2c: null, badCapsuleDdgst: badDd },
+  );
   const got = await d.expectEither({ terms: opt, resp: { cid: sqe.readUInt16LE(2), accept: e.accept } });
   if (got === 'resp') {
     d.fin();
@@ -737,7 +931,13 @@ function header(P: Profile, rng: Rng, index: number): ConnInput {
   const dg = rand(rng);
   const setup: Setup = { port, stage: 'io', ...dg };
   const limits = { capsule: capsuleLimit(P, P.ports[port]!), h2c: P.ports[port]!.maxh2c };
-  const what = rng.weighted([['capsule', 6], ['h2c', 2], ['icreq', 1], ['termreq', 1], ['type', 1]] as const);
+  const what = rng.weighted([
+    ['capsule', 6],
+    ['h2c', 2],
+    ['icreq', 1],
+    ['termreq', 1],
+    ['type', 1],
+  ] as const);
   const notes: string[] = [what];
   const cid = rng.int(0, 0xffff);
   const flush = sqeOf({ opcode: 0x00, nsid: 1 });
@@ -749,19 +949,38 @@ function header(P: Profile, rng: Rng, index: number): ConnInput {
     what === 'capsule'
       ? { type: 0x04, hlen: 72, fill: (h) => flush.copy(h, 8), data, pad, ...dg }
       : what === 'h2c'
-        ? { type: 0x06, hlen: 24, flags: 0x04, fill: (h) => { h.writeUInt16LE(cid, 8); h.writeUInt32LE(dataLen, 16); }, data, ...dg }
+        ? {
+            type: 0x06,
+            hlen: 24,
+            flags: 0x04,
+            fill: (h) => {
+              h.writeUInt16LE(cid, 8);
+              h.writeUInt32LE(dataLen, 16);
+            },
+            data,
+            ...dg,
+          }
         : what === 'icreq'
           ? { type: 0x00, hlen: 128, fill: () => undefined, hdgst: false, ddgst: false }
           : what === 'termreq'
             ? { type: 0x02, hlen: 24, fill: (h) => h.writeUInt16LE(rng.int(0, 6), 8), hdgst: false, ddgst: false }
             : { type: rng.int(0, 255), hlen: 24, data, ...dg };
-  const nm = rng.weighted([[1, 5], [2, 2], [0, 1]] as const);
+  const nm = rng.weighted([
+    [1, 5],
+    [2, 2],
+    [0, 1],
+  ] as const);
   for (let i = 0; i < nm; i++) {
     const f = rng.pick(['flags', 'hlen', 'pdo', 'plen', 'type', 'hdgst'] as const);
-    if (f === 'flags') spec.forceFlags = rng.chance(0.5) ? rng.int(0, 255) : ((dg.hdgst ? 1 : 0) | (dg.ddgst && data ? 2 : 0) | (1 << rng.int(0, 7)));
+    if (f === 'flags') spec.forceFlags = rng.chance(0.5) ? rng.int(0, 255) : (dg.hdgst ? 1 : 0) | (dg.ddgst && data ? 2 : 0) | (1 << rng.int(0, 7));
     else if (f === 'hlen') spec.hlenField = rng.pick([0, 8, 23, 25, 64, 71, 73, 128, 255]);
     else if (f === 'pdo') spec.pdo = rng.int(0, 255);
-    else if (f === 'plen') spec.plen = rng.weighted([[rng.int(0, 100), 2], [rng.int(100, 20000), 1], [rng.edgy32(), 1]] as const);
+    else if (f === 'plen')
+      spec.plen = rng.weighted([
+        [rng.int(0, 100), 2],
+        [rng.int(100, 20000), 1],
+        [rng.edgy32(), 1],
+      ] as const);
     else if (f === 'type') spec.typeField = rng.pick([0x00, 0x01, 0x03, 0x05, 0x07, 0x08, 0x09, 0x0a, 0x80, 0xff]);
     else spec.badHdgst = dg.hdgst;
     notes.push(f);
@@ -814,8 +1033,21 @@ function h2c(P: Profile, rng: Rng, index: number): ConnInput {
   const port = rng.int(0, P.ports.length - 1);
   const dg = rand(rng);
   const v = rng.weighted([
-    ['valid', 2], ['ttag', 2], ['cccid', 2], ['gap', 1], ['overlap', 1], ['beyond', 2], ['last-missing', 1], ['last-early', 1],
-    ['datal', 2], ['zero', 1], ['too-big', 2], ['bad-ddgst', dg.ddgst ? 2 : 0], ['after-done', 1], ['no-r2t', 2], ['before-connect', 1],
+    ['valid', 2],
+    ['ttag', 2],
+    ['cccid', 2],
+    ['gap', 1],
+    ['overlap', 1],
+    ['beyond', 2],
+    ['last-missing', 1],
+    ['last-early', 1],
+    ['datal', 2],
+    ['zero', 1],
+    ['too-big', 2],
+    ['bad-ddgst', dg.ddgst ? 2 : 0],
+    ['after-done', 1],
+    ['no-r2t', 2],
+    ['before-connect', 1],
   ] as const);
   const setup: Setup = { port, stage: v === 'before-connect' ? 'ic' : 'io', ...dg };
   const cid = rng.int(0, 0xffff);
@@ -852,7 +1084,14 @@ function h2c(P: Profile, rng: Rng, index: number): ConnInput {
         const c = chunks[i]!;
         const len = o.len ?? c.len;
         const off = o.datao ?? c.off;
-        d.send(h2cPdu({ cccid: o.cccid ?? cid, ttag: o.ttag ?? r.ttag, datao: off, last: o.last ?? off + len >= end, datal: o.datal }, Buffer.alloc(len, 0xa5), d.wire, { badDdgst: o.badDdgst }));
+        d.send(
+          h2cPdu(
+            { cccid: o.cccid ?? cid, ttag: o.ttag ?? r.ttag, datao: off, last: o.last ?? off + len >= end, datal: o.datal },
+            Buffer.alloc(len, 0xa5),
+            d.wire,
+            { badDdgst: o.badDdgst },
+          ),
+        );
       };
       for (let i = 0; i < bad; i++) send(i);
       switch (v) {
@@ -927,7 +1166,12 @@ function oversize(P: Profile, rng: Rng, index: number): ConnInput {
   const dg = rand(rng);
   const pp = P.ports[port]!;
   const limit = capsuleLimit(P, pp);
-  const v = rng.weighted([['capsule-plen', 3], ['capsule-data', 2], ['h2c-plen', 2], ['icreq-plen', 1]] as const);
+  const v = rng.weighted([
+    ['capsule-plen', 3],
+    ['capsule-data', 2],
+    ['h2c-plen', 2],
+    ['icreq-plen', 1],
+  ] as const);
   const plen = rng.chance(0.3) ? 0xfffffff0 : rng.int(limit + 200, 0xffffffff);
   const setup: Setup = { port, stage: 'io', ...dg };
   return {
@@ -955,7 +1199,12 @@ function oversize(P: Profile, rng: Rng, index: number): ConnInput {
         return;
       }
       if (v === 'capsule-plen') h = capsulePdu(sqeOf({ opcode: 0x01, nsid: 1, sglId: 0x01, sglLen: 4096 }), null, d.wire, { pdo: 72 + hd, plen });
-      else h = h2cPdu({ cccid: 1, ttag: 1, datao: 0, last: true }, Buffer.alloc(0), d.wire, { pdo: 24 + hd, plen, forceFlags: (d.wire.hdgst ? 1 : 0) | (dd ? 2 : 0) | 4 });
+      else
+        h = h2cPdu({ cccid: 1, ttag: 1, datao: 0, last: true }, Buffer.alloc(0), d.wire, {
+          pdo: 24 + hd,
+          plen,
+          forceFlags: (d.wire.hdgst ? 1 : 0) | (dd ? 2 : 0) | 4,
+        });
       d.send(h);
       const hv = checkHeader(h, d.wire, { capsule: limit, h2c: pp.maxh2c });
       await d.expectTerm(hv.terms.length ? hv.terms : [{ fes: 5 }], { withinMs: 1500 });
@@ -967,7 +1216,11 @@ function oversize(P: Profile, rng: Rng, index: number): ConnInput {
 function truncated(P: Profile, rng: Rng, index: number): ConnInput {
   const port = rng.int(0, P.ports.length - 1);
   const dg = rand(rng);
-  const v = rng.weighted([['capsule', 3], ['h2c', 2], ['icreq', 1]] as const);
+  const v = rng.weighted([
+    ['capsule', 3],
+    ['h2c', 2],
+    ['icreq', 1],
+  ] as const);
   const setup: Setup = { port, stage: v === 'icreq' ? 'tcp' : 'io', ...dg };
   const cut = rng.float();
   const cid = rng.int(0, 0xffff);
@@ -1002,7 +1255,12 @@ function truncated(P: Profile, rng: Rng, index: number): ConnInput {
 function stall(P: Profile, rng: Rng, index: number, stallMs: number): ConnInput {
   const port = rng.int(0, P.ports.length - 1);
   const dg = rand(rng);
-  const v = rng.weighted([['partial-pdu', 2], ['r2t-none', 1], ['r2t-partial', 1], ['header-only', 1]] as const);
+  const v = rng.weighted([
+    ['partial-pdu', 2],
+    ['r2t-none', 1],
+    ['r2t-partial', 1],
+    ['header-only', 1],
+  ] as const);
   const setup: Setup = { port, stage: 'io', ...dg };
   const cid = rng.int(0, 0xffff);
   return {
@@ -1031,7 +1289,11 @@ function stall(P: Profile, rng: Rng, index: number, stallMs: number): ConnInput 
 
 /** More AERs than AERL allows: the first AERL+1 stay outstanding, the rest fail with AER Limit Exceeded. */
 function aerFlood(P: Profile, rng: Rng, index: number): ConnInput {
-  const stage = rng.weighted([['enabled', 3], ['discovery', 1], ['admin', 1]] as const);
+  const stage = rng.weighted([
+    ['enabled', 3],
+    ['discovery', 1],
+    ['admin', 1],
+  ] as const);
   const port = rng.int(0, P.ports.length - 1);
   const setup: Setup = { port, stage, ...rand(rng) };
   const k = rng.int(1, 40);
@@ -1078,13 +1340,32 @@ function propertySeq(P: Profile, rng: Rng, index: number): ConnInput {
   const port = rng.int(0, P.ports.length - 1);
   const setup: Setup = { port, stage: 'admin', ...rand(rng) };
   const VALID = 0x00460001;
-  type Op = { kind: 'set-cc'; v: number } | { kind: 'set-bad'; attrib: number; off: number } | { kind: 'get'; size: 4 | 8; off: number } | { kind: 'identify' } | { kind: 'ka' };
+  type Op =
+    | { kind: 'set-cc'; v: number }
+    | { kind: 'set-bad'; attrib: number; off: number }
+    | { kind: 'get'; size: 4 | 8; off: number }
+    | { kind: 'identify' }
+    | { kind: 'ka' };
   const ops: Op[] = [];
   const n = rng.int(1, 12);
   for (let i = 0; i < n; i++) {
     ops.push(
       rng.weighted<Op>([
-        [{ kind: 'set-cc', v: rng.weighted([[VALID, 4], [VALID & ~1, 2], [VALID | (rng.int(1, 2) << 14), 2], [(VALID & ~0x00ff0000) | (rng.int(0, 255) << 16), 1], [VALID | (rng.int(1, 7) << 4), 1], [VALID | (rng.int(1, 15) << 7), 1], [rng.u32(), 2]] as const) }, 6],
+        [
+          {
+            kind: 'set-cc',
+            v: rng.weighted([
+              [VALID, 4],
+              [VALID & ~1, 2],
+              [VALID | (rng.int(1, 2) << 14), 2],
+              [(VALID & ~0x00ff0000) | (rng.int(0, 255) << 16), 1],
+              [VALID | (rng.int(1, 7) << 4), 1],
+              [VALID | (rng.int(1, 15) << 7), 1],
+              [rng.u32(), 2],
+            ] as const),
+          },
+          6,
+        ],
         [{ kind: 'set-bad', attrib: rng.pick([0, 1, 2, 7]), off: rng.pick([0x00, 0x08, 0x1c, 0x20, 0x14]) }, 1],
         [{ kind: 'get', size: 4, off: 0x1c }, 3],
         [{ kind: 'get', size: 4, off: 0x14 }, 1],
@@ -1143,7 +1424,8 @@ function propertySeq(P: Profile, rng: Rng, index: number): ConnInput {
           }
           const r = await d.expectResp(cid, [{ sc: SC.ok }]);
           if (op.size === 8 && (r.dw0 & 0xffff) !== d.P.ports[port]!.mqes) throw new Error(`CAP.MQES ${r.dw0 & 0xffff}, expected ${d.P.ports[port]!.mqes}`);
-          if (op.off === 0x14 && r.dw0 >>> 0 !== cc && r.dw0 >>> 0 !== (cc & 0x01fffff1) >>> 0) throw new Error(`CC reads 0x${(r.dw0 >>> 0).toString(16)}, written 0x${cc.toString(16)}`);
+          if (op.off === 0x14 && r.dw0 >>> 0 !== cc && r.dw0 >>> 0 !== (cc & 0x01fffff1) >>> 0)
+            throw new Error(`CC reads 0x${(r.dw0 >>> 0).toString(16)}, written 0x${cc.toString(16)}`);
           if (op.off === 0x1c && op.size === 4) {
             const rdy = r.dw0 & 1;
             const cfs = (r.dw0 >>> 1) & 1;
@@ -1186,7 +1468,14 @@ function dupCid(P: Profile, rng: Rng, index: number): ConnInput {
       const r = onAdmin ? null : await d.expectR2T(cid);
       if (onAdmin) await d.expectQuiet(10);
       for (const kind of kinds) {
-        const s = kind === 'read' ? sqeOf({ opcode: 0x02, nsid: 1, sglLen: 512 }) : kind === 'flush' ? sqeOf({ opcode: 0x00, nsid: 1 }) : kind === 'ka' ? sqeOf({ opcode: 0x18 }) : sqeOf({ opcode: 0x01, nsid: 1, sglId: 0x01, sglLen: 512 });
+        const s =
+          kind === 'read'
+            ? sqeOf({ opcode: 0x02, nsid: 1, sglLen: 512 })
+            : kind === 'flush'
+              ? sqeOf({ opcode: 0x00, nsid: 1 })
+              : kind === 'ka'
+                ? sqeOf({ opcode: 0x18 })
+                : sqeOf({ opcode: 0x01, nsid: 1, sglId: 0x01, sglLen: 512 });
         d.send(capsulePdu(withCid(s, cid), kind === 'write-ic' ? Buffer.alloc(512) : null, d.wire));
         await d.expectResp(cid, [{ sc: SC.cidConflict }]);
       }
@@ -1210,7 +1499,11 @@ function queueDepth(P: Profile, rng: Rng, index: number): ConnInput {
   const sqsize = rng.int(1, 15);
   const setup: Setup = { port, stage: 'io', ...rand(rng), sqsize };
   const entries = sqsize + 1;
-  const n = rng.weighted([[rng.int(1, entries), 2], [rng.int(entries + 1, 2 * entries), 1], [rng.int(2 * entries + 1, 3 * entries + 2), 2]] as const);
+  const n = rng.weighted([
+    [rng.int(1, entries), 2],
+    [rng.int(entries + 1, 2 * entries), 1],
+    [rng.int(2 * entries + 1, 3 * entries + 2), 2],
+  ] as const);
   const base = rng.int(0, 0xffff);
   return {
     kind: 'conn',
@@ -1279,7 +1572,11 @@ function r2tFlood(P: Profile, rng: Rng, index: number): ConnInput {
     desc: `port ${port}: ${n} writes of ${L} bytes with no data sent`,
     setup,
     run: async (d) => {
-      d.send(Buffer.concat(Array.from({ length: n }, (_, i) => capsulePdu(withCid(sqeOf({ opcode: 0x01, nsid: 1, cdw: { 12: L / 512 - 1 }, sglLen: L }), i), null, d.wire))));
+      d.send(
+        Buffer.concat(
+          Array.from({ length: n }, (_, i) => capsulePdu(withCid(sqeOf({ opcode: 0x01, nsid: 1, cdw: { 12: L / 512 - 1 }, sglLen: L }), i), null, d.wire)),
+        ),
+      );
       await d.expectR2T(0);
       const got = 1 + (await d.countR2T(300));
       // The specification lets the controller pace R2Ts; this target keeps at most R2T_BUFFER_BUDGET (8 MiB) of R2T buffers per connection.
@@ -1302,8 +1599,19 @@ export function generate(P: Profile, seed: string, index: number, o: GenOptions)
   const rng = new Rng(seed, index);
   if (!rng.chance(o.connShare)) return cmdInput(P, rng, index);
   const g = rng.weighted([
-    ['pre-ic', 8], ['header', 12], ['hdgst', 3], ['h2c', 12], ['oversize', 4], ['truncated', 4], ['stall', 0.15], ['aer', 3],
-    ['prop', 4], ['dup', 3], ['depth', 3], ['term', 2], ['r2tflood', 0.3],
+    ['pre-ic', 8],
+    ['header', 12],
+    ['hdgst', 3],
+    ['h2c', 12],
+    ['oversize', 4],
+    ['truncated', 4],
+    ['stall', 0.15],
+    ['aer', 3],
+    ['prop', 4],
+    ['dup', 3],
+    ['depth', 3],
+    ['term', 2],
+    ['r2tflood', 0.3],
   ] as const);
   switch (g) {
     case 'pre-ic':

@@ -76,7 +76,7 @@ export function matches(p: RespPattern, o: Observed): boolean {
   if (p.dnr !== undefined && p.dnr !== o.dnr) return false;
   if (o.sc === 0 && p.data !== undefined && p.data !== o.data) return false;
   if (o.sc === 0 && p.data === undefined && o.data !== 0) return false;
-  if (p.dw0 !== undefined && ((o.dw0 & (p.dw0Mask ?? 0xffffffff)) >>> 0) !== p.dw0 >>> 0) return false;
+  if (p.dw0 !== undefined && (o.dw0 & (p.dw0Mask ?? 0xffffffff)) >>> 0 !== p.dw0 >>> 0) return false;
   return true;
 }
 
@@ -561,7 +561,7 @@ function admin(P: Profile, V: Verdict, sqe: Buffer, L: number): void {
 
 function setFeatures(V: Verdict, sqe: Buffer, kind: 'io' | 'discovery'): void {
   const fid = dw(sqe, 10) & 0xff;
-  const save = (dw(sqe, 10) >>> 31) === 1;
+  const save = dw(sqe, 10) >>> 31 === 1;
   reserved(V, sqe, { 10: 0x7fffff00, 12: 0xffffffff, 13: 0xffffffff, 14: 0xffffffff, 15: 0xffffffff });
   if (dw(sqe, 1) !== 0) V.o('NSID on a controller feature', SC.invalidNs, SC.invalidField, SC.notNsSpecific);
   if (save) V.v(SC.notSaveable, 'SV: no feature is saveable');
@@ -569,7 +569,7 @@ function setFeatures(V: Verdict, sqe: Buffer, kind: 'io' | 'discovery'): void {
   if (fid === 0x81) V.v(SC.seqError, 'Host Identifier is set by Connect on fabrics');
   else if (!supported.includes(fid)) V.v(SC.invalidField, `Set Features FID 0x${fid.toString(16)} not supported`);
   else if (fid === 0x07 && (dw(sqe, 11) & 0xffff) === 0xffff) V.v(SC.invalidField, 'Number of Queues 65536');
-  else if (fid === 0x07 && (dw(sqe, 11) >>> 16) === 0xffff) V.v(SC.invalidField, 'Number of Queues 65536');
+  else if (fid === 0x07 && dw(sqe, 11) >>> 16 === 0xffff) V.v(SC.invalidField, 'Number of Queues 65536');
 }
 
 function getFeatures(V: Verdict, sqe: Buffer, L: number, kind: 'io' | 'discovery'): void {

@@ -114,7 +114,8 @@ export class FuzzConn {
     this.write(icReq({ hdgst: o.hdgst, ddgst: o.ddgst, hpda: o.hpda ?? 0 }));
     const ok = await this.until(() => this.inbox.length > 0 || this.closed || this.malformed !== null, timeoutMs);
     const pdu = this.inbox.shift();
-    if (!ok || !pdu || pdu.type !== PduType.ICResp) throw new Error(`ICReq: expected ICResp, got ${pdu ? `type ${pdu.type}` : this.closed ? 'close' : 'nothing'}`);
+    if (!ok || !pdu || pdu.type !== PduType.ICResp)
+      throw new Error(`ICReq: expected ICResp, got ${pdu ? `type ${pdu.type}` : this.closed ? 'close' : 'nothing'}`);
     this.#framer.setDigests(pdu.hdgst, pdu.ddgst);
     this.wire = { hdgst: pdu.hdgst, ddgst: pdu.ddgst };
     this.maxh2cdata = pdu.maxh2cdata;
@@ -169,12 +170,12 @@ export function buildPdu(s: PduSpec): Buffer {
   const data = s.data ?? Buffer.alloc(0);
   const hd = s.hdgst ? 4 : 0;
   const dd = s.ddgst && data.length > 0 ? 4 : 0;
-  const pad = data.length > 0 ? s.pad ?? 0 : 0;
+  const pad = data.length > 0 ? (s.pad ?? 0) : 0;
   const pdo = data.length > 0 ? s.hlen + hd + pad : 0;
   const plen = s.hlen + hd + pad + data.length + dd;
   const out = Buffer.alloc(plen);
   out[0] = s.typeField ?? s.type;
-  out[1] = s.forceFlags ?? ((s.flags ?? 0) | (hd ? 0x01 : 0) | (dd ? 0x02 : 0));
+  out[1] = s.forceFlags ?? (s.flags ?? 0) | (hd ? 0x01 : 0) | (dd ? 0x02 : 0);
   out[2] = s.hlenField ?? s.hlen;
   out[3] = s.pdo ?? pdo;
   out.writeUInt32LE((s.plen ?? plen) >>> 0, 4);

@@ -24,10 +24,7 @@ function has(cmd: string): boolean {
 
 describe('netdevOption', () => {
   it('restricts the guest and binds forwards to 127.0.0.1', () => {
-    const o = netdevOption(
-      [{ hostPort: 14420, guestPort: 4420 }],
-      [{ guestAddr: '10.0.2.100', guestPort: 4420, hostPort: 4420 }],
-    );
+    const o = netdevOption([{ hostPort: 14420, guestPort: 4420 }], [{ guestAddr: '10.0.2.100', guestPort: 4420, hostPort: 4420 }]);
     expect(o).toContain('restrict=on');
     expect(o).toContain('hostfwd=tcp:127.0.0.1:14420-:4420');
     expect(o).toContain('guestfwd=tcp:10.0.2.100:4420-cmd:socat -lf /dev/null - TCP:127.0.0.1:4420');

@@ -119,7 +119,10 @@ describe.skipIf(!available)('interop rig (qemu guest)', () => {
       writeNvmetConfigScript({
         subnqn: SUBNQN,
         ports,
-        namespaces: [{ nsid: 1, sizeMb: 32 }, { nsid: 2, sizeMb: 16, anaGrpId: 2 }],
+        namespaces: [
+          { nsid: 1, sizeMb: 32 },
+          { nsid: 2, sizeMb: 16, anaGrpId: 2 },
+        ],
       }) +
       `
       rig_step nvmet ok "$(netstat -ltn | grep -c ':442[01] ')"
@@ -249,7 +252,13 @@ describe.skipIf(!available)('interop rig (qemu guest)', () => {
       `;
     const r = await (await bootGuest({ script, timeoutMs: 90_000, withFio: true })).wait();
     expect(r.exitCode, explain(r)).toBe(0);
-    expect(r.steps.find((s) => s.name === 'paths')?.detail.trim().split(' ').sort()).toEqual(['non-optimized', 'optimized']);
+    expect(
+      r.steps
+        .find((s) => s.name === 'paths')
+        ?.detail.trim()
+        .split(' ')
+        .sort(),
+    ).toEqual(['non-optimized', 'optimized']);
     expect(r.steps.find((s) => s.name === 'fio')?.status).toBe('ok');
   }, 120_000);
 
