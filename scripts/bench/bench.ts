@@ -34,6 +34,7 @@ import { MALLOC_TUNABLES, NODE_HEAP_FLAGS, ROOT, dataProcessEnv, freePort, start
 import { percentile, runLoad, type LoadDevice, type LoadPattern, type LoadResult } from './load.ts';
 import { runRawClient, type RawKind } from './raw.ts';
 import { summarizeProfile, type CpuProfile, type ProfileSummary } from './profile.ts';
+import { waitFor } from '../lib/wait.ts';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -61,14 +62,6 @@ const GiB = 2 ** 30;
 
 const say = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const until = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 // ------------------------------------------------------------------ figures
 
@@ -617,12 +610,12 @@ async function failoverSection(): Promise<void> {
     const e: Episode = { from, to, t0: performance.now(), maxGap: 0, recoveredAt: null, headMs: null };
     ep = e;
     await act();
-    await waitFor(() => e.recoveredAt !== null, timeoutMs, 'I/O on the new path');
+    await waitFor(() => e.recoveredAt !== null, 'I/O on the new path', timeoutMs);
     ep = null;
     return e;
   };
   try {
-    await waitFor(allLive, 10_000, 'both paths live and one active');
+    await waitFor(allLive, 'both paths live and one active', 10_000);
     await sleep(WARM_MS);
 
     // 1. transport-detected path loss: the active port goes down, then up again.
@@ -633,7 +626,7 @@ async function failoverSection(): Promise<void> {
       const e = await episode(from, null, () => target.ctl('port.down', { portid: pid }), 10_000);
       portDown.push(e);
       await target.ctl('port.up', { portid: pid });
-      await waitFor(allLive, 15_000, 'the downed path to come back');
+      await waitFor(allLive, 'the downed path to come back', 15_000);
       await sleep(20);
     }
     const pdGaps = portDown.map((e) => e.maxGap);
@@ -663,7 +656,7 @@ async function failoverSection(): Promise<void> {
       const e = await episode(from, null, () => target.ctl('fault.blackhole', { portid: pid, on: true }), 20_000);
       bh.push(e);
       await target.ctl('fault.blackhole', { portid: pid, on: false });
-      await waitFor(allLive, 30_000, 'the blackholed path to come back');
+      await waitFor(allLive, 'the blackholed path to come back', 30_000);
       await sleep(50);
     }
     const bhGaps = bh.map((e) => e.maxGap);

@@ -7,6 +7,7 @@
  * measured is the I/O stack's, as the raw baseline's client measures only the
  * socket's.
  */
+import { Rng } from '../lib/rng.ts';
 
 export interface LoadDevice {
   read(slba: number, nlb: number, into?: Buffer): Promise<unknown>;
@@ -45,18 +46,6 @@ export interface LoadResult {
   readonly latenciesUs: Float64Array;
 }
 
-/** mulberry32 */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -65,7 +54,8 @@ export function percentile(sorted: Float64Array, p: number): number {
 export async function runLoad(dev: LoadDevice, o: LoadOptions): Promise<LoadResult> {
   const nlb = o.bs / o.blockSize;
   const slots = Math.max(1, Math.floor(o.spanBlocks / nlb));
-  const rand = prng(o.seed ?? 1);
+  const rng = new Rng(o.seed ?? 1);
+  const rand = () => rng.float();
   const random = o.pattern.startsWith('rand');
   const t0 = performance.now();
   const deadline = o.ms !== undefined ? t0 + o.ms : Infinity;

@@ -24,6 +24,7 @@ import type { Target } from '../../target/target.ts';
 import { silentLogger } from '../../target/logger.ts';
 import { RawClient, type CommandResult } from './raw-client.ts';
 import type { ClientFactory, CommandClient } from './loop-client.ts';
+export { waitFor } from './wait.ts';
 
 /** Status without DNR/More/CRD: SCT << 8 | SC. */
 export function sc(r: CommandResult): number {
@@ -208,26 +209,6 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
       },
     );
   });
-}
-
-/** Poll until fn returns a truthy value (or throw after timeoutMs). */
-export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 3000, everyMs = 5): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-/** A promise with its resolver, to hold a store operation until the test lets it go. */
-export function gate(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((r) => {
-    open = r;
-  });
-  return { promise, open };
 }
 
 export { Cns, LogPageId };

@@ -22,13 +22,13 @@ import {
   connectPair,
   dnr,
   enableAec,
-  gate,
   identifyData,
   roundTrip,
   sc,
   waitFor,
   type Pair,
 } from '../helpers/nvme-ops.ts';
+import { holdNextWrite } from '../helpers/slow-store.ts';
 
 const res = new Resources();
 afterEach(() => res.cleanup());
@@ -155,23 +155,8 @@ describe('fencing', () => {
     const a = await connectPair(res, ports[0]!, SUBNQN);
     const b = await connectPair(res, ports[1]!, SUBNQN);
     const ns = target.subsystems.get(SUBNQN)!.namespaces.get(1)!;
-    const store = ns.store;
-    const origWrite = store.write.bind(store);
-    const hold = gate();
-    let held = true;
-    let heldWriteLanded = false;
     // A slow store: the first write stays in the store until the test opens the gate.
-    store.writeSync = undefined; // a store that takes its time offers no synchronous write
-    store.write = async (slba, data) => {
-      if (held) {
-        held = false;
-        await hold.promise;
-        await origWrite(slba, data);
-        heldWriteLanded = true;
-        return;
-      }
-      return origWrite(slba, data);
-    };
+    const hold = holdNextWrite(ns.store);
 
     const LBA = 100;
     const gen1 = patternBlocks(LBA, 8, 512, 1);
@@ -182,7 +167,7 @@ describe('fencing', () => {
     let landedWhenFeDone: boolean | null = null;
     const fe = b.admin.command(setNamespaceActiveCommand(1)).then((r) => {
       feDone = true;
-      landedWhenFeDone = heldWriteLanded;
+      landedWhenFeDone = hold.landed;
       return r;
     });
     await roundTrip(b.admin); // 0xFE has been received and is fencing

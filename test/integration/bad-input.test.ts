@@ -17,6 +17,7 @@ import { silentLogger } from '../../target/logger.ts';
 import type { Target, TargetSnapshot } from '../../target/target.ts';
 import { RawClient, patternBlocks } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const MIB = 1024 * 1024;
@@ -243,14 +244,6 @@ describe('control endpoint: bad requests', () => {
     });
   }
 
-  async function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-    const end = Date.now() + timeoutMs;
-    for (let i = 0; i < 100_000 && !check(); i++) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-
   it('10 MB of garbage without a newline: refused once ("larger than 1 MiB"), the connection closed by the target, nothing kept, the target unharmed', async () => {
     const before = JSON.stringify(await show());
     // A client that keeps its side open and keeps sending (half-open: the target's FIN alone does not stop it).
@@ -258,12 +251,12 @@ describe('control endpoint: bad requests', () => {
     const chunk = Buffer.alloc(MIB);
     for (let i = 0; i < chunk.length; i++) chunk[i] = 0x21 + ((i * 7919) % 90); // printable, no newline
     for (let i = 0; i < 10 && !c.closed(); i++) c.sock.write(chunk);
-    await until(() => c.lines.length >= 1, 'the refusal');
+    await waitFor(() => c.lines.length >= 1, 'the refusal');
     expect(JSON.parse(c.lines[0]!)).toEqual({ id: null, ok: false, error: 'request larger than 1 MiB' });
     // The target closes it: it neither waits for the rest nor keeps reading (and accumulating) it.
     const keepSending = setInterval(() => !c.closed() && c.sock.write(chunk), 20);
     try {
-      await until(c.closed, 'the target to close the connection', 3000);
+      await waitFor(c.closed, 'the target to close the connection', 3000);
     } finally {
       clearInterval(keepSending);
       c.sock.destroy();
@@ -284,7 +277,7 @@ describe('control endpoint: bad requests', () => {
       sent += 1000;
     }
     c.sock.end();
-    await until(() => c.lines.length === sent, `${sent} answers`, 20_000);
+    await waitFor(() => c.lines.length === sent, `${sent} answers`, 20_000);
     expect(c.lines.every((l) => JSON.parse(l).ok === false && /not valid JSON/.test(JSON.parse(l).error))).toBe(true);
     expect(JSON.stringify(await show())).toBe(before);
     await serving(2);
@@ -307,7 +300,7 @@ describe('control endpoint: bad requests', () => {
       ['{"id":10,"method":"ana.set","params":{"portid":1,"grpid":1,"state":"optimized","transition_ms":1e12}}', /transition_ms|params/],
     ];
     for (const [req] of requests) c.sock.write(`${req}\n`);
-    await until(() => c.lines.length === requests.length, `${requests.length} answers`, 20_000);
+    await waitFor(() => c.lines.length === requests.length, `${requests.length} answers`, 20_000);
     const byId = new Map<unknown, { ok: boolean; error: string }>();
     const answers = c.lines.map((l) => JSON.parse(l) as { id: unknown; ok: boolean; error: string });
     for (const a of answers) byId.set(a.id, a);
@@ -336,7 +329,7 @@ describe('control endpoint: bad requests', () => {
     // The target serves others meanwhile, and this client still gets every answer once it reads.
     expect((await show()).ports.length).toBe(2);
     c.sock.resume();
-    await until(() => c.lines.length === n, `${n} answers`, 60_000);
+    await waitFor(() => c.lines.length === n, `${n} answers`, 60_000);
     c.sock.destroy();
   }, 90_000);
 

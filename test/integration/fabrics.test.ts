@@ -15,6 +15,7 @@ import { connectCommand, identifyCommand, propertyGetCommand, propertySetCommand
 import { RawClient, TEST_HOSTNQN, patternBlocks, type CommandResult } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
 import type { Target } from '../../target/target.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const DNR = 0x4000;
 const S = {
@@ -105,14 +106,6 @@ function liveCntlids(): number[] {
   return target!.snapshot().subsystems[0]!.controllers.map((c) => c.cntlid);
 }
 
-async function poll(check: () => boolean | Promise<boolean>, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timeout waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 // ---------------------------------------------------------------------------
 
 describe('Connect on the admin queue', () => {
@@ -134,7 +127,7 @@ describe('Connect on the admin queue', () => {
     // One controller goes; the next one gets the only free id.
     const gone = ctrls[1]!;
     gone.close();
-    await poll(() => !liveCntlids().includes(gone.cntlid), 3000, 'controller gone');
+    await waitFor(() => !liveCntlids().includes(gone.cntlid), 'controller gone', 3000);
     const c6 = await fresh(p2!);
     const again = await connect(c6, { qid: 0 });
     expect(again.cqe.status).toBe(0);
@@ -410,7 +403,7 @@ describe('Property Get / Set', () => {
     const [p1] = await boot();
     const a = await admin(p1!);
     expect((await propSet(a, P.CC, cc({ en: true, shn: 1 }))).cqe.status).toBe(0);
-    await poll(async () => ((await csts(a)) >> 2) % 4 === 2, 3000, 'SHST complete');
+    await waitFor(async () => ((await csts(a)) >> 2) % 4 === 2, 'SHST complete', 3000);
   });
 
   it('Property Set on CSTS or CAP, or an 8-byte Property Set: Invalid Field', async () => {

@@ -12,6 +12,7 @@ import { defaultConfigDocument } from '../../target/config/index.ts';
 import type { Target } from '../../target/target.ts';
 import { RawClient, patternBlocks } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget } from '../helpers/target-fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let target: Target | null = null;
 const clients: RawClient[] = [];
@@ -103,7 +104,7 @@ describe('target fault injection', () => {
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)));
-    for (let i = 0; i < 200 && !out.includes('target ready'); i++) await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => out.includes('target ready'), 'the target CLI to say it is ready', 20_000, 100);
     expect(out).toContain('target ready');
     await controlRequest({ kind: 'unix', path: sock }, 'crash');
     expect(await exited).toBe('SIGKILL');

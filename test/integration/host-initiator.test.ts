@@ -24,6 +24,7 @@ import {
 import { SUBNQN, startTarget } from '../helpers/target-fixture.ts';
 import { patternBlocks } from '../helpers/raw-client.ts';
 import type { Target } from '../../target/target.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:6c0e5b7a-3f1d-4c2b-9e8a-0d4f2a1b3c5d';
 const HOSTID = '6c0e5b7a-3f1d-4c2b-9e8a-0d4f2a1b3c5d';
@@ -48,18 +49,6 @@ async function connect(port: number, o: Partial<ConnectOptions> = {}): Promise<C
   const c = await connectController({ traddr: '127.0.0.1', trsvcid: port, subnqn: SUBNQN, hostnqn: HOSTNQN, hostid: HOSTID, ...o });
   controllers.push(c);
   return c;
-}
-
-function until(cond: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const start = Date.now();
-  return new Promise((resolve, reject) => {
-    const tick = () => {
-      if (cond()) resolve();
-      else if (Date.now() - start > timeoutMs) reject(new Error(`timed out waiting for ${what}`));
-      else setTimeout(tick, 10);
-    };
-    tick();
-  });
 }
 
 function completed(o: PathOutcome): Extract<PathOutcome, { kind: 'completed' }> {
@@ -197,23 +186,23 @@ describe('host initiator against the target', () => {
     p2.on('change', () => changes.p2++);
 
     await target!.setActivePort(SUBNQN, 1, 2);
-    await until(() => p1.anaState === AnaState.Inaccessible && p2.anaState === AnaState.Optimized, 5000, 'ANA state after setActivePort');
+    await waitFor(() => p1.anaState === AnaState.Inaccessible && p2.anaState === AnaState.Optimized, 'ANA state after setActivePort', 5000);
     expect(changes.p1).toBeGreaterThan(0);
     expect(changes.p2).toBeGreaterThan(0);
 
     await target!.setActivePort(SUBNQN, 1, 1);
-    await until(() => p1.anaState === AnaState.Optimized && p2.anaState === AnaState.Inaccessible, 5000, 'ANA state back on port 1');
+    await waitFor(() => p1.anaState === AnaState.Optimized && p2.anaState === AnaState.Inaccessible, 'ANA state back on port 1', 5000);
 
     const r = completed(await p2.setActive());
     expect(r.status).toBe(0);
     expect(p2.anaState).toBe(AnaState.Optimized);
-    await until(() => p1.anaState === AnaState.Inaccessible, 5000, 'old active path demoted');
+    await waitFor(() => p1.anaState === AnaState.Inaccessible, 'old active path demoted', 5000);
     expect(completed(await p2.submit({ kind: 'read', slba: 0, nlb: 1 })).status).toBe(0);
     // An ANA error from I/O re-reads the ANA log.
     let anaReads = 0;
     c1.on('ana-change', () => anaReads++);
     expect(completed(await p1.submit({ kind: 'read', slba: 0, nlb: 1 })).status & 0x7ff).toBe(Status.AnaInaccessible);
-    await until(() => anaReads > 0, 2000, 'ANA log re-read after an ANA path error');
+    await waitFor(() => anaReads > 0, 'ANA log re-read after an ANA path error', 2000);
   });
 
   it('adds and removes paths when namespaces come and go (AER + rescan)', async () => {
@@ -233,7 +222,7 @@ describe('host initiator against the target', () => {
       store: { kind: 'memory', sizeBytes: 8 * 1024 * 1024, blockSize: 4096, createIfMissing: true },
       initialActivePort: null,
     });
-    await until(() => added.length === 2, 5000, 'path-added on both controllers');
+    await waitFor(() => added.length === 2, 'path-added on both controllers', 5000);
     const n1 = c1.path(2)!;
     const n2 = c2.path(2)!;
     expect(n1.ids.nguid).toBe('0123456789abcdef0123456789abcdef');
@@ -241,7 +230,7 @@ describe('host initiator against the target', () => {
     expect(n2.ids).toEqual(n1.ids);
     expect(n1.blockSize).toBe(4096);
     expect(n1.nblocks).toBe(2048);
-    await until(() => n1.anaState === AnaState.Optimized && n2.anaState === AnaState.Inaccessible, 5000, 'ANA state of the new namespace');
+    await waitFor(() => n1.anaState === AnaState.Optimized && n2.anaState === AnaState.Inaccessible, 'ANA state of the new namespace', 5000);
     const data = patternBlocks(5, 2, 4096);
     expect(completed(await n1.submit({ kind: 'write', slba: 5, nlb: 2, data })).status).toBe(0);
     expect(completed(await n1.submit({ kind: 'read', slba: 5, nlb: 2 })).data!.equals(data)).toBe(true);
@@ -250,7 +239,7 @@ describe('host initiator against the target', () => {
     n1.on('removed', () => removed++);
     n2.on('removed', () => removed++);
     await target!.removeNamespace(SUBNQN, 2);
-    await until(() => removed === 2, 5000, 'removed on both paths');
+    await waitFor(() => removed === 2, 'removed on both paths', 5000);
     expect(c1.path(2)).toBeUndefined();
     expect(c1.path(1)).toBeDefined();
     expect(await n1.submit({ kind: 'read', slba: 0, nlb: 1 })).toMatchObject({ kind: 'path-error', mayHaveExecuted: false });
@@ -272,7 +261,7 @@ describe('host initiator against the target', () => {
     const outcomes = await Promise.all(inflight);
     expect(outcomes.every((o) => o.kind === 'completed' || (o.kind === 'path-error' && o.mayHaveExecuted))).toBe(true);
     expect(outcomes.some((o) => o.kind === 'path-error')).toBe(true);
-    await until(() => c1.state === 'connecting', 2000, 'connecting');
+    await waitFor(() => c1.state === 'connecting', 'connecting', 2000);
     expect(states.slice(0, 2)).toEqual(['resetting', 'connecting']);
     expect(await p1.submit({ kind: 'read', slba: 0, nlb: 1 })).toMatchObject({ kind: 'path-error', mayHaveExecuted: false });
     expect(p1.controllerState).toBe('connecting');
@@ -282,7 +271,7 @@ describe('host initiator against the target', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(c1.state).toBe('connecting');
     await target!.portUp(1);
-    await until(() => c1.state === 'live', 5000, 'live again');
+    await waitFor(() => c1.state === 'live', 'live again', 5000);
     expect(c1.path(1)).toBe(p1);
     // The path keeps its identity and follows whatever the target reports now.
     expect([AnaState.Optimized, AnaState.Inaccessible]).toContain(p1.anaState);
@@ -299,10 +288,10 @@ describe('host initiator against the target', () => {
     let removed = false;
     p.on('removed', () => (removed = true));
     await target!.portDown(2);
-    await until(() => c2.state === 'connecting', 2000, 'connecting');
-    await until(() => c2.failfastExpired, 2000, 'fast_io_fail_tmo');
+    await waitFor(() => c2.state === 'connecting', 'connecting', 2000);
+    await waitFor(() => c2.failfastExpired, 'fast_io_fail_tmo', 2000);
     expect(await p.submit({ kind: 'read', slba: 0, nlb: 1 })).toMatchObject({ kind: 'path-error', reason: expect.stringMatching(/fast_io_fail/) });
-    await until(() => c2.state === 'deleted', 3000, 'deleted');
+    await waitFor(() => c2.state === 'deleted', 'deleted', 3000);
     expect(removed).toBe(true);
     expect(p.controllerState).toBe('deleted');
     expect(c2.paths).toEqual([]);
@@ -321,11 +310,11 @@ describe('host initiator against the target', () => {
     const lostAt = Date.now();
     proxy.blackhole();
     const stuck = c.path(1)!.submit({ kind: 'read', slba: 0, nlb: 8 });
-    await until(() => c.state !== 'live', 3000, 'keep-alive failure');
+    await waitFor(() => c.state !== 'live', 'keep-alive failure', 3000);
     expect(Date.now() - lostAt).toBeLessThan(2000);
     expect(resets).toEqual(['KEEP_ALIVE_FAILED']);
     expect(await stuck).toMatchObject({ kind: 'path-error', mayHaveExecuted: true });
-    await until(() => c.state === 'live', 5000, 'reconnected through the proxy');
+    await waitFor(() => c.state === 'live', 'reconnected through the proxy', 5000);
     expect(completed(await c.path(1)!.submit({ kind: 'read', slba: 0, nlb: 8 })).status).toBe(0);
   });
 
@@ -356,7 +345,7 @@ describe('host initiator against the target', () => {
     await c.disconnect();
     expect(c.state).toBe('deleted');
     expect(removed).toBe(true);
-    await until(() => target!.snapshot().subsystems[0]!.controllers.length === 0, 2000, 'target controller gone');
+    await waitFor(() => target!.snapshot().subsystems[0]!.controllers.length === 0, 'target controller gone', 2000);
     // What went over the admin connection, decoded as the target does.
     const admin = proxy.pairs[0]!;
     const framer = new PduFramer('target', { maxInCapsuleData: 1 << 20, maxH2CData: 1 << 20, maxC2HData: 0 });

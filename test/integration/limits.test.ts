@@ -18,6 +18,7 @@ import { STALL_TIMEOUT_MS, R2T_BUFFER_BUDGET } from '../../target/tcp.ts';
 import type { Target, TargetOptions } from '../../target/target.ts';
 import { ByteTap, RawClient, handCapsule, handH2CData, handIcReq, patternBlocks, rawSocket, termReqFields } from '../helpers/raw-client.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const T = { ICResp: 0x01, C2HTermReq: 0x03, CapsuleResp: 0x05, R2T: 0x09 } as const;
 const DNR = 0x4000;
@@ -88,14 +89,6 @@ const sqeBytes = (s: Sqe, cid: number) => encodeSqe(withCid(s, cid));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const connections = () => target!.snapshot().ports.reduce((n, p) => n + p.connections, 0);
 
-async function until(check: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (let i = 0; i < 10_000 && !check(); i++) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
 // ---------------------------------------------------------------------------
 
 describe('connections per port', () => {
@@ -123,7 +116,7 @@ describe('connections per port', () => {
     // Existing connections are unaffected; closing one frees a slot.
     for (const t of held) expect(t.closed).toBe(false);
     held[0]!.socket.destroy();
-    await until(() => target!.snapshot().ports[0]!.connections === 2, 'the slot to free');
+    await waitFor(() => target!.snapshot().ports[0]!.connections === 2, 'the slot to free');
     const again = await admin(p1!);
     expect((await again.command(identifyCommand({ cns: Cns.Controller }))).cqe.status).toBe(0);
   });
@@ -150,7 +143,7 @@ describe('controllers per subsystem', () => {
     expect(target!.snapshot().subsystems[0]!.controllers).toHaveLength(2);
     // The refused connection may try again once a controller is gone.
     a.close();
-    await until(() => target!.snapshot().subsystems[0]!.controllers.length === 1, 'the controller to go');
+    await waitFor(() => target!.snapshot().subsystems[0]!.controllers.length === 1, 'the controller to go');
     const again = await c.connectQueue({ qid: 0, subnqn: SUBNQN, sqsize: 31 });
     expect(again.cqe.status).toBe(0);
   });
@@ -401,7 +394,7 @@ describe('stalled senders', () => {
     const line = lines.find((l) => /stalled sender: a PDU begun/.test(l.msg));
     expect(line).toBeDefined();
     expect(line!['qid']).toBe(1);
-    await until(() => connections() === before - 1, 'the connection to be released');
+    await waitFor(() => connections() === before - 1, 'the connection to be released');
     // The controller and its admin queue are untouched.
     expect((await a.command(identifyCommand({ cns: Cns.Controller }))).cqe.status).toBe(0);
   });

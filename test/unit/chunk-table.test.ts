@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ChunkTable, LEAF_CHUNKS } from '../../target/store/chunk-table.ts';
+import { Rng } from '../helpers/rng.ts';
 
 describe('ChunkTable (chunk index -> slot)', () => {
   it('maps, replaces and unmaps chunks, saying what each had', () => {
@@ -18,8 +19,8 @@ describe('ChunkTable (chunk index -> slot)', () => {
   it('matches a Map under random work across leaves, far indexes (2^40 chunks) included', () => {
     const t = new ChunkTable();
     const ref = new Map<number, number>();
-    let a = 12345;
-    const rand = () => (a = (Math.imul(a, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    const rng = new Rng(12345);
+    const rand = () => rng.float();
     const pick = () => (rand() < 0.5 ? Math.floor(rand() * 200) : 2 ** 40 - Math.floor(rand() * 100));
     for (let i = 0; i < 20_000; i++) {
       const ci = pick();

@@ -80,6 +80,8 @@ import {
   truncateUtf8,
 } from '../../host/nbd-protocol.ts';
 import { RangeLocks, edgeBlocks, startNbdServer, type NbdBlockDevice, type NbdServer, type NbdServerOptions } from '../../host/nbd.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { Rng } from '../helpers/rng.ts';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -241,8 +243,8 @@ class FakeDevice implements NbdBlockDevice {
     seed = 1,
   ) {
     this.data = Buffer.alloc(blockSize * nblocks);
-    let x = seed;
-    this.#rng = () => (x = (x * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+    const rng = new Rng(seed);
+    this.#rng = () => rng.float();
   }
 
   async #delay(): Promise<void> {
@@ -444,15 +446,6 @@ async function client(port = server!.port): Promise<RawClient> {
   const c = await RawClient.connect(port);
   clients.push(c);
   return c;
-}
-
-/** Wait for a condition, bounded. */
-async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 2));
-  }
 }
 
 const pattern = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed * 13 + 1) & 0xff));
@@ -742,7 +735,7 @@ describe('NBD server: transmission', () => {
     await b.go();
     b.request(NBD_CMD_WRITE, 1n, 0, 4096, 0, Buffer.alloc(100)); // payload cut short
     b.socket.destroy();
-    await until(() => s.stats().connections === 0);
+    await waitFor(() => s.stats().connections === 0, 'connections = 0');
     const c = await client(s.port);
     await c.go();
     c.request(NBD_CMD_READ, 2n, 0, 512);
@@ -794,7 +787,7 @@ describe('NBD server: transmission', () => {
     const c = await client(s.port);
     await c.go({ structured: true });
     c.request(NBD_CMD_WRITE, 1n, 0, 512, 0, Buffer.alloc(512, 1));
-    await until(() => s.stats().requests === 1);
+    await waitFor(() => s.stats().requests === 1, 'requests = 1');
     const closing = s.close();
     c.request(NBD_CMD_READ, 2n, 0, 512);
     const e = decodeStructuredHeader(await c.read(20));
@@ -817,7 +810,7 @@ describe('NBD server: transmission', () => {
     const c = await client(s.port);
     await c.go();
     c.request(NBD_CMD_READ, 1n, 0, 512);
-    await until(() => s.stats().requests === 1);
+    await waitFor(() => s.stats().requests === 1, 'requests = 1');
     const t0 = Date.now();
     await s.close();
     expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
@@ -890,8 +883,8 @@ describe('NBD server: unaligned requests (read-modify-write)', () => {
       try {
         const c = await client(s.port);
         await c.go();
-        let x = seed * 7919;
-        const rnd = (n: number) => (x = (x * 1103515245 + 12345) & 0x7fffffff) % n;
+        const rng = new Rng(seed, 1);
+        const rnd = (n: number) => rng.int(0, n - 1);
         const n = 120;
         for (let i = 0; i < n; i++) {
           const aligned = rnd(3) === 0;

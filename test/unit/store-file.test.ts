@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileStore, StoreError, openStore, type BlockSize, type BlockStore } from '../../target/store/index.ts';
 import { osError } from '../../target/store/store.ts';
+import { Rng } from '../helpers/rng.ts';
 
 const MiB = 1024 * 1024;
 
@@ -26,16 +27,10 @@ async function storeError(p: Promise<unknown>): Promise<StoreError> {
   return err as StoreError;
 }
 
-/** Small seeded PRNG (mulberry32). */
+/** Uniform floats in [0, 1) from the tests' one seeded generator. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.float();
 }
 
 let dir: string;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CHUNK_SIZE, MemoryStore, StoreError, openStore, type BlockSize, type BlockStore } from '../../target/store/index.ts';
 import { STAGING_HOLES_LIMIT_BYTES, STAGING_LIMIT_BYTES } from '../../target/store/memory-store.ts';
+import { Rng } from '../helpers/rng.ts';
 
 const TiB = 2 ** 40;
 
@@ -23,16 +24,10 @@ async function expectStoreError(p: Promise<unknown>, code: StoreError['code']): 
   expect((err as StoreError).code).toBe(code);
 }
 
-/** Small seeded PRNG (mulberry32). */
+/** Uniform floats in [0, 1) from the tests' one seeded generator. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.float();
 }
 
 describe.each([512, 4096] as const)('MemoryStore blockSize %i', (bs: BlockSize) => {
