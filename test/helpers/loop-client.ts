@@ -7,11 +7,11 @@
  * The target is found by the TCP port its fixture bound (target-fixture.ts
  * records it), so a test names a port the same way for either transport.
  */
-import { CNTLID_DYNAMIC, DISCOVERY_NQN, Property, encodeCc, encodeConnectData } from '../../shared/fabrics.ts';
-import { connectCommand, propertyGetCommand, propertySetCommand, withCid, type Sqe } from '../../shared/sqe.ts';
+import { DISCOVERY_NQN } from '../../shared/fabrics.ts';
+import { withCid, type Sqe } from '../../shared/sqe.ts';
 import { inCapsuleSgl, SGL_INCAPSULE } from '../../shared/sgl.ts';
 import type { LoopQueue } from '../../target/loop.ts';
-import { RawClient, TEST_HOSTNQN, type CommandResult } from './raw-client.ts';
+import { RawClient, TEST_HOSTNQN, connectQueueOn, enableOn, type CommandResult, type ConnectQueueOptions } from './raw-client.ts';
 import { loopTargetFor } from './target-fixture.ts';
 
 interface Pending {
@@ -85,32 +85,12 @@ export class LoopClient {
   /** No IC exchange on the loopback: kept so a test reads the same over either transport. */
   async initialize(): Promise<void> {}
 
-  connectQueue(o: {
-    qid: number;
-    subnqn: string;
-    hostnqn?: string;
-    cntlid?: number;
-    kato?: number;
-    sqsize: number;
-    cattr?: number;
-    hostid?: Buffer;
-  }): Promise<CommandResult> {
-    const data = encodeConnectData({
-      hostid: o.hostid ?? Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex'),
-      cntlid: o.cntlid ?? CNTLID_DYNAMIC,
-      subnqn: o.subnqn,
-      hostnqn: o.hostnqn ?? TEST_HOSTNQN,
-    });
-    return this.command(connectCommand({ recfmt: 0, qid: o.qid, sqsize: o.sqsize, cattr: o.cattr ?? 0, kato: o.kato ?? 0 }), { data, inCapsule: true });
+  connectQueue(o: ConnectQueueOptions): Promise<CommandResult> {
+    return connectQueueOn(this, o);
   }
 
-  async enable(): Promise<void> {
-    await this.command(propertyGetCommand(Property.CAP, 8));
-    const cc = encodeCc({ en: true, css: 0, mps: 0, ams: 0, shn: 0, iosqes: 6, iocqes: 4 });
-    const set = await this.command(propertySetCommand(Property.CC, cc, 4));
-    if (set.cqe.status !== 0) throw new Error('Property Set CC failed');
-    const csts = await this.command(propertyGetCommand(Property.CSTS, 4));
-    if ((csts.cqe.result & 1) !== 1) throw new Error(`controller not ready, CSTS 0x${csts.cqe.result.toString(16)}`);
+  enable(): Promise<void> {
+    return enableOn(this);
   }
 
   /** As RawClient.command: data in-capsule when `inCapsule` (or the SGL says so), else fetched by the controller. */

@@ -126,32 +126,12 @@ export class RawClient {
     return pdu;
   }
 
-  connectQueue(o: {
-    qid: number;
-    subnqn: string;
-    hostnqn?: string;
-    cntlid?: number;
-    kato?: number;
-    sqsize: number;
-    cattr?: number;
-    hostid?: Buffer;
-  }): Promise<CommandResult> {
-    const data = encodeConnectData({
-      hostid: o.hostid ?? Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex'),
-      cntlid: o.cntlid ?? CNTLID_DYNAMIC,
-      subnqn: o.subnqn,
-      hostnqn: o.hostnqn ?? TEST_HOSTNQN,
-    });
-    return this.command(connectCommand({ recfmt: 0, qid: o.qid, sqsize: o.sqsize, cattr: o.cattr ?? 0, kato: o.kato ?? 0 }), { data, inCapsule: true });
+  connectQueue(o: ConnectQueueOptions): Promise<CommandResult> {
+    return connectQueueOn(this, o);
   }
 
-  async enable(): Promise<void> {
-    await this.command(propertyGetCommand(Property.CAP, 8));
-    const cc = encodeCc({ en: true, css: 0, mps: 0, ams: 0, shn: 0, iosqes: 6, iocqes: 4 });
-    const set = await this.command(propertySetCommand(Property.CC, cc, 4));
-    if (set.cqe.status !== 0) throw new Error('Property Set CC failed');
-    const csts = await this.command(propertyGetCommand(Property.CSTS, 4));
-    if ((csts.cqe.result & 1) !== 1) throw new Error(`controller not ready, CSTS 0x${csts.cqe.result.toString(16)}`);
+  enable(): Promise<void> {
+    return enableOn(this);
   }
 
   /**
@@ -546,4 +526,41 @@ export async function writeByteByByte(socket: net.Socket, bytes: Buffer): Promis
   for (let i = 0; i < bytes.length; i++) {
     await new Promise<void>((resolve, reject) => socket.write(bytes.subarray(i, i + 1), (err) => (err ? reject(err) : resolve())));
   }
+}
+
+/** What a test client needs to Connect a queue and enable a controller: a command-level API (RawClient over TCP, LoopClient over the loopback). */
+export interface CommandIssuer {
+  command(sqe: Sqe, opts?: { data?: Buffer; inCapsule?: boolean; cid?: number }): Promise<CommandResult>;
+}
+
+export interface ConnectQueueOptions {
+  qid: number;
+  subnqn: string;
+  hostnqn?: string;
+  cntlid?: number;
+  kato?: number;
+  sqsize: number;
+  cattr?: number;
+  hostid?: Buffer;
+}
+
+/** Fabrics Connect for queue `o.qid`, its data in-capsule. */
+export function connectQueueOn(client: CommandIssuer, o: ConnectQueueOptions): Promise<CommandResult> {
+  const data = encodeConnectData({
+    hostid: o.hostid ?? Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex'),
+    cntlid: o.cntlid ?? CNTLID_DYNAMIC,
+    subnqn: o.subnqn,
+    hostnqn: o.hostnqn ?? TEST_HOSTNQN,
+  });
+  return client.command(connectCommand({ recfmt: 0, qid: o.qid, sqsize: o.sqsize, cattr: o.cattr ?? 0, kato: o.kato ?? 0 }), { data, inCapsule: true });
+}
+
+/** CAP, then CC.EN = 1, then CSTS.RDY checked. */
+export async function enableOn(client: CommandIssuer): Promise<void> {
+  await client.command(propertyGetCommand(Property.CAP, 8));
+  const cc = encodeCc({ en: true, css: 0, mps: 0, ams: 0, shn: 0, iosqes: 6, iocqes: 4 });
+  const set = await client.command(propertySetCommand(Property.CC, cc, 4));
+  if (set.cqe.status !== 0) throw new Error('Property Set CC failed');
+  const csts = await client.command(propertyGetCommand(Property.CSTS, 4));
+  if ((csts.cqe.result & 1) !== 1) throw new Error(`controller not ready, CSTS 0x${csts.cqe.result.toString(16)}`);
 }
