@@ -136,6 +136,7 @@ describe('Connect with an empty host NQN', () => {
 
   it('discovery accepts it and lists only the subsystems that allow any host', async () => {
     const b = await boot((doc) => {
+      doc['hosts'] = [{ nqn: ALLOWED }];
       doc['subsystems'][0].attr.allow_any_host = '0';
       doc['subsystems'][0].allowed_hosts = [ALLOWED];
       doc['subsystems'].push({
