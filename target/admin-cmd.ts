@@ -67,7 +67,7 @@ export function executeAdmin(req: Request, ctrl: Controller, core: TargetCore): 
     case AdminOpcode.GetFeatures:
       return getFeatures(req, ctrl);
     case AdminOpcode.AsyncEventRequest:
-      return ctrl.parkAer();
+      return ctrl.parkAer(req.sqe.cid);
     case AdminOpcode.KeepAlive:
       return { status: 0 };
     case AdminOpcode.Abort:

@@ -104,8 +104,8 @@ export class Controller {
   readonly #clock: Clock;
   #kaTimer: TimerHandle | null = null;
   #lastTraffic: number;
-  /** Parked Asynchronous Event Requests. */
-  readonly #aers: ((c: Completion) => void)[] = [];
+  /** Parked Asynchronous Event Requests, oldest first, with the command id each holds on the admin queue. */
+  readonly #aers: { readonly cid: number; readonly resolve: (c: Completion) => void }[] = [];
   /** Events raised with no AER outstanding, delivered when one arrives. */
   readonly #pendingEvents: number[] = [];
   /** Log pages whose event was sent and not yet cleared by reading the log. */
@@ -213,12 +213,30 @@ export class Controller {
 
   // ---------------------------------------------------------------- async events
 
-  /** Park an AER; resolves when an event is delivered or the controller goes. */
-  parkAer(): Promise<Completion> | Completion {
+  /**
+   * Park an AER; resolves when an event is delivered or the controller goes.
+   * `cid` is the command id it holds, so that the host can abandon it (abandonAer).
+   */
+  parkAer(cid = -1): Promise<Completion> | Completion {
     if (this.#aers.length > AERL) return { status: withDnr(Status.AsyncEventRequestLimitExceeded) };
     const pending = this.#pendingEvents.shift();
     if (pending !== undefined) return { status: 0, result: pending };
-    return new Promise((resolve) => this.#aers.push(resolve));
+    return new Promise((resolve) => this.#aers.push({ cid, resolve }));
+  }
+
+  /**
+   * The host reused the command id of a parked AER (SPDK drops its AERs
+   * locally at shutdown and reuses their ids): the AER leaves the list without
+   * taking an event, so no event is lost to a completion the host would
+   * ignore, and it no longer counts against AERL. Its request ends with
+   * nothing sent (core.ts admitRequest). False when no AER holds that id.
+   */
+  abandonAer(cid: number): boolean {
+    const i = this.#aers.findIndex((a) => a.cid === cid);
+    if (i === -1) return false;
+    const [aer] = this.#aers.splice(i, 1);
+    aer!.resolve({ status: Status.AbortRequested });
+    return true;
   }
 
   /**
@@ -231,7 +249,7 @@ export class Controller {
     if (this.#gone || (this.aec & ev.aecBit) === 0 || this.#maskedLogs.has(ev.lid)) return false;
     this.#maskedLogs.add(ev.lid);
     const aer = this.#aers.shift();
-    if (aer) aer({ status: 0, result: ev.result });
+    if (aer) aer.resolve({ status: 0, result: ev.result });
     else this.#pendingEvents.push(ev.result);
     this.log.debug({ event: kind }, 'asynchronous event');
     return true;
@@ -284,7 +302,7 @@ export class Controller {
     this.#gone = true;
     this.#clock.clearTimeout(this.#kaTimer);
     this.#kaTimer = null;
-    for (const resolve of this.#aers.splice(0)) resolve({ status: Status.AbortedSqDeleted });
+    for (const aer of this.#aers.splice(0)) aer.resolve({ status: Status.AbortedSqDeleted });
     for (const q of [...this.queues.values()]) q.destroy(reason);
     this.queues.clear();
     this.log.info({ reason, hostnqn: this.hostnqn }, 'controller gone');

@@ -143,17 +143,44 @@ export type Init = (typeof Init)[keyof typeof Init];
 
 /**
  * A new command on its queue: it counts as keep-alive traffic, and a command id
- * still in flight is answered (Command ID Conflict) without being tracked.
- * False when the command is finished with.
+ * still in flight is answered (Command ID Conflict) without being tracked,
+ * unless a parked AER holds it (abandonedAer). False when the command is finished with.
+ *
+ * Neither nvmet nor SPDK's target tracks command ids; we keep the conflict
+ * for any other command because the first one may still move data (an R2T
+ * names its command by cid) and complete under that id: two completions
+ * for one id would be matched to the wrong command by the host.
  */
 export function admitRequest(req: Request): boolean {
   const { sq, sqe } = req;
   sq.controller?.touch();
-  if (!sq.requests.has(sqe.cid)) return true;
+  const held = sq.requests.get(sqe.cid);
+  if (held === undefined || abandonedAer(held)) return true;
   sq.log.warn({ cid: sqe.cid }, 'command id already in flight');
   moveTo(req, ReqState.Completing);
   respond(req, { status: withDnr(Status.CommandIdConflict), errorLocation: SqeField.cid });
   return false;
+}
+
+/**
+ * A parked AER whose command id the host reuses was abandoned by the host:
+ * SPDK's initiator drops its AERs locally at shutdown, then sends Property
+ * Get CC with one of their ids, and nvmet (which keeps no ids) completes it.
+ * The AER leaves the queue and the controller's list and ends with nothing
+ * sent: it moves no data, and were it to complete later its completion would
+ * carry an id that now names the new command. True when `held` was such an AER.
+ */
+function abandonedAer(held: Request): boolean {
+  const { sq, sqe } = held;
+  if (sq.qid !== 0 || sqe.opcode !== AdminOpcode.AsyncEventRequest || held.state !== ReqState.Executing) return false;
+  sq.requests.delete(sqe.cid);
+  if (!sq.controller?.abandonAer(sqe.cid)) {
+    // An event already taken by it is on its way under that id: a conflict, rather than lose the event.
+    sq.requests.set(sqe.cid, held);
+    return false;
+  }
+  sq.log.info({ cid: sqe.cid }, 'a new command reuses the command id of a parked AER: the host abandoned that AER, it is dropped without a completion');
+  return true;
 }
 
 /**

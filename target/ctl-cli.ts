@@ -72,7 +72,9 @@ function renderShow(s: TargetSnapshot): string {
     lines.push('  Controllers');
     if (sub.controllers.length === 0) lines.push('    (none)');
     for (const c of sub.controllers) {
-      lines.push(`    cntlid ${c.cntlid}  port ${c.portid}  host ${c.hostnqn}  kato ${c.kato} ms  ${c.ready ? 'ready' : 'not ready'}`);
+      lines.push(
+        `    cntlid ${c.cntlid}  port ${c.portid}  host ${c.hostnqn === '' ? '(empty NQN)' : c.hostnqn}  kato ${c.kato} ms  ${c.ready ? 'ready' : 'not ready'}`,
+      );
       for (const q of c.queues) lines.push(`      qid ${q.qid}  ${q.peer}  depth ${q.sqsize + 1}  outstanding ${q.outstanding}`);
     }
   }

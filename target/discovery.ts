@@ -190,7 +190,7 @@ export function executeDiscoveryAdmin(req: Request, ctrl: Controller, core: Targ
     case AdminOpcode.GetFeatures:
       return getFeatures(req, ctrl);
     case AdminOpcode.AsyncEventRequest:
-      return ctrl.parkAer();
+      return ctrl.parkAer(req.sqe.cid);
     case AdminOpcode.KeepAlive:
       return { status: 0 };
     default:

@@ -83,7 +83,8 @@ function connect(req: Request, core: TargetCore, queue: SubmissionQueue): Comple
   const c = decodeConnect(req.sqe);
   if (c.recfmt !== 0) return { status: withDnr(Status.ConnectIncompatibleFormat), errorLocation: 40 };
   const data = decodeConnectData(req.data);
-  const hostProblem = nqnProblem(data.hostnqn) ?? utf8Problem(req.data, ConnectDataOffset.hostnqn);
+  // An empty host NQN is what SPDK's tools send by default: a host like any other, for the access check below.
+  const hostProblem = data.hostnqn === '' ? null : (nqnProblem(data.hostnqn) ?? utf8Problem(req.data, ConnectDataOffset.hostnqn));
   if (hostProblem) {
     core.log.warn({ hostnqn: data.hostnqn, peer: queue.remoteAddress }, `Connect refused: host NQN ${hostProblem}`);
     return invalid('data', ConnectDataOffset.hostnqn);
@@ -114,6 +115,9 @@ function connect(req: Request, core: TargetCore, queue: SubmissionQueue): Comple
         core.log.warn({ subnqn: data.subnqn, port: queue.port.portid }, 'Connect refused: subsystem not exported on this port');
         return invalid('data', ConnectDataOffset.subnqn);
       }
+      // As nvmet_host_allowed: the allow list, or any host. An empty host NQN matches no entry (the config takes only
+      // well-formed NQNs): refused wherever a list is configured. Only hosts of a list can have a DH-HMAC-CHAP key
+      // (auth.ts), so a subsystem that authenticates never admits an empty NQN. Discovery (above) admits any host, as nvmet.
       if (!subsys.isHostAllowed(data.hostnqn)) {
         core.log.warn({ hostnqn: data.hostnqn, subnqn: subsys.nqn, peer: queue.remoteAddress }, 'Connect refused: host not allowed');
         return {
@@ -139,6 +143,11 @@ function connect(req: Request, core: TargetCore, queue: SubmissionQueue): Comple
     }
     queue.bind(ctrl, 0, c.sqsize, sqFlowDisabled);
     ctrl.log.info({ hostnqn: data.hostnqn, peer: queue.remoteAddress, kato: ctrl.katoMs, kind: ctrl.kind }, 'controller created');
+    // Once per controller: its I/O queues must name the same empty host NQN and are not logged again.
+    if (data.hostnqn === '') {
+      const why = ctrl.kind === 'discovery' ? 'discovery admits any host' : 'the subsystem allows any host';
+      ctrl.log.warn({ peer: queue.remoteAddress, kind: ctrl.kind }, `Connect with an empty host NQN accepted: ${why}`);
+    }
     return { status: 0, result: ctrl.cntlid | authOnConnect(core, queue, ctrl) };
   }
 

@@ -349,7 +349,8 @@ function connect(P: Profile, lane: LaneCtx, V: Verdict, sqe: Buffer, L: number, 
   const subnqn = nqnField(data, 256);
   const cntlid = data.readUInt16LE(16);
   const hp = nqnFieldProblem(data, 512);
-  if (hp) invalidData(512, `host NQN ${hp}`);
+  // An empty host NQN is a host like any other (SPDK's default; nvmet and SPDK's target accept it where any host may connect).
+  if (hp && hp !== 'empty') invalidData(512, `host NQN ${hp}`);
   if (sqsize === 0 || sqsize > lane.port.mqes) V.v(SC.connectInvalid, `SQSIZE ${sqsize} (MQES ${lane.port.mqes})`, { dw0: 44, dw0Mask: 0x1ffffff });
   if (qid === 0) {
     if (cntlid !== 0xffff) invalidData(16, `admin Connect CNTLID 0x${cntlid.toString(16)} (dynamic model: FFFFh)`);
