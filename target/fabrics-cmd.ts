@@ -10,7 +10,7 @@ import {
   decodeConnectData,
   encodeCap,
   encodeVersion,
-  nqnProblem,
+  NQN_MAX_LENGTH,
 } from '../shared/fabrics.ts';
 import { FabricsType } from '../shared/opcodes.ts';
 import { CATTR_DISABLE_SQ_FLOW_CONTROL, decodeConnect, decodeProperty, fabricsType } from '../shared/sqe.ts';
@@ -73,6 +73,11 @@ function notOnThisQueue(): Completion {
   return { status: withDnr(Status.InvalidOpcode), errorLocation: 4 };
 }
 
+/** What makes a Connect's host NQN unusable (null: usable). Empty and prefix-less NQNs are usable (see connect). */
+function hostNqnProblem(hostnqn: string): string | null {
+  return Buffer.byteLength(hostnqn, 'utf8') > NQN_MAX_LENGTH ? `is longer than ${NQN_MAX_LENGTH} bytes` : null;
+}
+
 function connect(req: Request, core: TargetCore, queue: SubmissionQueue): Completion {
   if (!queue.awaitingConnect) {
     return { status: withDnr(Status.CommandSequenceError), errorLocation: SqeField.opcode };
@@ -83,8 +88,10 @@ function connect(req: Request, core: TargetCore, queue: SubmissionQueue): Comple
   const c = decodeConnect(req.sqe);
   if (c.recfmt !== 0) return { status: withDnr(Status.ConnectIncompatibleFormat), errorLocation: 40 };
   const data = decodeConnectData(req.data);
-  // An empty host NQN is what SPDK's tools send by default: a host like any other, for the access check below.
-  const hostProblem = data.hostnqn === '' ? null : (nqnProblem(data.hostnqn) ?? utf8Problem(req.data, ConnectDataOffset.hostnqn));
+  // A host NQN is a key for the access check below, whatever its spelling: an empty one (SPDK's tools' default) and one
+  // without the "nqn." prefix are accepted as nvmet and SPDK's target accept them. Kept: the length (SPDK's bound too)
+  // and UTF-8 (decoded lossily, two hosts could become one identity).
+  const hostProblem = hostNqnProblem(data.hostnqn) ?? utf8Problem(req.data, ConnectDataOffset.hostnqn);
   if (hostProblem) {
     core.log.warn({ hostnqn: data.hostnqn, peer: queue.remoteAddress }, `Connect refused: host NQN ${hostProblem}`);
     return invalid('data', ConnectDataOffset.hostnqn);
@@ -143,10 +150,15 @@ function connect(req: Request, core: TargetCore, queue: SubmissionQueue): Comple
     }
     queue.bind(ctrl, 0, c.sqsize, sqFlowDisabled);
     ctrl.log.info({ hostnqn: data.hostnqn, peer: queue.remoteAddress, kato: ctrl.katoMs, kind: ctrl.kind }, 'controller created');
-    // Once per controller: its I/O queues must name the same empty host NQN and are not logged again.
+    // Once per controller: its I/O queues must name the same host NQN and are not logged again.
     if (data.hostnqn === '') {
       const why = ctrl.kind === 'discovery' ? 'discovery admits any host' : 'the subsystem allows any host';
       ctrl.log.warn({ peer: queue.remoteAddress, kind: ctrl.kind }, `Connect with an empty host NQN accepted: ${why}`);
+    } else if (!data.hostnqn.startsWith('nqn.')) {
+      ctrl.log.warn(
+        { peer: queue.remoteAddress, hostnqn: data.hostnqn },
+        'Connect with a host NQN that does not start with "nqn." accepted, as nvmet and SPDK accept it',
+      );
     }
     return { status: 0, result: ctrl.cntlid | authOnConnect(core, queue, ctrl) };
   }

@@ -161,6 +161,36 @@ describe('Connect with an empty host NQN', () => {
   });
 });
 
+describe('Connect with a host NQN that does not start with "nqn."', () => {
+  it('allow_any_host: accepted as nvmet and SPDK accept it, I/O queues with the same NQN, data round-trips, one warning; an allow list refuses it', async () => {
+    const b = await boot();
+    const port = b.ports[0]!;
+    const a = await RawClient.admin(port, { subnqn: SUBNQN, hostnqn: 'host1' });
+    clients.push(a);
+    const q1 = await RawClient.io(port, { subnqn: SUBNQN, cntlid: a.cntlid, qid: 1, hostnqn: 'host1' });
+    clients.push(q1);
+    const data = patternBlocks(200, 8, 512, 5);
+    expect((await q1.command(writeCommand(1, 200, 8, data.length, false), { data })).cqe.status).toBe(0);
+    expect((await q1.command(readCommand(1, 200, 8, data.length))).data.equals(data)).toBe(true);
+    expect(target!.snapshot().subsystems[0]!.controllers.find((c) => c.cntlid === a.cntlid)!.hostnqn).toBe('host1');
+    const prefixWarnings = b.warnings().filter((w) => /does not start with "nqn\."/.test(String(w['msg'])));
+    expect(prefixWarnings).toHaveLength(1);
+    // Its I/O queue must name the same host: another one is refused as before.
+    const other = await fresh(port);
+    expect((await connect(other, { qid: 2, hostnqn: 'host2', cntlid: a.cntlid })).cqe.status).toBe(DNR | CONNECT_INVALID_PARAMETERS);
+    await target!.stop();
+    target = null;
+
+    const listed = await boot((doc) => {
+      doc['hosts'] = [{ nqn: ALLOWED }];
+      doc['subsystems'][0].attr.allow_any_host = '0';
+      doc['subsystems'][0].allowed_hosts = [ALLOWED];
+    });
+    const r = await connect(await fresh(listed.ports[0]!), { qid: 0, hostnqn: 'host1' });
+    expect(r.cqe.status).toBe(DNR | CONNECT_INVALID_HOST);
+  });
+});
+
 describe('a command reusing the command id of an abandoned AER', () => {
   it("SPDK's shutdown: AERs outstanding, Property Get CC with an AER's id succeeds, the queue stays up, the AER is gone", async () => {
     const b = await boot();

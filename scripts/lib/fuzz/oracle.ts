@@ -349,8 +349,8 @@ function connect(P: Profile, lane: LaneCtx, V: Verdict, sqe: Buffer, L: number, 
   const subnqn = nqnField(data, 256);
   const cntlid = data.readUInt16LE(16);
   const hp = nqnFieldProblem(data, 512);
-  // An empty host NQN is a host like any other (SPDK's default; nvmet and SPDK's target accept it where any host may connect).
-  if (hp && hp !== 'empty') invalidData(512, `host NQN ${hp}`);
+  // An empty host NQN, or one without the "nqn." prefix, is a host like any other (nvmet and SPDK's target accept both).
+  if (hp && hp !== 'empty' && hp !== NO_NQN_PREFIX) invalidData(512, `host NQN ${hp}`);
   if (sqsize === 0 || sqsize > lane.port.mqes) V.v(SC.connectInvalid, `SQSIZE ${sqsize} (MQES ${lane.port.mqes})`, { dw0: 44, dw0Mask: 0x1ffffff });
   if (qid === 0) {
     if (cntlid !== 0xffff) invalidData(16, `admin Connect CNTLID 0x${cntlid.toString(16)} (dynamic model: FFFFh)`);
@@ -382,6 +382,8 @@ function nqnField(data: Buffer, off: number): string {
   return f.subarray(0, end === -1 ? 256 : end).toString('utf8');
 }
 
+const NO_NQN_PREFIX = 'does not start with "nqn."';
+
 /** NVMe Base 4.5: an NQN is a NUL-terminated UTF-8 string of at most 223 bytes starting "nqn.". */
 export function nqnFieldProblem(data: Buffer, off: number): string | null {
   const f = data.subarray(off, off + 256);
@@ -395,7 +397,7 @@ export function nqnFieldProblem(data: Buffer, off: number): string | null {
   } catch {
     return 'not UTF-8';
   }
-  if (!bytes.subarray(0, 4).equals(Buffer.from('nqn.'))) return 'does not start with "nqn."';
+  if (!bytes.subarray(0, 4).equals(Buffer.from('nqn.'))) return NO_NQN_PREFIX;
   return null;
 }
 
