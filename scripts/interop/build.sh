@@ -137,9 +137,10 @@ else
     | tr ',' '\n' | sed -n 's/^ *\(linux-image-[0-9][^ ]*\).*/\1/p' | sed -n 1p)
   [ -n "$KPKG" ] || die "cannot resolve the kernel package of linux-image-amd64 in $RELEASE"
   # forky splits the kernel: linux-image-* is nearly empty and depends on linux-binary-*
-  # (vmlinuz) and linux-modules-* (the module tree). Older releases have it all in one.
+  # (vmlinuz), linux-modules-* (the module tree) and linux-base-* (modules.builtin, which
+  # modprobe needs to know a built-in module). Older releases have it all in one.
   KPKGS=("$KPKG" $(rapt-cache show --no-all-versions "$KPKG" | sed -n 's/^Depends: *//p' \
-    | tr ',' '\n' | sed -n 's/^ *\(linux-\(binary\|modules\)-[0-9][^ ]*\).*/\1/p'))
+    | tr ',' '\n' | sed -n 's/^ *\(linux-\(base\|binary\|modules\)-[0-9][^ ]*\).*/\1/p'))
   BASE_PKGS=("${KPKGS[@]}" busybox-static $(lib_closure nvme-cli))
   FIO_PKGS=($(lib_closure fio))
   ALL_PKGS=($(printf '%s\n' "${BASE_PKGS[@]}" "${FIO_PKGS[@]}" | sort -u))
