@@ -18,13 +18,16 @@ export default function setup(): void {
   for (const kernel of kernels) {
     if (!isRoot) {
       // The build installs host tools with apt: only root can. Tests then say what is missing.
-      if (!rigAvailable(kernel)) process.stderr.write(`interop: Linux ${kernel} is not built and this is not root: run scripts/interop/build.sh ${kernel} as root\n`);
+      if (!rigAvailable(kernel))
+        process.stderr.write(`interop: Linux ${kernel} is not built and this is not root: run scripts/interop/build.sh ${kernel} as root\n`);
       continue;
     }
     const t0 = Date.now();
     const r = spawnSync('bash', [BUILD, kernel], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', timeout: 1_200_000 });
     if (r.status !== 0) {
-      throw new Error(`interop: building the rig for Linux ${kernel} (${KERNEL_RELEASE[kernel]}) failed (exit ${r.status ?? r.signal}); see the build log above`);
+      throw new Error(
+        `interop: building the rig for Linux ${kernel} (${KERNEL_RELEASE[kernel]}) failed (exit ${r.status ?? r.signal}); see the build log above`,
+      );
     }
     process.stderr.write(`interop: Linux ${kernel} image ${r.stdout.trim()} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
   }

@@ -17,7 +17,9 @@ const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
 
 export function requireRig(kernel: RigKernel = '6.1'): void {
   if (!rigAvailable(kernel))
-    throw new Error(`the interop rig for Linux ${kernel} is not built (no image in ${imageDirFor(kernel)}): run \`scripts/interop/build.sh ${kernel}\` as root`);
+    throw new Error(
+      `the interop rig for Linux ${kernel} is not built (no image in ${imageDirFor(kernel)}): run \`scripts/interop/build.sh ${kernel}\` as root`,
+    );
 }
 
 export interface TargetProcess {
