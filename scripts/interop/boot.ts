@@ -70,8 +70,10 @@ export interface BootOptions {
   onConsoleLine?: (line: string) => void;
   /** Called with each console chunk as it arrives (raw, for live printing). */
   onConsoleData?: (chunk: string) => void;
-  /** Image directory (default $NVME_INTEROP_CACHE/current or ~/.cache/nvme-tcp-interop/current). */
+  /** Image directory (default: the image of `kernel`). */
   imageDir?: string;
+  /** Which kernel of the matrix to boot (default '6.1'); ignored when imageDir is given. */
+  kernel?: RigKernel;
   /** Boot the uncompressed kernel through PVH (default when the image has it) or the bzImage. */
   kernelBoot?: 'pvh' | 'bzimage';
   extraKernelArgs?: string[];
@@ -143,8 +145,38 @@ export function cacheDir(): string {
   return process.env.NVME_INTEROP_CACHE ?? path.join(os.homedir(), '.cache', 'nvme-tcp-interop');
 }
 
+/** The kernels of the interop matrix: Debian's linux-image-amd64 of each release. */
+export const RIG_KERNELS = ['6.1', '6.12', '7.2'] as const;
+export type RigKernel = (typeof RIG_KERNELS)[number];
+
+/** The Debian release each kernel comes from; build.sh takes either name. */
+export const KERNEL_RELEASE: Readonly<Record<RigKernel, string>> = { '6.1': 'bookworm', '6.12': 'trixie', '7.2': 'forky' };
+
+export function isRigKernel(s: string): s is RigKernel {
+  return (RIG_KERNELS as readonly string[]).includes(s);
+}
+
+/** The kernels a run covers: INTEROP_KERNELS (comma or space separated, "all"), else all three. */
+export function selectedKernels(env: string | undefined = process.env.INTEROP_KERNELS): RigKernel[] {
+  if (env === undefined || env.trim() === '' || env.trim() === 'all') return [...RIG_KERNELS];
+  const out: RigKernel[] = [];
+  for (const k of env.split(/[\s,]+/).filter(Boolean)) {
+    if (!isRigKernel(k)) throw new Error(`INTEROP_KERNELS: unknown kernel ${k} (known: ${RIG_KERNELS.join(', ')})`);
+    if (!out.includes(k)) out.push(k);
+  }
+  return out;
+}
+
+/** Where build.sh puts a kernel's image: 6.1 (this machine's own release) at the cache's top,
+ *  the newer releases in a folder of their own with their private apt configuration. */
+export function imageDirFor(kernel: RigKernel = '6.1'): string {
+  return kernel === '6.1' ? path.join(cacheDir(), 'current') : path.join(cacheDir(), KERNEL_RELEASE[kernel], 'current');
+}
+
 export interface ImageManifest {
   key: string;
+  /** Debian release of the kernel and the guest userland (absent in images built before the matrix: bookworm). */
+  release?: string;
   kernelPackage: string;
   kernelVersion: string;
   kernelRelease: string;
@@ -166,8 +198,8 @@ export interface RigImage {
 }
 
 /** The built image, or null if build.sh has not run (tests use this to skip). */
-export function findImage(imageDir?: string): RigImage | null {
-  const dir = imageDir ?? path.join(cacheDir(), 'current');
+export function findImage(imageDir?: string, kernel?: RigKernel): RigImage | null {
+  const dir = imageDir ?? imageDirFor(kernel);
   const mf = path.join(dir, 'manifest.json');
   if (!existsSync(mf)) return null;
   const vmlinux = path.join(dir, 'vmlinux');
@@ -182,8 +214,8 @@ export function findImage(imageDir?: string): RigImage | null {
 }
 
 /** True when the image exists and qemu, socat are installed. */
-export function rigAvailable(): boolean {
-  return findImage() !== null && commandExists('qemu-system-x86_64') && commandExists('socat');
+export function rigAvailable(kernel?: RigKernel): boolean {
+  return findImage(undefined, kernel) !== null && commandExists('qemu-system-x86_64') && commandExists('socat');
 }
 
 function commandExists(cmd: string): boolean {
@@ -236,8 +268,8 @@ export function netdevOption(hostfwd: HostForward[] = [], guestfwd: GuestForward
 const DEFAULT_MODULES = ['nvme-tcp', 'nvmet-tcp'];
 
 export async function bootGuest(opts: BootOptions): Promise<GuestRun> {
-  const image = findImage(opts.imageDir);
-  if (!image) throw new Error(`no rig image in ${opts.imageDir ?? cacheDir()}: run scripts/interop/build.sh`);
+  const image = findImage(opts.imageDir, opts.kernel);
+  if (!image) throw new Error(`no rig image in ${opts.imageDir ?? imageDirFor(opts.kernel)}: run scripts/interop/build.sh ${opts.kernel ?? ''}`);
   if (!(opts.timeoutMs > 0)) throw new Error('timeoutMs is required');
   const guestTimeoutS = Math.max(5, Math.ceil(opts.timeoutMs / 1000));
   const modules = opts.modules ?? DEFAULT_MODULES;
@@ -650,6 +682,7 @@ async function main(): Promise<number> {
       modules: { type: 'string' },
       log: { type: 'string' },
       dmesg: { type: 'boolean', default: false },
+      kernel: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -657,13 +690,16 @@ async function main(): Promise<number> {
     process.stderr.write(
       'usage: boot.ts --script FILE [--guestfwd 10.0.2.100:4420=4420]... [--hostfwd 14420=4420]...\n' +
         '               [--timeout SECS] [--fio] [--mem MB] [--cpus N] [--modules a,b] [--log FILE] [--dmesg]\n' +
+        `               [--kernel ${RIG_KERNELS.join('|')}]\n` +
         'Boots the rig guest, runs FILE (busybox sh, /etc/rig.sh sourced), prints the console\n' +
         "(the final dmesg dump only with --dmesg) and exits with the script's status.\n",
     );
     return values.help ? 0 : 2;
   }
+  if (values.kernel !== undefined && !isRigKernel(values.kernel)) throw new Error(`unknown kernel ${values.kernel} (known: ${RIG_KERNELS.join(', ')})`);
   let inDmesg = false;
   const run = await bootGuest({
+    kernel: values.kernel,
     script: readFileSync(values.script, 'utf8'),
     guestfwd: (values.guestfwd ?? []).map(parseGuestFwd),
     hostfwd: (values.hostfwd ?? []).map(parseHostFwd),

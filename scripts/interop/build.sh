@@ -2,7 +2,9 @@
 # Build the NVMe/TCP interop rig: host tools (qemu, socat, tshark) and a guest image
 # (Debian's kernel + an initramfs with busybox, the NVMe modules, nvme-cli and fio).
 #
-#   scripts/interop/build.sh            build (or reuse) the image for the current packages
+#   scripts/interop/build.sh [KERNEL]   build (or reuse) the image for the current packages
+#                                       KERNEL: 6.1 (bookworm, default), 6.12 (trixie), 7.2 (forky);
+#                                       a release name works too. Same as NVME_INTEROP_KERNEL.
 #   NVME_INTEROP_CACHE=DIR              cache location (default ~/.cache/nvme-tcp-interop)
 #   NVME_INTEROP_APT_UPDATE=1           force `apt-get update` first
 #   NVME_INTEROP_REBUILD=1              rebuild the image even if it looks up to date
@@ -10,12 +12,15 @@
 #                                       under TCG, the kernel does not have to inflate it)
 #
 # Output: $CACHE/images/<key>/{vmlinuz,base.cpio,fio.cpio,manifest.json} and the
-# symlink $CACHE/current -> images/<key>. <key> hashes the package versions and the
+# symlink $CACHE/current -> images/<key> for 6.1 (this machine's own release, through the
+# system's apt). The newer releases live in $CACHE/<release>/ with the same layout plus
+# apt/: a private apt configuration (sources.list, lists, cache) that reaches only
+# Debian's archive for that release; the system's sources are never touched. <key> hashes the package versions and the
 # rig's own guest files, so a new kernel or a changed /init makes a new image.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE="${NVME_INTEROP_CACHE:-$HOME/.cache/nvme-tcp-interop}"
+ROOT_CACHE="${NVME_INTEROP_CACHE:-$HOME/.cache/nvme-tcp-interop}"
 COMPRESS="${NVME_INTEROP_COMPRESS:-none}"
 export DEBIAN_FRONTEND=noninteractive
 T0=${EPOCHREALTIME/./}
@@ -24,6 +29,34 @@ log() { local us=$(( ${EPOCHREALTIME/./} - T0 )); printf '[build %4d.%01ds] %s\n
 die() { echo "build.sh: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (apt-get install / download)"
+
+# ---------------------------------------------------------------- release
+KERNEL_ARG="${1:-${NVME_INTEROP_KERNEL:-6.1}}"
+case "$KERNEL_ARG" in
+  6.1 | bookworm) RELEASE=bookworm ;;
+  6.12 | trixie) RELEASE=trixie ;;
+  7.2 | forky) RELEASE=forky ;;
+  *) die "unknown kernel '$KERNEL_ARG' (known: 6.1/bookworm, 6.12/trixie, 7.2/forky)" ;;
+esac
+if [ "$RELEASE" = bookworm ]; then
+  CACHE="$ROOT_CACHE"
+  APT_OPTS=()
+  APT_LISTS=/var/lib/apt/lists
+else
+  CACHE="$ROOT_CACHE/$RELEASE"
+  A="$CACHE/apt"
+  mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
+  KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+  [ -f "$KEYRING" ] || die "no $KEYRING (package debian-archive-keyring)"
+  echo "deb [signed-by=$KEYRING] http://deb.debian.org/debian $RELEASE main" > "$A/sources.list"
+  # Only this sources.list, these lists, this cache; no pinning from the system either.
+  APT_OPTS=(-o "Dir::Etc::SourceList=$A/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$A/lists" -o "Dir::Cache=$A/cache" -o Dir::Etc::Preferences=/dev/null
+    -o Dir::Etc::PreferencesParts=/dev/null -o Acquire::Languages=none -o APT::Sandbox::User=root)
+  APT_LISTS="$A/lists"
+fi
+rapt-get() { apt-get "${APT_OPTS[@]}" "$@"; }
+rapt-cache() { apt-cache "${APT_OPTS[@]}" "$@"; }
 mkdir -p "$CACHE/debs" "$CACHE/images"
 exec 9>"$CACHE/build.lock"
 flock -w 1200 9 || die "another build holds $CACHE/build.lock"
@@ -35,12 +68,17 @@ pkg_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "instal
 
 need_update=0
 [ "${NVME_INTEROP_APT_UPDATE:-0}" = 1 ] && need_update=1
-CHECK_PKGS=(linux-image-amd64 busybox-static nvme-cli fio "${HOST_PKGS[@]}")
-policy=$(apt-cache policy "${CHECK_PKGS[@]}" 2>/dev/null || true)
+CHECK_PKGS=(linux-image-amd64 busybox-static nvme-cli fio)
+policy=$(rapt-cache policy "${CHECK_PKGS[@]}" 2>/dev/null || true)
 have=$(grep -c 'Candidate: [^(]' <<<"$policy" || true)
 [ "$have" = "${#CHECK_PKGS[@]}" ] || need_update=1
+host_have=$(apt-cache policy "${HOST_PKGS[@]}" 2>/dev/null | grep -c 'Candidate: [^(]' || true)
 if [ "$need_update" = 1 ]; then
-  log "apt-get update"
+  log "apt-get update ($RELEASE)"
+  rapt-get update -q >&2
+fi
+if [ "$RELEASE" != bookworm ] && [ "$host_have" != "${#HOST_PKGS[@]}" ]; then
+  log "apt-get update (host tools)"
   apt-get update -q >&2
 fi
 
@@ -55,7 +93,7 @@ fi
 
 # ---------------------------------------------------------------- package set
 # Shared-library closure: breadth-first over Depends/Pre-Depends, following only
-# library packages (lib*), first alternative of each or-group. nvme-cli's
+# library packages (lib*, zlib*), first alternative of each or-group. nvme-cli's
 # uuid-runtime and fio's python3 / init-system-helpers are not needed to run the binaries.
 lib_closure() {
   local -A seen=()
@@ -68,7 +106,7 @@ lib_closure() {
       [ -n "${seen[$dep]:-}" ] && continue
       seen[$dep]=1
       next+=("$dep")
-    done < <(apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
+    done < <(rapt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
                --no-replaces --no-enhances "${level[@]}" 2>/dev/null \
              | awk '
                  /^[^ ]/ { alt = 0; next }
@@ -77,7 +115,7 @@ lib_closure() {
                    alt = ($1 ~ /^\|/); name = $2
                    if (name ~ /^</) next
                    sub(/:any$/, "", name)
-                   if (name ~ /^lib/) print name
+                   if (name ~ /^(lib|zlib)/) print name
                  }')
     level=("${next[@]}")
   done
@@ -85,34 +123,39 @@ lib_closure() {
 }
 
 # The package set only changes when apt's lists or this script change: remember it.
-LISTS_ID=$( { ls -l --time-style=+%s /var/lib/apt/lists/ 2>/dev/null; sha256sum "$HERE/build.sh"; } | sha256sum | cut -c1-16)
+LISTS_ID=$( { ls -l --time-style=+%s "$APT_LISTS/" 2>/dev/null; sha256sum "$HERE/build.sh"; } | sha256sum | cut -c1-16)
 RESOLVED="$CACHE/resolved.$LISTS_ID"
 if [ -s "$RESOLVED" ]; then
   mapfile -t ALL_PKGS < <(sed -n 's/^all //p' "$RESOLVED")
   mapfile -t FIO_PKGS < <(sed -n 's/^fio //p' "$RESOLVED")
   KPKG=$(sed -n 's/^kernel //p' "$RESOLVED")
+  mapfile -t KPKGS < <(sed -n 's/^kpkg //p' "$RESOLVED")
 else
   log "resolving package set"
   # The concrete kernel package behind the linux-image-amd64 metapackage.
-  KPKG=$(apt-cache show --no-all-versions linux-image-amd64 | sed -n 's/^Depends: *//p' \
+  KPKG=$(rapt-cache show --no-all-versions linux-image-amd64 | sed -n 's/^Depends: *//p' \
     | tr ',' '\n' | sed -n 's/^ *\(linux-image-[0-9][^ ]*\).*/\1/p' | sed -n 1p)
-  [ -n "$KPKG" ] || die "cannot resolve the kernel package of linux-image-amd64"
-  BASE_PKGS=("$KPKG" busybox-static $(lib_closure nvme-cli))
+  [ -n "$KPKG" ] || die "cannot resolve the kernel package of linux-image-amd64 in $RELEASE"
+  # forky splits the kernel: linux-image-* is nearly empty and depends on linux-binary-*
+  # (vmlinuz), linux-modules-* (the module tree) and linux-base-* (modules.builtin, which
+  # modprobe needs to know a built-in module). Older releases have it all in one.
+  KPKGS=("$KPKG" $(rapt-cache show --no-all-versions "$KPKG" | sed -n 's/^Depends: *//p' \
+    | tr ',' '\n' | sed -n 's/^ *\(linux-\(base\|binary\|modules\)-[0-9][^ ]*\).*/\1/p'))
+  BASE_PKGS=("${KPKGS[@]}" busybox-static $(lib_closure nvme-cli))
   FIO_PKGS=($(lib_closure fio))
   ALL_PKGS=($(printf '%s\n' "${BASE_PKGS[@]}" "${FIO_PKGS[@]}" | sort -u))
   rm -f "$CACHE"/resolved.*
-  { echo "kernel $KPKG"; printf 'all %s\n' "${ALL_PKGS[@]}"; printf 'fio %s\n' "${FIO_PKGS[@]}"; } > "$RESOLVED.tmp"
+  { echo "kernel $KPKG"; printf 'kpkg %s\n' "${KPKGS[@]}"; printf 'all %s\n' "${ALL_PKGS[@]}"; printf 'fio %s\n' "${FIO_PKGS[@]}"; } > "$RESOLVED.tmp"
   mv "$RESOLVED.tmp" "$RESOLVED"
 fi
-KVER=${KPKG#linux-image-}
-log "kernel $KPKG, ${#ALL_PKGS[@]} packages"
+log "$RELEASE: kernel ${KPKGS[*]}, ${#ALL_PKGS[@]} packages"
 
 # One apt-cache call for the candidate version, pool file name and sha256 of each.
 declare -A VER=() POOLFILE=() SHA=()
 while IFS='|' read -r p v f h; do
   [ -n "${VER[$p]:-}" ] && continue
   VER[$p]=$v POOLFILE[$p]=$f SHA[$p]=$h
-done < <(apt-cache show --no-all-versions "${ALL_PKGS[@]}" | awk '
+done < <(rapt-cache show --no-all-versions "${ALL_PKGS[@]}" | awk '
   /^Package: /  { p = $2 }
   /^Version: /  { v = $2 }
   /^Filename: / { f = $2 }
@@ -154,7 +197,7 @@ if [ "${#todo[@]}" -gt 0 ]; then
   log "downloading ${#todo[@]} packages"
   dl=$(mktemp -d "$CACHE/dl.XXXXXX")
   chmod 755 "$dl"
-  (cd "$dl" && apt-get download -q "${todo[@]}" >&2 2> >(grep -v 'unsandboxed' >&2))
+  (cd "$dl" && rapt-get download -q "${todo[@]}" >&2 2> >(grep -v 'unsandboxed' >&2))
   for f in "$dl"/*.deb; do
     p=$(dpkg-deb -f "$f" Package)
     mv "$f" "${DEB[$p]}"
@@ -177,18 +220,52 @@ WORK="$CACHE/work.$KEY"
 rm -rf "$WORK"
 mkdir -p "$WORK/staging"
 ST="$WORK/staging"
+declare -A IS_KPKG=()
+for p in "${KPKGS[@]}"; do IS_KPKG[$p]=1; done
 for p in "${ALL_PKGS[@]}"; do
-  if [ "$p" = "$KPKG" ]; then continue; fi
+  if [ -n "${IS_KPKG[$p]:-}" ]; then continue; fi
   dpkg-deb -x "${DEB[$p]}" "$ST"
 done
-# The kernel package last (vmlinuz, the module tree; about 400 MB unpacked).
-dpkg-deb -x "${DEB[$KPKG]}" "$ST"
+# The kernel packages last (vmlinuz, the module tree; about 400 MB unpacked).
+for p in "${KPKGS[@]}"; do dpkg-deb -x "${DEB[$p]}" "$ST"; done
 log "extracted"
 
 BB="$ST/bin/busybox"
-[ -x "$BB" ] || die "busybox-static did not provide /bin/busybox"
-MODDIR="lib/modules/$KVER"
-[ -d "$ST/$MODDIR" ] || die "no $MODDIR in the kernel package"
+[ -x "$BB" ] || BB="$ST/usr/bin/busybox"   # merged-/usr releases (trixie on)
+[ -x "$BB" ] || die "busybox-static did not provide busybox"
+# bookworm keeps modules in /lib/modules, trixie and forky in /usr/lib/modules.
+STMODDIR=
+for d in "$ST"/lib/modules/* "$ST"/usr/lib/modules/*; do
+  if [ -d "$d/kernel" ]; then STMODDIR=${d#"$ST"/}; fi
+done
+[ -n "$STMODDIR" ] || die "no module tree in ${KPKGS[*]}"
+KVER=${STMODDIR##*/}
+MODDIR="lib/modules/$KVER"   # where the guest's busybox modprobe looks
+# The matrix names kernels by their release's version when it was set up; forky moves on.
+case "$RELEASE:$KVER" in
+  bookworm:6.1.* | trixie:6.12.* | forky:7.2.*) ;;
+  *) log "note: $RELEASE's linux-image-amd64 is now $KVER (the matrix calls this kernel $KERNEL_ARG): building it" ;;
+esac
+if [ "$STMODDIR" != "$MODDIR" ]; then
+  mkdir -p "$ST/lib/modules"
+  rm -rf "$ST/$MODDIR"
+  mv "$ST/$STMODDIR" "$ST/$MODDIR"
+fi
+# trixie and forky compress modules (.ko.xz / .ko.zst): busybox insmod loads neither.
+# Unpack the parts of the tree the rig can need (crypto and library helpers, configfs,
+# keys, virtio, the NIC, block and NVMe) and drop the other compressed modules, so that
+# depmod sees only plain .ko files.
+if [ -n "$(find "$ST/$MODDIR" \( -name '*.ko.xz' -o -name '*.ko.zst' \) -print -quit)" ]; then
+  K="$ST/$MODDIR/kernel"
+  keep=()
+  for d in arch crypto lib fs/configfs security net/core drivers/nvme drivers/block drivers/virtio drivers/net drivers/char; do
+    [ -d "$K/$d" ] && keep+=("$K/$d")
+  done
+  find "${keep[@]}" -name '*.ko.xz' -print0 | xargs -0 -r -P2 -n64 xz -d
+  find "${keep[@]}" -name '*.ko.zst' -print0 | xargs -0 -r -P2 -n64 zstd -d -q --rm
+  find "$ST/$MODDIR" \( -name '*.ko.xz' -o -name '*.ko.zst' \) -delete
+  log "modules decompressed"
+fi
 "$BB" depmod -b "$ST" "$KVER"
 log "depmod (full tree)"
 
@@ -208,7 +285,13 @@ extract_vmlinux() { # bzImage out
 }
 # In the background while the initramfs is assembled (the inflate takes a few seconds).
 BOOT=bzimage
-cp "$ST/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
+if [ -f "$ST/boot/vmlinuz-$KVER" ]; then
+  cp "$ST/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
+elif [ -f "$ST/$MODDIR/vmlinuz" ]; then   # forky's linux-binary-*
+  cp "$ST/$MODDIR/vmlinuz" "$WORK/vmlinuz"
+else
+  die "no vmlinuz for $KVER in ${KPKGS[*]}"
+fi
 (
   if command -v readelf >/dev/null && extract_vmlinux "$WORK/vmlinuz" "$WORK/vmlinux"; then
     # XEN_ELFNOTE_PHYS32_ENTRY (type 0x12) marks a PVH entry point (CONFIG_PVH).
@@ -243,7 +326,7 @@ visit() { # post-order DFS: dependencies first
   local n=${1//-/_} d dn
   [ -n "${VISITED[$n]:-}" ] && return 0
   VISITED[$n]=1
-  [ -n "${MODPATH[$n]:-}" ] || { log "note: module $n is not in $KPKG (built in?)"; return 0; }
+  [ -n "${MODPATH[$n]:-}" ] || { log "note: module $n is not in ${KPKGS[*]} (built in?)"; return 0; }
   for d in ${MODDEPS[$n]}; do
     dn=$(basename "$d"); dn=${dn%%.ko*}
     visit "$dn"
@@ -274,6 +357,8 @@ printf '%s\n' "${ORDER[@]}" > "$R/etc/rig-modules.order"
 
 
 LD="$ST/lib64/ld-linux-x86-64.so.2"
+[ -f "$LD" ] || LD="$ST/usr/lib64/ld-linux-x86-64.so.2"   # merged-/usr libc6
+[ -f "$LD" ] || die "no dynamic loader in libc6"
 LIBPATH="$ST/lib/x86_64-linux-gnu:$ST/usr/lib/x86_64-linux-gnu"
 for d in "$ST"/usr/lib/x86_64-linux-gnu/*/; do  # e.g. ceph/, libibverbs private dirs
   [ -d "$d" ] && LIBPATH+=":${d%/}"
@@ -287,7 +372,14 @@ copy_elf() { # root binary... : copy binaries and their shared-library closure i
     "$LD" --library-path "$LIBPATH" --list "$ST/$bin" > "$WORK/ldlist" 2>&1 \
       || die "ld.so --list failed for $bin: $(cat "$WORK/ldlist")"
     if grep -q 'not found' "$WORK/ldlist"; then die "unresolved libraries for $bin: $(grep 'not found' "$WORK/ldlist")"; fi
+    # A library found outside the staging tree would come from this machine's release.
+    if awk '$2 == "=>" && $3 ~ /^\// { print $3 }' "$WORK/ldlist" | grep -qv "^$ST/"; then
+      die "libraries of $bin resolved outside the $RELEASE packages: $(awk '$2 == "=>" { print $3 }' "$WORK/ldlist" | grep -v "^$ST/" | tr '\n' ' ')"
+    fi
     while read -r lib; do
+      # ld.so --list also names the interpreter by its absolute path: the loader of the
+      # staging tree is copied below instead.
+      [ "${lib#"$ST"/}" != "$lib" ] || continue
       rel=${lib#"$ST"/}
       [ -e "$root/$rel" ] && continue
       mkdir -p "$root/$(dirname "$rel")"
@@ -298,11 +390,12 @@ copy_elf() { # root binary... : copy binaries and their shared-library closure i
 copy_elf "$R" usr/sbin/nvme
 cp -L "$LD" "$R/lib64/ld-linux-x86-64.so.2"
 
-# A stable host identity per cache (tests may overwrite /etc/nvme/* at run time).
-if [ ! -f "$CACHE/hostid" ]; then
-  cat /proc/sys/kernel/random/uuid > "$CACHE/hostid"
+# A stable host identity per cache, the same for every release (tests may overwrite
+# /etc/nvme/* at run time).
+if [ ! -f "$ROOT_CACHE/hostid" ]; then
+  cat /proc/sys/kernel/random/uuid > "$ROOT_CACHE/hostid"
 fi
-HOSTID=$(cat "$CACHE/hostid")
+HOSTID=$(cat "$ROOT_CACHE/hostid")
 echo "$HOSTID" > "$R/etc/nvme/hostid"
 echo "nqn.2014-08.org.nvmexpress:uuid:$HOSTID" > "$R/etc/nvme/hostnqn"
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$R/etc/passwd"
@@ -341,6 +434,7 @@ du_k() { du -k "$1" | cut -f1; }
 {
   echo "{"
   echo "  \"key\": \"$KEY\","
+  echo "  \"release\": \"$RELEASE\","
   echo "  \"kernelPackage\": \"$KPKG\","
   echo "  \"kernelVersion\": \"$KVER\","
   echo "  \"kernelRelease\": \"${VER[$KPKG]}\","

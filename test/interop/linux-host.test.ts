@@ -8,7 +8,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { bootGuest, type GuestResult, type GuestRun } from '../../scripts/interop/boot.ts';
+import { bootGuest, selectedKernels, type GuestResult, type GuestRun } from '../../scripts/interop/boot.ts';
 import { analysePcap, startCapture, type Capture } from '../../scripts/interop/capture.ts';
 import { defaultConfigDocument } from '../../target/config/index.ts';
 import { block, jsonBlock, relevantConsole, requireRig, startTargetProcess, unexpectedNvmeErrors, type TargetProcess } from './support.ts';
@@ -172,9 +172,9 @@ afterAll(async () => {
   for (const c of cleanup.reverse()) await c().catch(() => undefined);
 });
 
-describe('Linux nvme-tcp host against our target', () => {
+describe.each(selectedKernels())('Linux %s nvme-tcp host against our target', (kernel) => {
   it('active-standby: discover, multipath, data, 0xFE, port down during I/O, disconnect, clean log and capture', async () => {
-    requireRig();
+    requireRig(kernel);
     const target: TargetProcess = await startTargetProcess((ports) => targetDoc(ports, 'active-standby'));
     cleanup.push(() => target.stop());
     const capture: Capture = await startCapture({ ports: target.ports, file: path.join(target.dir, 'session.pcapng') });
@@ -184,7 +184,8 @@ describe('Linux nvme-tcp host against our target', () => {
       guestfwd: GUEST.map((g, i) => ({ guestAddr: g.addr, guestPort: g.port, hostPort: target.ports[i]! })),
       timeoutMs: 480_000,
       withFio: true,
-      consoleLogPath: path.join(target.dir, 'console-active-standby.log'),
+      kernel,
+      consoleLogPath: path.join(target.dir, `console-active-standby-${kernel}.log`),
     });
     cleanup.push(() => guest.kill());
 
@@ -284,7 +285,7 @@ describe('Linux nvme-tcp host against our target', () => {
   });
 
   it('ana mode: an ANA change through our control CLI moves I/O without errors', async () => {
-    requireRig();
+    requireRig(kernel);
     const target = await startTargetProcess((ports) => targetDoc(ports, 'ana'));
     cleanup.push(() => target.stop());
     const guest = await bootGuest({
@@ -292,7 +293,8 @@ describe('Linux nvme-tcp host against our target', () => {
       guestfwd: GUEST.map((g, i) => ({ guestAddr: g.addr, guestPort: g.port, hostPort: target.ports[i]! })),
       timeoutMs: 300_000,
       withFio: true,
-      consoleLogPath: path.join(target.dir, 'console-ana.log'),
+      kernel,
+      consoleLogPath: path.join(target.dir, `console-ana-${kernel}.log`),
     });
     cleanup.push(() => guest.kill());
     await waitStep(guest, 'io-running');

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import os from 'node:os';
 import { mkdtempSync } from 'node:fs';
-import { bootGuest, freePort } from '../../scripts/interop/boot.ts';
+import { bootGuest, freePort, selectedKernels } from '../../scripts/interop/boot.ts';
 import { linkPortScript, setAnaStateScript, unlinkPortScript, writeNvmetConfigScript } from '../../scripts/interop/nvmet.ts';
 import { HostSession } from '../../host/session.ts';
 import { runWorkload, type WorkloadResult } from '../../host/workload.ts';
@@ -32,9 +32,9 @@ function clean(what: string, r: WorkloadResult): void {
   expect(r.writes, `${what}: writes`).toBeGreaterThan(0);
 }
 
-describe('our host against Linux nvmet', () => {
+describe.each(selectedKernels())('our host against Linux %s nvmet', (kernel) => {
   it('one head over two ports, verified I/O, follows an ANA change, fails over on port removal', async () => {
-    requireRig();
+    requireRig(kernel);
     const hostPorts = [await freePort(), await freePort()];
     const cfg = {
       subnqn: NQN,
@@ -65,7 +65,8 @@ done
         { hostPort: hostPorts[1]!, guestPort: 4421 },
       ],
       timeoutMs: 300_000,
-      consoleLogPath: path.join(dir, 'console-nvmet.log'),
+      kernel,
+      consoleLogPath: path.join(dir, `console-nvmet-${kernel}.log`),
     });
     cleanup.push(() => guest.kill());
     const step = async (name: string) => {

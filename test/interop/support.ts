@@ -8,15 +8,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { freePort, rigAvailable } from '../../scripts/interop/boot.ts';
+import { freePort, imageDirFor, rigAvailable, type RigKernel } from '../../scripts/interop/boot.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const execFileP = promisify(execFile);
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
 
-export function requireRig(): void {
-  if (!rigAvailable()) throw new Error('the interop rig is not built: run `npm run interop:build` (scripts/interop/build.sh)');
+export function requireRig(kernel: RigKernel = '6.1'): void {
+  if (!rigAvailable(kernel))
+    throw new Error(
+      `the interop rig for Linux ${kernel} is not built (no image in ${imageDirFor(kernel)}): run \`scripts/interop/build.sh ${kernel}\` as root`,
+    );
 }
 
 export interface TargetProcess {

@@ -5,8 +5,10 @@ import { describe, expect, it } from 'vitest';
 import {
   analysePcap,
   buildCpio,
+  imageDirFor,
   linkPortScript,
   netdevOption,
+  selectedKernels,
   setAnaStateScript,
   startCapture,
   unlinkPortScript,
@@ -31,6 +33,23 @@ describe('netdevOption', () => {
   });
   it('refuses guestfwd outside the guest network', () => {
     expect(() => netdevOption([], [{ guestAddr: '192.168.1.1', guestPort: 1, hostPort: 1 }])).toThrow();
+  });
+});
+
+describe('kernel matrix', () => {
+  it('INTEROP_KERNELS selects kernels in order, without repeats; empty or "all" means every kernel', () => {
+    expect(selectedKernels(undefined)).toEqual(['6.1', '6.12', '7.2']);
+    expect(selectedKernels('all')).toEqual(['6.1', '6.12', '7.2']);
+    expect(selectedKernels('  ')).toEqual(['6.1', '6.12', '7.2']);
+    expect(selectedKernels('6.12')).toEqual(['6.12']);
+    expect(selectedKernels('7.2, 6.1 7.2')).toEqual(['7.2', '6.1']);
+    expect(() => selectedKernels('6.12,5.10')).toThrow(/unknown kernel 5\.10/);
+  });
+
+  it('6.1 keeps the cache top level; the newer releases live in a folder of their own', () => {
+    expect(imageDirFor('6.1').endsWith('/current')).toBe(true);
+    expect(imageDirFor('6.12').endsWith('/trixie/current')).toBe(true);
+    expect(imageDirFor('7.2').endsWith('/forky/current')).toBe(true);
   });
 });
 
