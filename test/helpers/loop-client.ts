@@ -11,7 +11,7 @@ import { DISCOVERY_NQN } from '../../shared/fabrics.ts';
 import { withCid, type Sqe } from '../../shared/sqe.ts';
 import { inCapsuleSgl, SGL_INCAPSULE } from '../../shared/sgl.ts';
 import type { LoopQueue } from '../../target/loop.ts';
-import { RawClient, TEST_HOSTNQN, connectQueueOn, enableOn, type CommandResult, type ConnectQueueOptions } from './raw-client.ts';
+import { RawClient, TEST_HOSTNQN, connectAdminOn, connectIoOn, connectQueueOn, enableOn, type CommandResult, type ConnectQueueOptions } from './raw-client.ts';
 import { loopTargetFor } from './target-fixture.ts';
 
 interface Pending {
@@ -56,25 +56,13 @@ export class LoopClient {
     opts: { subnqn: string; hostnqn?: string; kato?: number; enable?: boolean; sqsize?: number; cattr?: number },
   ): Promise<LoopClient> {
     const c = await LoopClient.connect(port);
-    const r = await c.connectQueue({ qid: 0, subnqn: opts.subnqn, hostnqn: opts.hostnqn, kato: opts.kato ?? 0, sqsize: opts.sqsize ?? 31, cattr: opts.cattr });
-    if (r.cqe.status !== 0) throw new Error(`Connect failed: status 0x${r.cqe.status.toString(16)}`);
-    c.cntlid = r.cqe.result & 0xffff;
-    if (opts.enable !== false) await c.enable();
+    await connectAdminOn(c, opts);
     return c;
   }
 
   static async io(port: number, opts: { subnqn: string; cntlid: number; qid: number; hostnqn?: string; sqsize?: number; cattr?: number }): Promise<LoopClient> {
     const c = await LoopClient.connect(port);
-    const r = await c.connectQueue({
-      qid: opts.qid,
-      subnqn: opts.subnqn,
-      hostnqn: opts.hostnqn,
-      cntlid: opts.cntlid,
-      sqsize: opts.sqsize ?? 127,
-      cattr: opts.cattr,
-    });
-    if (r.cqe.status !== 0) throw new Error(`I/O Connect failed: status 0x${r.cqe.status.toString(16)}`);
-    c.cntlid = opts.cntlid;
+    await connectIoOn(c, opts);
     return c;
   }
 

@@ -86,10 +86,7 @@ export class RawClient {
   ): Promise<RawClient> {
     const c = await RawClient.connect(port);
     await c.initialize({ hdgst: opts.hdgst, ddgst: opts.ddgst });
-    const r = await c.connectQueue({ qid: 0, subnqn: opts.subnqn, hostnqn: opts.hostnqn, kato: opts.kato ?? 0, sqsize: opts.sqsize ?? 31, cattr: opts.cattr });
-    if (r.cqe.status !== 0) throw new Error(`Connect failed: status 0x${r.cqe.status.toString(16)}`);
-    c.cntlid = r.cqe.result & 0xffff;
-    if (opts.enable !== false) await c.enable();
+    await connectAdminOn(c, opts);
     return c;
   }
 
@@ -99,16 +96,7 @@ export class RawClient {
   ): Promise<RawClient> {
     const c = await RawClient.connect(port);
     await c.initialize({ hdgst: opts.hdgst, ddgst: opts.ddgst });
-    const r = await c.connectQueue({
-      qid: opts.qid,
-      subnqn: opts.subnqn,
-      hostnqn: opts.hostnqn,
-      cntlid: opts.cntlid,
-      sqsize: opts.sqsize ?? 127,
-      cattr: opts.cattr,
-    });
-    if (r.cqe.status !== 0) throw new Error(`I/O Connect failed: status 0x${r.cqe.status.toString(16)}`);
-    c.cntlid = opts.cntlid;
+    await connectIoOn(c, opts);
     return c;
   }
 
@@ -563,4 +551,38 @@ export async function enableOn(client: CommandIssuer): Promise<void> {
   if (set.cqe.status !== 0) throw new Error('Property Set CC failed');
   const csts = await client.command(propertyGetCommand(Property.CSTS, 4));
   if ((csts.cqe.result & 1) !== 1) throw new Error(`controller not ready, CSTS 0x${csts.cqe.result.toString(16)}`);
+}
+
+/** A client that Connects queues: it records the controller's cntlid. */
+export interface QueueClient extends CommandIssuer {
+  cntlid: number;
+  enable(): Promise<void>;
+}
+
+/** Admin queue Connect (dynamic controller), then enable unless told not to. */
+export async function connectAdminOn(
+  c: QueueClient,
+  opts: { subnqn: string; hostnqn?: string; kato?: number; enable?: boolean; sqsize?: number; cattr?: number },
+): Promise<void> {
+  const r = await connectQueueOn(c, { qid: 0, subnqn: opts.subnqn, hostnqn: opts.hostnqn, kato: opts.kato ?? 0, sqsize: opts.sqsize ?? 31, cattr: opts.cattr });
+  if (r.cqe.status !== 0) throw new Error(`Connect failed: status 0x${r.cqe.status.toString(16)}`);
+  c.cntlid = r.cqe.result & 0xffff;
+  if (opts.enable !== false) await c.enable();
+}
+
+/** I/O queue Connect to controller `opts.cntlid`. */
+export async function connectIoOn(
+  c: QueueClient,
+  opts: { subnqn: string; cntlid: number; qid: number; hostnqn?: string; sqsize?: number; cattr?: number },
+): Promise<void> {
+  const r = await connectQueueOn(c, {
+    qid: opts.qid,
+    subnqn: opts.subnqn,
+    hostnqn: opts.hostnqn,
+    cntlid: opts.cntlid,
+    sqsize: opts.sqsize ?? 127,
+    cattr: opts.cattr,
+  });
+  if (r.cqe.status !== 0) throw new Error(`I/O Connect failed: status 0x${r.cqe.status.toString(16)}`);
+  c.cntlid = opts.cntlid;
 }
