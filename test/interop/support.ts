@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { freePort, imageDirFor, rigAvailable, type RigKernel } from '../../scripts/interop/boot.ts';
+import { findImage, freePort, imageDirFor, rigAvailable, type RigKernel } from '../../scripts/interop/boot.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const execFileP = promisify(execFile);
@@ -120,6 +120,79 @@ export function unexpectedNvmeErrors(dmesg: string[], faultWindows: [string, str
     if (/(Oops|BUG:|WARNING:|Call Trace)/.test(line)) out.push(line);
   }
   return [...new Set(out)];
+}
+
+/**
+ * What Linux's host logs while one of its paths is down and comes back: each
+ * kernel's wording (6.1: `Failed reconnect attempt 3`, `bad type returned 0`;
+ * 6.12 and 7.2: `Failed reconnect attempt 3/60`, `failed to receive icresp,
+ * error -104`). Any other nvme line inside a fault window is a finding.
+ */
+const PATH_RECOVERY_LINES = [
+  /nvme nvme\d+: starting error recovery$/,
+  /nvme nvme\d+: Reconnecting in \d+ seconds\.\.\.$/,
+  /nvme nvme\d+: Failed reconnect attempt \d+(\/\d+)?$/,
+  /nvme nvme\d+: Successfully reconnected \((attempt \d+\/\d+|\d+ attempt)\)$/,
+  /nvme nvme\d+: creating \d+ I\/O queues\.$/,
+  /nvme nvme\d+: mapped \d+\/\d+\/\d+ default\/read\/poll queues\.$/,
+  /nvme_tcp: queue 0: bad type returned 0$/,
+  /nvme_tcp: queue 0: failed to receive icresp, error -104$/,
+  /block nvme\d+n\d+: no usable path - requeuing I\/O$/,
+];
+
+/** The nvme lines the kernel logged between two marks, split into the known path-recovery lines and the rest. */
+export function faultWindowLines(dmesg: string[], [start, end]: [string, string]): { known: string[]; unknown: string[] } {
+  const known: string[] = [];
+  const unknown: string[] = [];
+  let inWindow = false;
+  for (const raw of dmesg) {
+    if (raw.includes(start)) inWindow = true;
+    if (raw.includes(end)) inWindow = false;
+    const line = raw.replace(/^\[\s*\d+\.\d+\]\s*/, '').trim();
+    if (!inWindow || !/nvme/.test(line) || line.includes('@@MARK')) continue;
+    (PATH_RECOVERY_LINES.some((re) => re.test(line)) ? known : unknown).push(line);
+  }
+  return { known, unknown };
+}
+
+/** A kernel's nvme-cli as [major, minor], from its image's package list (Debian `2.13-2` gives [2, 13]). */
+export function nvmeCliVersion(kernel: RigKernel): [number, number] {
+  const v = findImage(undefined, kernel)?.manifest.packages['nvme-cli'];
+  const m = v === undefined ? null : /^(?:\d+:)?(\d+)\.(\d+)/.exec(v);
+  if (!m) throw new Error(`no nvme-cli version in the ${kernel} image's manifest (${String(v)})`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+export function atLeast([major, minor]: [number, number], wantMajor: number, wantMinor: number): boolean {
+  return major > wantMajor || (major === wantMajor && minor >= wantMinor);
+}
+
+export interface ListSubsysText {
+  nqn: string;
+  /** `hostnqn=` under the subsystem (nvme-cli 2.13 on; 2.3 has no such line). */
+  hostnqn: string | null;
+  /** `iopolicy=` under the subsystem (2.16 prints it, 2.13 does not). */
+  iopolicy: string | null;
+  paths: { name: string; transport: string; address: Record<string, string>; state: string; ana: string }[];
+}
+
+/** The text form of `nvme list-subsys <dev>` (one subsystem), as nvme-cli 2.3, 2.13 and 2.16 print it. */
+export function parseListSubsysText(text: string): ListSubsysText {
+  const lines = text.split(/\r?\n/).filter((l) => !/^\[\s*\d+\.\d+\]/.test(l));
+  const head = lines.map((l) => /^nvme-subsys\d+ - NQN=(\S+)/.exec(l)).find((m) => m !== null);
+  if (!head) throw new Error(`no "nvme-subsysN - NQN=" line in:\n${text}`);
+  const attr = (name: string): string | null => lines.map((l) => new RegExp(`^\\s+${name}=(\\S+)\\s*$`).exec(l)).find((m) => m !== null)?.[1] ?? null;
+  const paths = lines
+    .map((l) => /^\s*\+- (nvme\d+) (\S+) (\S+) (\S+) (\S+)\s*$/.exec(l))
+    .filter((m) => m !== null)
+    .map(([, name, transport, address, state, ana]) => ({
+      name: name!,
+      transport: transport!,
+      address: Object.fromEntries(address!.split(',').map((kv) => kv.split('=') as [string, string])),
+      state: state!,
+      ana: ana!,
+    }));
+  return { nqn: head[1]!, hostnqn: attr('hostnqn'), iopolicy: attr('iopolicy'), paths };
 }
 
 /** Console lines around a failing step, for the failure message. */
