@@ -12,10 +12,10 @@
 #                                       under TCG, the kernel does not have to inflate it)
 #
 # Output: $CACHE/images/<key>/{vmlinuz,base.cpio,fio.cpio,manifest.json} and the
-# symlink $CACHE/current -> images/<key> for 6.1 (this machine's own release, through the
-# system's apt). The newer releases live in $CACHE/<release>/ with the same layout plus
-# apt/: a private apt configuration (sources.list, lists, cache) that reaches only
-# Debian's archive for that release; the system's sources are never touched. <key> hashes the package versions and the
+# symlink $CACHE/current -> images/<key> for 6.1. The newer releases live in
+# $CACHE/<release>/ with the same layout. Each release has apt/ (6.1: $CACHE/bookworm/apt):
+# a private apt configuration (sources.list, lists, cache) that reaches only Debian's
+# archive for that release; the system's sources are used only to install the host tools. <key> hashes the package versions and the
 # rig's own guest files, so a new kernel or a changed /init makes a new image.
 set -euo pipefail
 
@@ -38,23 +38,28 @@ case "$KERNEL_ARG" in
   7.2 | forky) RELEASE=forky ;;
   *) die "unknown kernel '$KERNEL_ARG' (known: 6.1/bookworm, 6.12/trixie, 7.2/forky)" ;;
 esac
+# Every release, 6.1 included, goes through a private apt configuration: its own
+# sources.list for Debian's archive, lists and cache, no pinning from the system. So the
+# kernel a build takes never depends on when (or whether) the system last ran apt-get update.
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+[ -f "$KEYRING" ] || die "no $KEYRING (package debian-archive-keyring)"
 if [ "$RELEASE" = bookworm ]; then
-  CACHE="$ROOT_CACHE"
-  APT_OPTS=()
-  APT_LISTS=/var/lib/apt/lists
+  CACHE="$ROOT_CACHE"   # 6.1's images stay where they always were: $CACHE/images, $CACHE/current
+  A="$ROOT_CACHE/bookworm/apt"
+  SOURCES="deb [signed-by=$KEYRING] http://deb.debian.org/debian bookworm main
+deb [signed-by=$KEYRING] http://deb.debian.org/debian bookworm-updates main
+deb [signed-by=$KEYRING] http://deb.debian.org/debian-security bookworm-security main"
 else
   CACHE="$ROOT_CACHE/$RELEASE"
   A="$CACHE/apt"
-  mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
-  KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-  [ -f "$KEYRING" ] || die "no $KEYRING (package debian-archive-keyring)"
-  echo "deb [signed-by=$KEYRING] http://deb.debian.org/debian $RELEASE main" > "$A/sources.list"
-  # Only this sources.list, these lists, this cache; no pinning from the system either.
-  APT_OPTS=(-o "Dir::Etc::SourceList=$A/sources.list" -o Dir::Etc::SourceParts=/dev/null
-    -o "Dir::State::Lists=$A/lists" -o "Dir::Cache=$A/cache" -o Dir::Etc::Preferences=/dev/null
-    -o Dir::Etc::PreferencesParts=/dev/null -o Acquire::Languages=none -o APT::Sandbox::User=root)
-  APT_LISTS="$A/lists"
+  SOURCES="deb [signed-by=$KEYRING] http://deb.debian.org/debian $RELEASE main"
 fi
+mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
+echo "$SOURCES" > "$A/sources.list"
+APT_OPTS=(-o "Dir::Etc::SourceList=$A/sources.list" -o Dir::Etc::SourceParts=/dev/null
+  -o "Dir::State::Lists=$A/lists" -o "Dir::Cache=$A/cache" -o Dir::Etc::Preferences=/dev/null
+  -o Dir::Etc::PreferencesParts=/dev/null -o Acquire::Languages=none -o APT::Sandbox::User=root)
+APT_LISTS="$A/lists"
 rapt-get() { apt-get "${APT_OPTS[@]}" "$@"; }
 rapt-cache() { apt-cache "${APT_OPTS[@]}" "$@"; }
 mkdir -p "$CACHE/debs" "$CACHE/images"
@@ -77,7 +82,7 @@ if [ "$need_update" = 1 ]; then
   log "apt-get update ($RELEASE)"
   rapt-get update -q >&2
 fi
-if [ "$RELEASE" != bookworm ] && [ "$host_have" != "${#HOST_PKGS[@]}" ]; then
+if [ "$host_have" != "${#HOST_PKGS[@]}" ]; then
   log "apt-get update (host tools)"
   apt-get update -q >&2
 fi
