@@ -176,7 +176,7 @@ export function nvmeVersion(major: number, minor: number, tertiary = 0): number 
   return ((uint(major, 16, 'major') << 16) | (uint(minor, 8, 'minor') << 8) | uint(tertiary, 8, 'tertiary')) >>> 0;
 }
 
-/** "1.3", "2.1", "1.2.1": the tertiary number only when it is not zero, as Linux's sysfs `firmware_rev` neighbours print it. */
+/** "1.3", "2.1", "1.2.1": the tertiary number only when it is not zero. */
 export function formatNvmeVersion(vs: number): string {
   const t = vs & 0xff;
   return `${vs >>> 16}.${(vs >>> 8) & 0xff}${t ? `.${t}` : ''}`;

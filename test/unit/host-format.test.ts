@@ -346,7 +346,6 @@ describe('id-ctrl and id-ns', () => {
     bpcap: 2,
     nssl: 1000,
     plsi: 3,
-    cntrltype: 1,
     crcap: 1,
     cqt: 50,
     oaqd: 256,
