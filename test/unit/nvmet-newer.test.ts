@@ -104,7 +104,14 @@ describe('Identify data of Linux nvmet 6.1, 6.12 and 7.2', () => {
       const mine = ours.split('\n');
       expect(theirs.split('\n').filter((l) => !mine.includes(l))).toEqual([]);
       const added = mine.filter((l) => !theirs.split('\n').includes(l)).map((l) => l.split(':')[0]!.trim());
-      expect(added.every((n) => /^(bpcap|nssl|plsi|crcap|kpioc|mptfawr|tmpthha|cqt|oaqd|rhiri|hirt|cmmrtd|nmmrtd|minmrtg|maxmrtg|trattr|mcudmq|mnsudmq|mcmr|nmcmr|mcdqpc|kpios|kpiodaag|emergency power fail (recovery|vault) time|forced quiescence vault time)$/.test(n)), added.join(', ')).toBe(true);
+      expect(
+        added.every((n) =>
+          /^(bpcap|nssl|plsi|crcap|kpioc|mptfawr|tmpthha|cqt|oaqd|rhiri|hirt|cmmrtd|nmmrtd|minmrtg|maxmrtg|trattr|mcudmq|mnsudmq|mcmr|nmcmr|mcdqpc|kpios|kpiodaag|emergency power fail (recovery|vault) time|forced quiescence vault time)$/.test(
+            n,
+          ),
+        ),
+        added.join(', '),
+      ).toBe(true);
     }
   });
 
@@ -149,11 +156,30 @@ describe('Identify data of Linux nvmet 6.1, 6.12 and 7.2', () => {
     expect(buf.readUInt16LE(386)).toBe(77);
     expect(buf.readUInt32LE(564)).toBe(512);
     expect(buf.readUInt16LE(586)).toBe(9);
-    expect(decodeIdentifyController(buf)).toMatchObject({ bpcap: 3, nssl: 0x12345678, plsi: 2, crcap: 1, kpioc: 1, mptfawr: 600, tmpthha: 5, cqt: 77, oaqd: 512, mcdqpc: 9 });
+    expect(decodeIdentifyController(buf)).toMatchObject({
+      bpcap: 3,
+      nssl: 0x12345678,
+      plsi: 2,
+      crcap: 1,
+      kpioc: 1,
+      mptfawr: 600,
+      tmpthha: 5,
+      cqt: 77,
+      oaqd: 512,
+      mcdqpc: 9,
+    });
   });
 
   it('CNS 08h: NSTAT ready, rotational media, kpios/maxkt/rgrpid', () => {
-    const buf = encodeIdentifyNamespaceCsIndependent({ nsfeat: CsIndepNsFeat.VolatileWriteCacheNotPresent, nmic: 1, anagrpid: 1, nstat: Nstat.Ready, kpios: 1, maxkt: 300, rgrpid: 7 });
+    const buf = encodeIdentifyNamespaceCsIndependent({
+      nsfeat: CsIndepNsFeat.VolatileWriteCacheNotPresent,
+      nmic: 1,
+      anagrpid: 1,
+      nstat: Nstat.Ready,
+      kpios: 1,
+      maxkt: 300,
+      rgrpid: 7,
+    });
     const d = decodeIdentifyNamespaceCsIndependent(buf);
     expect(d).toMatchObject({ nsfeat: 0x20, nstat: 1, kpios: 1, maxkt: 300, rgrpid: 7 });
     expect(buf.readUInt16LE(16)).toBe(300);
@@ -193,7 +219,12 @@ describe('log pages 7.2 nvmet answers and 6.12 refuses', () => {
   });
 
   it('Reservation Notification (LID 80h) of 7.2: nothing to report yet', () => {
-    expect(decodeReservationNotificationLog(bin('log-80-reservation-7.2.bin'))).toEqual({ lpc: 0n, rnlpt: ReservationNotificationType.Empty, nalp: 0, nsid: 0 });
+    expect(decodeReservationNotificationLog(bin('log-80-reservation-7.2.bin'))).toEqual({
+      lpc: 0n,
+      rnlpt: ReservationNotificationType.Empty,
+      nalp: 0,
+      nsid: 0,
+    });
   });
 
   it('encoders and decoders agree; bad input is refused', () => {
