@@ -16,7 +16,7 @@ import { AdminOpcode } from '../../shared/opcodes.ts';
 import type { Target } from '../../target/target.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
 
-const cs08 = vi.hoisted(() => ({ mode: 'refuse' as 'refuse' | 'ready' | 'not-ready', asked: [] as number[] }));
+const cs08 = vi.hoisted((): { mode: 'refuse' | 'ready' | 'not-ready'; asked: number[] } => ({ mode: 'refuse', asked: [] }));
 
 vi.mock('../../target/admin-cmd.ts', async (importOriginal) => {
   const orig = await importOriginal<typeof import('../../target/admin-cmd.ts')>();
