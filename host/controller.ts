@@ -31,9 +31,12 @@ import {
   Cmic,
   Cns,
   MAX_NAMESPACE_LIST,
+  Nstat,
   Oaes,
   decodeIdentifyController,
   decodeIdentifyNamespace,
+  decodeIdentifyNamespaceCsIndependent,
+  nvmeVersion,
   decodeNamespaceList,
   decodeNsIdDescriptors,
   type IdentifyController,
@@ -378,6 +381,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
     }
     const out = new Map<number, NamespaceInfo>();
     for (const nsid of nsids) {
+      if (!(await this.#namespaceReady(admin, nsid, t))) continue;
       const ns = decodeIdentifyNamespace(await identify(admin, Cns.Namespace, nsid, t));
       if (ns.nsze === 0n) continue;
       let descs: ReturnType<typeof decodeNsIdDescriptors> = [];
@@ -390,6 +394,27 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
       out.set(nsid, namespaceInfo(nsid, ns, descs));
     }
     return out;
+  }
+
+  /**
+   * As Linux's host from 6.13 on: the I/O Command Set Independent Identify
+   * Namespace (CNS 08h) first, and a namespace whose NSTAT says not ready is
+   * left out until a Namespace Attribute Changed event rescans. A controller
+   * that refuses CNS 08h (nvmet before 6.13) or predates NVMe 1.1 (CNS was one
+   * bit) leaves the decision to CNS 00h as before; only a transport failure
+   * is thrown.
+   */
+  async #namespaceReady(admin: TcpQueue, nsid: number, t: number): Promise<boolean> {
+    if (this.#vs < nvmeVersion(1, 1)) return true;
+    try {
+      const indep = decodeIdentifyNamespaceCsIndependent(await identify(admin, Cns.CsIndependentNamespace, nsid, t));
+      if (indep.nstat & Nstat.Ready) return true;
+      this.log.info({ nsid }, 'namespace not ready (NSTAT): skipped until it changes');
+      return false;
+    } catch (err) {
+      if (!(err instanceof HostError) || err.code !== 'COMMAND_FAILED') throw err;
+      return true;
+    }
   }
 
   /** New namespaces get a path, vanished ones (or ones whose identity changed) are removed. */

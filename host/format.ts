@@ -1,11 +1,12 @@
 /**
- * Output of the host CLI. The nvme-cli verbs print what nvme-cli 2.4 (Debian
- * 12's) prints: the same lines, field names and JSON keys, and JSON laid out
- * as json-c's pretty printer does (two-space indent, "key":value). The rest
+ * Output of the host CLI. The nvme-cli verbs print what nvme-cli prints: the
+ * same lines, field names and JSON keys (id-ctrl and id-ns as 2.16, Debian
+ * forky's, with the NVMe 2.1 fields; the other verbs as 2.4, Debian 12's), and
+ * JSON laid out as json-c's pretty printer does (two-space indent, "key":value). The rest
  * (show, io) is ours. Pure functions of their input, tested against fixed
  * strings (test/unit/host-format.test.ts).
  */
-import { decodeIdentifyController, decodeIdentifyNamespace, flbasIndex, PSD_OFFSET, PSD_SIZE } from '../shared/identify.ts';
+import { decodeIdentifyController, decodeIdentifyNamespace, flbasIndex, IDENTIFY_DATA_SIZE } from '../shared/identify.ts';
 import type { DiscoveryLog } from '../shared/log-pages.ts';
 import { statusName } from '../shared/status.ts';
 import type { ControllerInfo, IoEvent, IoProgress, IoSummary, ShowResult, Topology, TopologyHost } from './agent-protocol.ts';
@@ -290,13 +291,40 @@ function workload(apw: number): string {
   }
 }
 
-/** `nvme id-ctrl`: the 4096-byte Identify Controller data. */
+const TIME_SCALES = [
+  '1 microsecond',
+  '10 microseconds',
+  '100 microseconds',
+  '1 millisecond',
+  '10 milliseconds',
+  '100 milliseconds',
+  '1 second',
+  '10 seconds',
+  '100 seconds',
+  '1,000 seconds',
+  '10,000 seconds',
+  '100,000 seconds',
+  '1,000,000 seconds',
+];
+
+/** A power state's emergency power fail / forced quiescence time (NVMe 2.1), right-aligned as nvme-cli 2.16 prints it. */
+function psdTime(desc: string, time: number, scale: number): string {
+  const value = time === 0 ? '-' : time <= 99 ? `${time} (unit: ${TIME_SCALES[scale] ?? 'Reserved'})` : 'reserved';
+  return `${' '.repeat(12)}${desc}: ${value}`;
+}
+
+/**
+ * `nvme id-ctrl`: the 4096-byte Identify Controller data, with every field
+ * nvme-cli 2.16 prints (NVMe 2.1: bpcap, nssl, plsi, crcap, kpioc, ...), in its
+ * order and with its names. Older nvme-cli releases print a subset of these
+ * keys; 2.3 and 2.4 also print 128-bit fields as JSON strings and the power
+ * state flags as one "flags" key, which 2.13 on split into two.
+ */
 export function formatIdCtrl(data: Buffer, json = false): string {
   const c = decodeIdentifyController(data);
   const sn = rawAscii(data, 4, 20);
   const mn = rawAscii(data, 24, 40);
   const fr = rawAscii(data, 64, 8);
-  const psdFlags = (i: number) => data[PSD_OFFSET + i * PSD_SIZE + 3]!;
   if (json) {
     const o: Record<string, unknown> = {
       vid: c.vid,
@@ -315,11 +343,15 @@ export function formatIdCtrl(data: Buffer, json = false): string {
       oaes: c.oaes,
       ctratt: c.ctratt,
       rrls: c.rrls,
+      bpcap: c.bpcap,
+      nssl: c.nssl,
+      plsi: c.plsi,
       cntrltype: c.cntrltype,
       fguid: uuidOf(c.fguid),
       crdt1: c.crdt1,
       crdt2: c.crdt2,
       crdt3: c.crdt3,
+      crcap: c.crcap,
       nvmsr: c.nvmsr,
       vwci: c.vwci,
       mec: c.mec,
@@ -358,7 +390,11 @@ export function formatIdCtrl(data: Buffer, json = false): string {
       nanagrpid: c.nanagrpid,
       pels: c.pels,
       domainid: c.domainid,
+      kpioc: c.kpioc,
+      mptfawr: c.mptfawr,
       megcap: c.megcap,
+      tmpthha: c.tmpthha,
+      cqt: c.cqt,
       sqes: c.sqes,
       cqes: c.cqes,
       maxcmd: c.maxcmd,
@@ -377,6 +413,19 @@ export function formatIdCtrl(data: Buffer, json = false): string {
       mnan: c.mnan,
       maxdna: c.maxdna,
       maxcna: c.maxcna,
+      oaqd: c.oaqd,
+      rhiri: c.rhiri,
+      hirt: c.hirt,
+      cmmrtd: c.cmmrtd,
+      nmmrtd: c.nmmrtd,
+      minmrtg: c.minmrtg,
+      maxmrtg: c.maxmrtg,
+      trattr: c.trattr,
+      mcudmq: c.mcudmq,
+      mnsudmq: c.mnsudmq,
+      mcmr: c.mcmr,
+      nmcmr: c.nmcmr,
+      mcdqpc: c.mcdqpc,
       ...(c.subnqn.length ? { subnqn: c.subnqn } : {}),
       ioccsz: c.ioccsz,
       iorcsz: c.iorcsz,
@@ -384,9 +433,10 @@ export function formatIdCtrl(data: Buffer, json = false): string {
       fcatt: c.fcatt,
       msdbd: c.msdbd,
       ofcs: c.ofcs,
-      psds: c.psd.map((p, i) => ({
+      psds: c.psd.map((p) => ({
         max_power: p.mp,
-        flags: psdFlags(i),
+        max_power_scale: p.mxps ? 1 : 0,
+        'non-operational_state': p.nops ? 1 : 0,
         entry_lat: p.enlat,
         exit_lat: p.exlat,
         read_tput: p.rrt,
@@ -398,6 +448,12 @@ export function formatIdCtrl(data: Buffer, json = false): string {
         active_power: p.actp,
         active_power_work: p.apw,
         active_scale: p.aps,
+        emerg_power_fail_recover_time: p.epfrt,
+        emerg_power_fail_recover_scale: p.epfrts,
+        force_quiesce_vault_time: p.fqvt,
+        force_quiesce_vault_scale: p.fqvts,
+        emerg_power_fail_vault_time: p.epfvt,
+        emerg_power_fail_vault_scale: p.epfvts,
       })),
     };
     return `${jsonC(o)}\n`;
@@ -421,11 +477,15 @@ export function formatIdCtrl(data: Buffer, json = false): string {
     f('oaes', hexAlt(c.oaes)),
     f('ctratt', hexAlt(c.ctratt)),
     f('rrls', hexAlt(c.rrls)),
+    f('bpcap', hexAlt(c.bpcap)),
+    f('nssl', hexAlt(c.nssl)),
+    f('plsi', c.plsi),
     f('cntrltype', c.cntrltype),
     f('fguid', uuidOf(c.fguid)),
     f('crdt1', c.crdt1),
     f('crdt2', c.crdt2),
     f('crdt3', c.crdt3),
+    f('crcap', c.crcap),
     f('nvmsr', c.nvmsr),
     f('vwci', c.vwci),
     f('mec', c.mec),
@@ -464,7 +524,11 @@ export function formatIdCtrl(data: Buffer, json = false): string {
     f('nanagrpid', c.nanagrpid),
     f('pels', c.pels),
     f('domainid', c.domainid),
+    f('kpioc', c.kpioc),
+    f('mptfawr', c.mptfawr),
     f('megcap', c.megcap),
+    f('tmpthha', hexAlt(c.tmpthha)),
+    f('cqt', c.cqt),
     f('sqes', hexAlt(c.sqes)),
     f('cqes', hexAlt(c.cqes)),
     f('maxcmd', c.maxcmd),
@@ -483,6 +547,19 @@ export function formatIdCtrl(data: Buffer, json = false): string {
     f('mnan', c.mnan),
     f('maxdna', c.maxdna),
     f('maxcna', c.maxcna),
+    f('oaqd', c.oaqd),
+    f('rhiri', c.rhiri),
+    f('hirt', c.hirt),
+    f('cmmrtd', c.cmmrtd),
+    f('nmmrtd', c.nmmrtd),
+    f('minmrtg', c.minmrtg),
+    f('maxmrtg', c.maxmrtg),
+    f('trattr', c.trattr),
+    f('mcudmq', c.mcudmq),
+    f('mnsudmq', c.mnsudmq),
+    f('mcmr', c.mcmr),
+    f('nmcmr', c.nmcmr),
+    f('mcdqpc', c.mcdqpc),
     f('subnqn', c.subnqn),
     f('ioccsz', c.ioccsz),
     f('iorcsz', c.iorcsz),
@@ -499,15 +576,37 @@ export function formatIdCtrl(data: Buffer, json = false): string {
       `ps   ${String(i).padStart(4)} : mp:${mp} ${p.nops ? 'non-' : ''}operational enlat:${p.enlat} exlat:${p.exlat} rrt:${p.rrt} rrl:${p.rrl}`,
       `            rwt:${p.rwt} rwl:${p.rwl} idle_power:${watts(p.idlp, p.ips)} active_power:${watts(p.actp, p.aps)}`,
       `            active_power_workload:${workload(p.apw)}`,
+      psdTime('emergency power fail recovery time', p.epfrt, p.epfrts),
+      psdTime('forced quiescence vault time', p.fqvt, p.fqvts),
+      psdTime('emergency power fail vault time', p.epfvt, p.epfvts),
     );
   });
   return `${lines.join('\n')}\n`;
 }
 
-/** `nvme id-ns`: the 4096-byte Identify Namespace data. */
+/** Identify Namespace's vendor specific area (bytes 4095:384) as nvme-cli's JSON "vs": its text up to the first NUL, 16 characters a string. */
+function vsStrings(data: Buffer): string[] {
+  const area = data.subarray(384, IDENTIFY_DATA_SIZE);
+  const nul = area.indexOf(0);
+  const text = nul >= 0 ? area.subarray(0, nul) : area;
+  const out: string[] = [];
+  for (let i = 0; i < text.length; i += 16) {
+    out.push([...text.subarray(i, i + 16)].map((b) => (b >= 0x21 && b <= 0x7e ? String.fromCharCode(b) : '.')).join(''));
+  }
+  return out;
+}
+
+/**
+ * `nvme id-ns`: the 4096-byte Identify Namespace data, every field nvme-cli
+ * 2.16 prints (2.1's kpios and kpiodaag, the LBA format index and in-use flag
+ * in JSON, the vendor specific area). NPWG..NOWS appear when NSFEAT bit 4 or
+ * 5 says they are meaningful, NPDG only with bit 4, as nvme-cli does.
+ */
 export function formatIdNs(data: Buffer, nsid: number, json = false): string {
   const ns = decodeIdentifyNamespace(data);
   const hexBytes = (b: Buffer) => b.toString('hex');
+  const inUse = flbasIndex(ns.flbas);
+  const optimal = (ns.nsfeat & 0x30) !== 0;
   if (json) {
     const o: Record<string, unknown> = {
       nsze: ns.nsze,
@@ -531,18 +630,21 @@ export function formatIdNs(data: Buffer, nsid: number, json = false): string {
       nabspf: ns.nabspf,
       noiob: ns.noiob,
       nvmcap: ns.nvmcap,
-      nsattr: ns.nsattr,
-      nvmsetid: ns.nvmsetid,
-      ...(ns.nsfeat & 0x10 ? { npwg: ns.npwg, npwa: ns.npwa, npdg: ns.npdg, npda: ns.npda, nows: ns.nows } : {}),
+      ...(optimal ? { npwg: ns.npwg, npwa: ns.npwa, ...(ns.nsfeat & 0x10 ? { npdg: ns.npdg } : {}), npda: ns.npda, nows: ns.nows } : {}),
       mssrl: ns.mssrl,
       mcl: ns.mcl,
       msrc: ns.msrc,
+      kpios: ns.kpios,
       nulbaf: ns.nulbaf,
+      kpiodaag: ns.kpiodaag,
       anagrpid: ns.anagrpid,
+      nsattr: ns.nsattr,
+      nvmsetid: ns.nvmsetid,
       endgid: ns.endgid,
-      eui64: hexBytes(ns.eui64),
       nguid: hexBytes(ns.nguid),
-      lbafs: ns.lbaf.map((l) => ({ ms: l.ms, ds: l.lbads, rp: l.rp })),
+      eui64: hexBytes(ns.eui64),
+      lbafs: ns.lbaf.map((l, i) => ({ lbaf: i, ms: l.ms, ds: l.lbads, rp: l.rp, in_use: i === inUse ? 1 : 0 })),
+      vs: vsStrings(data),
     };
     return `${jsonC(o)}\n`;
   }
@@ -571,12 +673,18 @@ export function formatIdNs(data: Buffer, nsid: number, json = false): string {
     f('noiob', ns.noiob),
     f('nvmcap', ns.nvmcap),
   ];
-  if (ns.nsfeat & 0x10) lines.push(f('npwg', ns.npwg), f('npwa', ns.npwa), f('npdg', ns.npdg), f('npda', ns.npda), f('nows', ns.nows));
+  if (optimal) {
+    lines.push(f('npwg', ns.npwg), f('npwa', ns.npwa));
+    if (ns.nsfeat & 0x10) lines.push(f('npdg', ns.npdg));
+    lines.push(f('npda', ns.npda), f('nows', ns.nows));
+  }
   lines.push(
     f('mssrl', ns.mssrl),
     f('mcl', ns.mcl),
     f('msrc', ns.msrc),
+    f('kpios', ns.kpios),
     f('nulbaf', ns.nulbaf),
+    f('kpiodaag', ns.kpiodaag),
     f('anagrpid', ns.anagrpid),
     `nsattr\t: ${ns.nsattr}`,
     f('nvmsetid', ns.nvmsetid),
@@ -584,7 +692,6 @@ export function formatIdNs(data: Buffer, nsid: number, json = false): string {
     f('nguid', hexBytes(ns.nguid)),
     f('eui64', hexBytes(ns.eui64)),
   );
-  const inUse = flbasIndex(ns.flbas);
   ns.lbaf.forEach((l, i) => {
     lines.push(
       `lbaf ${String(i).padStart(2)} : ms:${String(l.ms).padEnd(3)} lbads:${String(l.lbads).padEnd(2)} rp:${hexAlt(l.rp)} ${i === inUse ? '(in use)' : ''}`,

@@ -52,6 +52,9 @@ export const Oaes = {
   LbaStatusInformation: 1 << 13,
   EnduranceGroupLogChange: 1 << 14,
   NormalSubsystemShutdown: 1 << 15,
+  TemperatureThresholdHysteresisRecovery: 1 << 16,
+  ReachabilityGroupsChange: 1 << 17,
+  AllocatedNamespaceAttribute: 1 << 19,
   ZoneDescriptorChanged: 1 << 27,
   DiscoveryLogChange: 0x80000000,
 } as const;
@@ -68,7 +71,16 @@ export const Ctratt = {
   NamespaceGranularity: 1 << 7,
   SqAssociations: 1 << 8,
   UuidList: 1 << 9,
+  MultiDomainSubsystem: 1 << 10,
+  FixedCapacityManagement: 1 << 11,
+  VariableCapacityManagement: 1 << 12,
+  DeleteEnduranceGroup: 1 << 13,
+  DeleteNvmSet: 1 << 14,
   ExtendedLbaFormats: 1 << 15,
+  MdtsExcludesMetadata: 1 << 16,
+  HmbRestrictNonOperational: 1 << 17,
+  ReservationsHostIdInteraction: 1 << 18,
+  FlexibleDataPlacement: 1 << 19,
 } as const;
 
 /** Identify Controller CNTRLTYPE (byte 111). */
@@ -153,6 +165,23 @@ export const NsFeat = {
 /** Identify Namespace NSATTR (byte 99). */
 export const NsAttr = { WriteProtected: 1 << 0 } as const;
 
+/** I/O Command Set Independent Identify Namespace NSFEAT (byte 0); not the same bits as CNS 00h's. */
+export const CsIndepNsFeat = { IdReuse: 1 << 3, RotationalMedia: 1 << 4, VolatileWriteCacheNotPresent: 1 << 5 } as const;
+
+/** I/O Command Set Independent Identify Namespace NSTAT (byte 14). */
+export const Nstat = { Ready: 1 << 0 } as const;
+
+/** The VS property and Identify Controller VER: major in bits 31:16, minor 15:8, tertiary 7:0. */
+export function nvmeVersion(major: number, minor: number, tertiary = 0): number {
+  return ((uint(major, 16, 'major') << 16) | (uint(minor, 8, 'minor') << 8) | uint(tertiary, 8, 'tertiary')) >>> 0;
+}
+
+/** "1.3", "2.1", "1.2.1": the tertiary number only when it is not zero. */
+export function formatNvmeVersion(vs: number): string {
+  const t = vs & 0xff;
+  return `${vs >>> 16}.${(vs >>> 8) & 0xff}${t ? `.${t}` : ''}`;
+}
+
 // ---------------------------------------------------------------------------
 // Types
 
@@ -172,6 +201,15 @@ export interface PowerStateDescriptor {
   readonly actp: number;
   readonly apw: number;
   readonly aps: number;
+  /** Emergency Power Fail Recovery Time and its scale (2.1). */
+  readonly epfrt: number;
+  readonly epfrts: number;
+  /** Forced Quiescence Vault Time and its scale (2.1). */
+  readonly fqvt: number;
+  readonly fqvts: number;
+  /** Emergency Power Fail Vault Time and its scale (2.1). */
+  readonly epfvt: number;
+  readonly epfvts: number;
 }
 
 export interface IdentifyController {
@@ -192,11 +230,19 @@ export interface IdentifyController {
   readonly oaes: number;
   readonly ctratt: number;
   readonly rrls: number;
+  /** Boot Partition Capabilities (2.0). */
+  readonly bpcap: number;
+  /** NVM Subsystem Shutdown Latency, microseconds (2.0). */
+  readonly nssl: number;
+  /** Power Loss Signaling Information (2.1). */
+  readonly plsi: number;
   readonly cntrltype: number;
   readonly fguid: Buffer;
   readonly crdt1: number;
   readonly crdt2: number;
   readonly crdt3: number;
+  /** Controller Reachability Capabilities (2.1). */
+  readonly crcap: number;
   readonly nvmsr: number;
   readonly vwci: number;
   readonly mec: number;
@@ -235,7 +281,15 @@ export interface IdentifyController {
   readonly nanagrpid: number;
   readonly pels: number;
   readonly domainid: number;
+  /** Key Per I/O Capabilities (2.1). */
+  readonly kpioc: number;
+  /** Maximum Processing Time for Firmware Activation Without Reset, 100 ms units (2.1). */
+  readonly mptfawr: number;
   readonly megcap: bigint;
+  /** Temperature Threshold Hysteresis Attributes (2.1). */
+  readonly tmpthha: number;
+  /** Command Quiesce Time, ms (2.1). */
+  readonly cqt: number;
   readonly sqes: number;
   readonly cqes: number;
   readonly maxcmd: number;
@@ -254,6 +308,23 @@ export interface IdentifyController {
   readonly mnan: number;
   readonly maxdna: bigint;
   readonly maxcna: number;
+  /** Optimal Aggregated Queue Depth (2.1). */
+  readonly oaqd: number;
+  /** Recommended Host-Initiated Refresh Interval, days (2.1). */
+  readonly rhiri: number;
+  /** Host-Initiated Refresh Time, minutes (2.1). */
+  readonly hirt: number;
+  /** Live migration (TP 4159, in 2.1 errata): memory range tracking and user data migration queues. */
+  readonly cmmrtd: number;
+  readonly nmmrtd: number;
+  readonly minmrtg: number;
+  readonly maxmrtg: number;
+  readonly trattr: number;
+  readonly mcudmq: number;
+  readonly mnsudmq: number;
+  readonly mcmr: number;
+  readonly nmcmr: number;
+  readonly mcdqpc: number;
   readonly subnqn: string;
   readonly ioccsz: number;
   readonly iorcsz: number;
@@ -306,7 +377,11 @@ export interface IdentifyNamespace {
   readonly mssrl: number;
   readonly mcl: number;
   readonly msrc: number;
+  /** Key Per I/O Status (2.1). */
+  readonly kpios: number;
   readonly nulbaf: number;
+  /** Key Per I/O Data Access Alignment and Granularity (2.1). */
+  readonly kpiodaag: number;
   readonly anagrpid: number;
   readonly nsattr: number;
   readonly nvmsetid: number;
@@ -362,6 +437,10 @@ export interface IdentifyNamespaceCsIndependent {
   readonly nvmsetid: number;
   readonly endgid: number;
   readonly nstat: number;
+  /** Key Per I/O Status, Maximum Key Tag, Reachability Group Identifier (2.1). */
+  readonly kpios: number;
+  readonly maxkt: number;
+  readonly rgrpid: number;
 }
 
 // ---------------------------------------------------------------------------
@@ -471,11 +550,15 @@ const CTRL_LAYOUT: readonly Field<IdentifyController>[] = [
   { name: 'oaes', off: 92, kind: 'u32' },
   { name: 'ctratt', off: 96, kind: 'u32' },
   { name: 'rrls', off: 100, kind: 'u16' },
+  { name: 'bpcap', off: 102, kind: 'u8' },
+  { name: 'nssl', off: 104, kind: 'u32' },
+  { name: 'plsi', off: 110, kind: 'u8' },
   { name: 'cntrltype', off: 111, kind: 'u8' },
   { name: 'fguid', off: 112, kind: { bytes: 16 } },
   { name: 'crdt1', off: 128, kind: 'u16' },
   { name: 'crdt2', off: 130, kind: 'u16' },
   { name: 'crdt3', off: 132, kind: 'u16' },
+  { name: 'crcap', off: 134, kind: 'u8' },
   { name: 'nvmsr', off: 253, kind: 'u8' },
   { name: 'vwci', off: 254, kind: 'u8' },
   { name: 'mec', off: 255, kind: 'u8' },
@@ -514,7 +597,11 @@ const CTRL_LAYOUT: readonly Field<IdentifyController>[] = [
   { name: 'nanagrpid', off: 348, kind: 'u32' },
   { name: 'pels', off: 352, kind: 'u32' },
   { name: 'domainid', off: 356, kind: 'u16' },
+  { name: 'kpioc', off: 358, kind: 'u8' },
+  { name: 'mptfawr', off: 360, kind: 'u16' },
   { name: 'megcap', off: 368, kind: 'u128' },
+  { name: 'tmpthha', off: 384, kind: 'u8' },
+  { name: 'cqt', off: 386, kind: 'u16' },
   { name: 'sqes', off: 512, kind: 'u8' },
   { name: 'cqes', off: 513, kind: 'u8' },
   { name: 'maxcmd', off: 514, kind: 'u16' },
@@ -533,6 +620,19 @@ const CTRL_LAYOUT: readonly Field<IdentifyController>[] = [
   { name: 'mnan', off: 540, kind: 'u32' },
   { name: 'maxdna', off: 544, kind: 'u128' },
   { name: 'maxcna', off: 560, kind: 'u32' },
+  { name: 'oaqd', off: 564, kind: 'u32' },
+  { name: 'rhiri', off: 568, kind: 'u8' },
+  { name: 'hirt', off: 569, kind: 'u8' },
+  { name: 'cmmrtd', off: 570, kind: 'u16' },
+  { name: 'nmmrtd', off: 572, kind: 'u16' },
+  { name: 'minmrtg', off: 574, kind: 'u8' },
+  { name: 'maxmrtg', off: 575, kind: 'u8' },
+  { name: 'trattr', off: 576, kind: 'u8' },
+  { name: 'mcudmq', off: 578, kind: 'u16' },
+  { name: 'mnsudmq', off: 580, kind: 'u16' },
+  { name: 'mcmr', off: 582, kind: 'u16' },
+  { name: 'nmcmr', off: 584, kind: 'u16' },
+  { name: 'mcdqpc', off: 586, kind: 'u16' },
   { name: 'subnqn', off: 768, kind: { nqn: 256 } },
   { name: 'ioccsz', off: 1792, kind: 'u32' },
   { name: 'iorcsz', off: 1796, kind: 'u32' },
@@ -562,6 +662,11 @@ function encodePsd(buf: Buffer, off: number, p: Partial<PowerStateDescriptor>, i
   buf.writeUInt8(uint(p.ips ?? 0, 2, n('ips')) << 6, off + 18);
   buf.writeUInt16LE(uint(p.actp ?? 0, 16, n('actp')), off + 20);
   buf.writeUInt8(uint(p.apw ?? 0, 3, n('apw')) | (uint(p.aps ?? 0, 2, n('aps')) << 6), off + 22);
+  buf.writeUInt8(uint(p.epfrt ?? 0, 8, n('epfrt')), off + 23);
+  buf.writeUInt8(uint(p.fqvt ?? 0, 8, n('fqvt')), off + 24);
+  buf.writeUInt8(uint(p.epfvt ?? 0, 8, n('epfvt')), off + 25);
+  buf.writeUInt8(uint(p.epfrts ?? 0, 4, n('epfrts')) | (uint(p.fqvts ?? 0, 4, n('fqvts')) << 4), off + 26);
+  buf.writeUInt8(uint(p.epfvts ?? 0, 4, n('epfvts')), off + 27);
 }
 
 function decodePsd(buf: Buffer, off: number): PowerStateDescriptor {
@@ -582,6 +687,12 @@ function decodePsd(buf: Buffer, off: number): PowerStateDescriptor {
     actp: buf.readUInt16LE(off + 20),
     apw: apwAps & 0x7,
     aps: apwAps >> 6,
+    epfrt: buf.readUInt8(off + 23),
+    epfrts: buf.readUInt8(off + 26) & 0xf,
+    fqvt: buf.readUInt8(off + 24),
+    fqvts: buf.readUInt8(off + 26) >> 4,
+    epfvt: buf.readUInt8(off + 25),
+    epfvts: buf.readUInt8(off + 27) & 0xf,
   };
 }
 
@@ -637,7 +748,9 @@ const NS_LAYOUT: readonly Field<IdentifyNamespace>[] = [
   { name: 'mssrl', off: 74, kind: 'u16' },
   { name: 'mcl', off: 76, kind: 'u32' },
   { name: 'msrc', off: 80, kind: 'u8' },
+  { name: 'kpios', off: 81, kind: 'u8' },
   { name: 'nulbaf', off: 82, kind: 'u8' },
+  { name: 'kpiodaag', off: 84, kind: 'u32' },
   { name: 'anagrpid', off: 92, kind: 'u32' },
   { name: 'nsattr', off: 99, kind: 'u8' },
   { name: 'nvmsetid', off: 100, kind: 'u16' },
@@ -858,6 +971,9 @@ const CS_INDEP_LAYOUT: readonly Field<IdentifyNamespaceCsIndependent>[] = [
   { name: 'nvmsetid', off: 10, kind: 'u16' },
   { name: 'endgid', off: 12, kind: 'u16' },
   { name: 'nstat', off: 14, kind: 'u8' },
+  { name: 'kpios', off: 15, kind: 'u8' },
+  { name: 'maxkt', off: 16, kind: 'u16' },
+  { name: 'rgrpid', off: 20, kind: 'u32' },
 ];
 
 export function encodeIdentifyNamespaceCsIndependent(ns: Partial<IdentifyNamespaceCsIndependent>): Buffer {

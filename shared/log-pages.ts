@@ -13,13 +13,19 @@
 
 import { U64_MAX, readAscii, readNqn, readU128, requireLength, uint, writeAscii, writeNqn, writeU128, writeU64 } from './fields.ts';
 export const LogPageId = {
+  /** NVMe 2.0; Linux nvmet answers it from 6.13 on (7.2 here), 6.1 and 6.12 refuse it with Invalid Field. */
+  SupportedLogPages: 0x00,
   ErrorInformation: 0x01,
   Smart: 0x02,
   FirmwareSlot: 0x03,
   ChangedNamespaceList: 0x04,
   CommandsSupportedEffects: 0x05,
+  EnduranceGroupInformation: 0x09,
   Ana: 0x0c,
+  FeatureIdsSupportedEffects: 0x12,
+  RotationalMediaInformation: 0x16,
   Discovery: 0x70,
+  ReservationNotification: 0x80,
 } as const;
 export type LogPageIdValue = (typeof LogPageId)[keyof typeof LogPageId];
 
@@ -349,6 +355,121 @@ export function decodeEffectsLog(buf: Buffer): CommandsSupportedEffectsLog {
     iocs.push(buf.readUInt32LE(1024 + i * 4));
   }
   return { acs, iocs };
+}
+
+// ---------------------------------------------------------------------------
+// Supported Log Pages (LID 00h) and Feature Identifiers Supported and Effects
+// (LID 12h): 256 LE32 entries each, indexed by log page id / feature id
+
+export const SUPPORTED_LOG_PAGES_SIZE = 1024;
+export const FID_EFFECTS_LOG_SIZE = 1024;
+
+/** LID Supported and Effects data structure. */
+export const LidEffects = {
+  LSUPP: 1 << 0,
+  /** Index Offset Supported: LPO may be given in index units. */
+  IOS: 1 << 1,
+  LIDSP_SHIFT: 16,
+} as const;
+
+/** FID Supported and Effects data structure. */
+export const FidEffects = {
+  FSUPP: 1 << 0,
+  UDCC: 1 << 1,
+  NCC: 1 << 2,
+  NIC: 1 << 3,
+  CCC: 1 << 4,
+  USS: 1 << 19,
+  /** FID Scope, bits 31:20. */
+  NamespaceScope: 1 << 20,
+  ControllerScope: 1 << 21,
+  NvmSetScope: 1 << 22,
+  EnduranceGroupScope: 1 << 23,
+  DomainScope: 1 << 24,
+  NvmSubsystemScope: 1 << 25,
+} as const;
+
+function encodeEntries(entries: readonly (number | undefined)[], name: string): Buffer {
+  if (entries.length > 256) throw new RangeError(`${name}: at most 256 entries`);
+  const buf = Buffer.alloc(1024);
+  entries.forEach((v, i) => {
+    if (v !== undefined) buf.writeUInt32LE(uint(v, 32, `${name}[${i}]`), i * 4);
+  });
+  return buf;
+}
+
+function decodeEntries(buf: Buffer, what: string): number[] {
+  requireLength(buf, 1024, what);
+  const out: number[] = [];
+  for (let i = 0; i < 256; i++) out.push(buf.readUInt32LE(i * 4));
+  return out;
+}
+
+/** Entries indexed by LID; sparse or short arrays leave the rest 0. */
+export function encodeSupportedLogPages(entries: readonly (number | undefined)[]): Buffer {
+  return encodeEntries(entries, 'supported log pages');
+}
+
+export function decodeSupportedLogPages(buf: Buffer): number[] {
+  return decodeEntries(buf, 'Supported Log Pages log');
+}
+
+/** The LIDs whose LSUPP bit is set, ascending. */
+export function supportedLogIds(entries: readonly number[]): number[] {
+  const out: number[] = [];
+  entries.forEach((v, lid) => {
+    if (v & LidEffects.LSUPP) out.push(lid);
+  });
+  return out;
+}
+
+/** Entries indexed by FID; sparse or short arrays leave the rest 0. */
+export function encodeFidEffectsLog(entries: readonly (number | undefined)[]): Buffer {
+  return encodeEntries(entries, 'FID effects');
+}
+
+export function decodeFidEffectsLog(buf: Buffer): number[] {
+  return decodeEntries(buf, 'Feature Identifiers Supported and Effects log');
+}
+
+/** The FIDs whose FSUPP bit is set, ascending. */
+export function supportedFeatureIds(entries: readonly number[]): number[] {
+  const out: number[] = [];
+  entries.forEach((v, fid) => {
+    if (v & FidEffects.FSUPP) out.push(fid);
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Reservation Notification (LID 80h), 64 bytes
+
+export const RESERVATION_NOTIFICATION_LOG_SIZE = 64;
+
+/** Reservation Notification Log Page Type. */
+export const ReservationNotificationType = { Empty: 0, RegistrationPreempted: 1, ReservationReleased: 2, ReservationPreempted: 3 } as const;
+
+export interface ReservationNotificationLog {
+  /** Log Page Count: increments with each new notification, 0 = none yet, wraps past 1 (never 0 again). */
+  readonly lpc: bigint;
+  readonly rnlpt: number;
+  /** Number of Available Log Pages still queued behind this one. */
+  readonly nalp: number;
+  readonly nsid: number;
+}
+
+export function encodeReservationNotificationLog(r: Partial<ReservationNotificationLog>): Buffer {
+  const buf = Buffer.alloc(RESERVATION_NOTIFICATION_LOG_SIZE);
+  writeU64(buf, 0, r.lpc ?? 0n, 'lpc');
+  buf.writeUInt8(uint(r.rnlpt ?? 0, 8, 'rnlpt'), 8);
+  buf.writeUInt8(uint(r.nalp ?? 0, 8, 'nalp'), 9);
+  buf.writeUInt32LE(uint(r.nsid ?? 0, 32, 'nsid'), 12);
+  return buf;
+}
+
+export function decodeReservationNotificationLog(buf: Buffer): ReservationNotificationLog {
+  requireLength(buf, RESERVATION_NOTIFICATION_LOG_SIZE, 'Reservation Notification log');
+  return { lpc: buf.readBigUInt64LE(0), rnlpt: buf.readUInt8(8), nalp: buf.readUInt8(9), nsid: buf.readUInt32LE(12) };
 }
 
 // ---------------------------------------------------------------------------

@@ -341,8 +341,14 @@ describe('id-ctrl and id-ns', () => {
     npss: 1,
     psd: [
       { mp: 2500, enlat: 16, exlat: 4 },
-      { mp: 12345, mxps: true, nops: true, idlp: 50, ips: 2, actp: 700, aps: 1, apw: 2 },
+      { mp: 12345, mxps: true, nops: true, idlp: 50, ips: 2, actp: 700, aps: 1, apw: 2, epfrt: 5, epfrts: 5, fqvt: 120, fqvts: 6, epfvt: 9, epfvts: 13 },
     ],
+    bpcap: 2,
+    nssl: 1000,
+    plsi: 3,
+    crcap: 1,
+    cqt: 50,
+    oaqd: 256,
   });
 
   it('id-ctrl text: field lines, padded ASCII fields, %#x values, power states', () => {
@@ -372,16 +378,25 @@ describe('id-ctrl and id-ns', () => {
         'ofcs      : 0',
       ]),
     );
-    expect(text.slice(-7)).toEqual([
+    expect(text.slice(-13)).toEqual([
       'ps      0 : mp:25.00W operational enlat:16 exlat:4 rrt:0 rrl:0',
       '            rwt:0 rwl:0 idle_power:- active_power:-',
       '            active_power_workload:-',
+      '            emergency power fail recovery time: -',
+      '            forced quiescence vault time: -',
+      '            emergency power fail vault time: -',
       'ps      1 : mp:1.2345W non-operational enlat:0 exlat:0 rrt:0 rrl:0',
       '            rwt:0 rwl:0 idle_power:0.50W active_power:0.0700W',
       '            active_power_workload:80K 128KiB SW',
+      '            emergency power fail recovery time: 5 (unit: 100 milliseconds)',
+      '            forced quiescence vault time: reserved', // 120 is past 99
+      '            emergency power fail vault time: 9 (unit: Reserved)',
       '',
     ]);
-    expect(text).toHaveLength(1 + 85 + 6 + 1); // title, the 85 fields of nvme-cli 2.4, two power states, end
+    // The 2.1 fields sit where nvme-cli 2.16 prints them.
+    expect(text.slice(16, 21)).toEqual(['rrls      : 0', 'bpcap     : 0x2', 'nssl      : 0x3e8', 'plsi      : 3', 'cntrltype : 1']);
+    expect(text).toEqual(expect.arrayContaining(['crcap     : 1', 'kpioc     : 0', 'cqt       : 50', 'oaqd      : 256', 'mcdqpc    : 0']));
+    expect(text).toHaveLength(1 + 106 + 12 + 1); // title, the 106 fields of nvme-cli 2.16, two power states of 6 lines, end
   });
 
   it('id-ctrl JSON: nvme-cli keys and order, numbers, psds', () => {
@@ -392,10 +407,13 @@ describe('id-ctrl and id-ns', () => {
       ),
     ).toBe(true);
     const j = JSON.parse(json) as Record<string, any>;
-    expect(Object.keys(j).slice(-9)).toEqual(['maxcna', 'subnqn', 'ioccsz', 'iorcsz', 'icdoff', 'fcatt', 'msdbd', 'ofcs', 'psds']);
+    expect(Object.keys(j).slice(-9)).toEqual(['mcdqpc', 'subnqn', 'ioccsz', 'iorcsz', 'icdoff', 'fcatt', 'msdbd', 'ofcs', 'psds']);
+    expect(Object.keys(j).slice(15, 20)).toEqual(['rrls', 'bpcap', 'nssl', 'plsi', 'cntrltype']);
+    expect(j).toMatchObject({ bpcap: 2, nssl: 1000, plsi: 3, crcap: 1, cqt: 50, oaqd: 256 });
     expect(j['psds'][1]).toEqual({
       max_power: 12345,
-      flags: 3,
+      max_power_scale: 1,
+      'non-operational_state': 1,
       entry_lat: 0,
       exit_lat: 0,
       read_tput: 0,
@@ -407,6 +425,12 @@ describe('id-ctrl and id-ns', () => {
       active_power: 700,
       active_power_work: 2,
       active_scale: 1,
+      emerg_power_fail_recover_time: 5,
+      emerg_power_fail_recover_scale: 5,
+      force_quiesce_vault_time: 120,
+      force_quiesce_vault_scale: 6,
+      emerg_power_fail_vault_time: 9,
+      emerg_power_fail_vault_scale: 13,
     });
   });
 
@@ -418,6 +442,8 @@ describe('id-ctrl and id-ns', () => {
     nmic: 1,
     dlfeat: 9,
     anagrpid: 1,
+    kpios: 1,
+    kpiodaag: 4096,
     npwg: 7,
     nows: 7,
     nguid: Buffer.from('00112233445566778899aabbccddeeff', 'hex'),
@@ -462,7 +488,9 @@ describe('id-ctrl and id-ns', () => {
         'mssrl   : 0',
         'mcl     : 0',
         'msrc    : 0',
+        'kpios   : 1',
         'nulbaf  : 0',
+        'kpiodaag: 4096',
         'anagrpid: 1',
         'nsattr\t: 0',
         'nvmsetid: 0',
@@ -479,12 +507,31 @@ describe('id-ctrl and id-ns', () => {
     const json = formatIdNs(ns, 1, true);
     expect(
       json.endsWith(
-        '  "eui64":"0011223344556677",\n  "nguid":"00112233445566778899aabbccddeeff",\n  "lbafs":[\n    {\n      "ms":0,\n      "ds":9,\n      "rp":0\n    },\n    {\n      "ms":8,\n      "ds":12,\n      "rp":2\n    }\n  ]\n}\n',
+        '  "nguid":"00112233445566778899aabbccddeeff",\n  "eui64":"0011223344556677",\n  "lbafs":[\n    {\n      "lbaf":0,\n      "ms":0,\n      "ds":9,\n      "rp":0,\n      "in_use":0\n    },\n    {\n      "lbaf":1,\n      "ms":8,\n      "ds":12,\n      "rp":2,\n      "in_use":1\n    }\n  ],\n  "vs":[]\n}\n',
       ),
     ).toBe(true);
     const j = JSON.parse(json) as Record<string, unknown>;
     expect(Object.keys(j).slice(0, 6)).toEqual(['nsze', 'ncap', 'nuse', 'nsfeat', 'nlbaf', 'flbas']);
-    expect(j).toMatchObject({ nsze: 131072, nmic: 1, npwg: 7, nows: 7, anagrpid: 1 });
+    expect(j).toMatchObject({ nsze: 131072, nmic: 1, npwg: 7, nows: 7, anagrpid: 1, kpios: 1, kpiodaag: 4096 });
+    expect(Object.keys(j).slice(-10)).toEqual(['nulbaf', 'kpiodaag', 'anagrpid', 'nsattr', 'nvmsetid', 'endgid', 'nguid', 'eui64', 'lbafs', 'vs']);
+  });
+
+  it('id-ns JSON: the vendor specific area as 16-character strings up to its first NUL', () => {
+    const withVs = Buffer.from(ns);
+    withVs.write('vendor text, 20 chars!\x01', 384, 'latin1');
+    const j = JSON.parse(formatIdNs(withVs, 1, true)) as { vs: string[] };
+    expect(j.vs).toEqual(['vendor.text,.20.', 'chars!.']);
+  });
+
+  it('id-ns without NSFEAT bits 5:4 leaves NPWG..NOWS out; bit 5 alone prints them without NPDG', () => {
+    const plain = encodeIdentifyNamespace({ nsze: 8n, nsfeat: 0, lbaf: [{ ms: 0, lbads: 9, rp: 0 }] });
+    expect(formatIdNs(plain, 1)).not.toContain('npwg');
+    expect(Object.keys(JSON.parse(formatIdNs(plain, 1, true)) as object)).not.toContain('npwg');
+    const bit5 = encodeIdentifyNamespace({ nsze: 8n, nsfeat: 0x20, npwg: 3, lbaf: [{ ms: 0, lbads: 9, rp: 0 }] });
+    const text = formatIdNs(bit5, 1);
+    expect(text).toContain('npwg    : 3\n');
+    expect(text).not.toContain('npdg');
+    expect(Object.keys(JSON.parse(formatIdNs(bit5, 1, true)) as object)).toEqual(expect.arrayContaining(['npwg', 'npwa', 'npda', 'nows']));
   });
 });
 

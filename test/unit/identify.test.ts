@@ -206,6 +206,12 @@ describe('Identify Controller (CNS 01h)', () => {
       actp: 0,
       apw: 0,
       aps: 0,
+      epfrt: 0,
+      epfrts: 0,
+      fqvt: 0,
+      fqvts: 0,
+      epfvt: 0,
+      epfvts: 0,
     });
     expect(d.tnvmcap).toBe(0n);
     expect(d.fguid.equals(FGUID)).toBe(true);
@@ -528,7 +534,7 @@ describe('NVM command set specific Identify (CNS 05h / 06h) and CNS 08h', () => 
     exp.writeUInt16LE(3, 10);
     exp.writeUInt16LE(4, 12);
     exp[14] = 1;
-    const obj = { nsfeat: 0x10, nmic: 1, rescap: 0xff, fpi: 0x80, anagrpid: 7, nsattr: 1, nvmsetid: 3, endgid: 4, nstat: 1 };
+    const obj = { nsfeat: 0x10, nmic: 1, rescap: 0xff, fpi: 0x80, anagrpid: 7, nsattr: 1, nvmsetid: 3, endgid: 4, nstat: 1, kpios: 0, maxkt: 0, rgrpid: 0 };
     expect(encodeIdentifyNamespaceCsIndependent(obj).equals(exp)).toBe(true);
     expect(decodeIdentifyNamespaceCsIndependent(exp)).toEqual(obj);
   });
