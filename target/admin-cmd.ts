@@ -11,6 +11,7 @@ import {
   Ctratt,
   Lpa,
   Nmic,
+  Nstat,
   NsIdType,
   Oaes,
   Oncs,
@@ -19,6 +20,7 @@ import {
   encodeIdentifyController,
   encodeIdentifyControllerNvm,
   encodeIdentifyNamespace,
+  encodeIdentifyNamespaceCsIndependent,
   encodeIdentifyNamespaceNvm,
   encodeNamespaceList,
   encodeNsIdDescriptors,
@@ -27,14 +29,18 @@ import {
 import {
   AnaLsp,
   CmdEffects,
+  FidEffects,
+  LidEffects,
   LogPageId,
   decodeGetLogPageDwords,
   encodeAnaLog,
   encodeChangedNamespaceList,
   encodeEffectsLog,
   encodeErrorLog,
+  encodeFidEffectsLog,
   encodeFirmwareSlotLog,
   encodeSmartLog,
+  encodeSupportedLogPages,
   sliceLogPage,
 } from '../shared/log-pages.ts';
 import { FeatureId, FeatureCapability, encodeNumberOfQueues } from '../shared/features.ts';
@@ -127,6 +133,15 @@ function identify(req: Request, ctrl: Controller, subsys: Subsystem, core: Targe
       const ns = activeNamespace(subsys, id.nsid);
       if (!ns) return invalidNs;
       return { status: 0, data: encodeIdentifyNamespaceNvm({}) };
+    }
+    case Cns.CsIndependentNamespace: {
+      // Linux's host asks this first from 6.13 on (as 7.2's nvmet answers it); an inactive NSID reads as zeros.
+      if (id.nsid === 0 || id.nsid === NSID_ALL) return invalidNs;
+      const ns = activeNamespace(subsys, id.nsid);
+      return {
+        status: 0,
+        data: ns ? encodeIdentifyNamespaceCsIndependent({ nmic: Nmic.Shared, anagrpid: ns.anagrpid, nstat: Nstat.Ready }) : Buffer.alloc(4096),
+      };
     }
     case Cns.CsiController:
       if (id.csi !== 0) return { status: withDnr(Status.InvalidField), errorLocation: SqeField.cdw11 };
@@ -255,6 +270,12 @@ function getLogPage(req: Request, ctrl: Controller, subsys: Subsystem, core: Tar
     case LogPageId.Ana:
       full = anaLog(ctrl, subsys, (lp.lsp & AnaLsp.Rgo) !== 0);
       break;
+    case LogPageId.SupportedLogPages:
+      full = SUPPORTED_LOG_PAGES;
+      break;
+    case LogPageId.FeatureIdsSupportedEffects:
+      full = FID_SUPPORTED_EFFECTS;
+      break;
     default:
       return { status: withDnr(Status.InvalidField), errorLocation: SqeField.cdw10 };
   }
@@ -293,6 +314,35 @@ function smartLog(namespaces: Namespace[], ctrl: Controller, core: TargetCore): 
     numErrorLogEntries: ctrl.counters.errors,
   });
 }
+
+/** Log 00h: the logs getLogPage answers (nvme-cli 2.16's supported-log-pages reads it; 7.2's nvmet has it). */
+const SUPPORTED_LOG_PAGES = encodeSupportedLogPages(
+  (() => {
+    const e: number[] = [];
+    for (const lid of [
+      LogPageId.SupportedLogPages,
+      LogPageId.ErrorInformation,
+      LogPageId.Smart,
+      LogPageId.FirmwareSlot,
+      LogPageId.ChangedNamespaceList,
+      LogPageId.CommandsSupportedEffects,
+      LogPageId.Ana,
+      LogPageId.FeatureIdsSupportedEffects,
+    ])
+      e[lid] = LidEffects.LSUPP;
+    return e;
+  })(),
+);
+
+/** Log 12h: the features getFeatures/setFeatures handle, all of controller scope. */
+const FID_SUPPORTED_EFFECTS = encodeFidEffectsLog(
+  (() => {
+    const e: number[] = [];
+    for (const fid of [FeatureId.VolatileWriteCache, FeatureId.NumberOfQueues, FeatureId.AsyncEventConfig, FeatureId.KeepAliveTimer, FeatureId.HostIdentifier])
+      e[fid] = FidEffects.FSUPP | FidEffects.ControllerScope;
+    return e;
+  })(),
+);
 
 function effectsLog(subsys: Subsystem): Buffer {
   const acs: number[] = [];

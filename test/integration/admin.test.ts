@@ -3,7 +3,18 @@
  * Get Log Page, Set/Get Features, Asynchronous Events, Keep Alive, Abort.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cns, Csi, NsIdType, decodeIdentifyController, decodeIdentifyNamespace, decodeNamespaceList, decodeNsIdDescriptors } from '../../shared/identify.ts';
+import {
+  Cns,
+  Csi,
+  Nmic,
+  NsIdType,
+  Nstat,
+  decodeIdentifyController,
+  decodeIdentifyNamespace,
+  decodeIdentifyNamespaceCsIndependent,
+  decodeNamespaceList,
+  decodeNsIdDescriptors,
+} from '../../shared/identify.ts';
 import {
   CmdEffects,
   LogPageId,
@@ -11,8 +22,12 @@ import {
   decodeChangedNamespaceList,
   decodeEffectsLog,
   decodeErrorLog,
+  decodeFidEffectsLog,
   decodeFirmwareSlotLog,
   decodeSmartLog,
+  decodeSupportedLogPages,
+  supportedFeatureIds,
+  supportedLogIds,
 } from '../../shared/log-pages.ts';
 import { AerResultValue, FeatureCapability, FeatureId } from '../../shared/features.ts';
 import { AdminOpcode, IoOpcode } from '../../shared/opcodes.ts';
@@ -225,6 +240,21 @@ describe.each(TRANSPORTS)('over %s', (transport) => {
       }
     });
 
+    it('CNS 08h (I/O Command Set Independent, asked first by Linux 6.13+): ready, shared, the ANA group of CNS 00h; inactive reads as zeros', async () => {
+      const { ports } = await start();
+      const admin = res.track(await Client.admin(ports[0]!, { subnqn: SUBNQN }));
+      for (const nsid of [1, 2, 5]) {
+        const r = await identify(admin, Cns.CsIndependentNamespace, nsid);
+        expect(r.cqe.status).toBe(0);
+        const ind = decodeIdentifyNamespaceCsIndependent(r.data);
+        expect(ind.nstat & Nstat.Ready, `nsid ${nsid} NSTAT`).toBe(Nstat.Ready);
+        expect(ind.nmic).toBe(Nmic.Shared);
+        expect(ind.anagrpid).toBe(decodeIdentifyNamespace(await identifyData(admin, Cns.Namespace, nsid)).anagrpid);
+      }
+      expect((await identifyData(admin, Cns.CsIndependentNamespace, 3)).equals(Buffer.alloc(4096))).toBe(true);
+      for (const nsid of [0, 0xffffffff]) expect(sc(await identify(admin, Cns.CsIndependentNamespace, nsid))).toBe(Status.InvalidNamespaceOrFormat);
+    });
+
     it('identities are identical through controllers on both ports', async () => {
       const { ports } = await start();
       const a1 = res.track(await Client.admin(ports[0]!, { subnqn: SUBNQN }));
@@ -376,6 +406,32 @@ describe.each(TRANSPORTS)('over %s', (transport) => {
       expect(e.iocs[IoOpcode.Verify]).toBe(0);
     });
 
+    it('00h supported log pages lists exactly the logs that read, 12h exactly the features Get Features answers', async () => {
+      const { ports } = await start();
+      const admin = res.track(await Client.admin(ports[0]!, { subnqn: SUBNQN }));
+      const lids = supportedLogIds(decodeSupportedLogPages(await getLogData(admin, { lid: LogPageId.SupportedLogPages, length: 1024 })));
+      expect(lids).toEqual([0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x0c, 0x12]);
+      for (let lid = 0; lid <= 0xff; lid++) {
+        const r = await getLog(admin, { lid, length: 512, nsid: lid === LogPageId.Ana ? 0xffffffff : 0, rae: true });
+        if (lids.includes(lid)) expect(r.cqe.status, `log ${lid.toString(16)}h listed`).toBe(0);
+        else expect(sc(r), `log ${lid.toString(16)}h not listed`).toBe(Status.InvalidField);
+      }
+      const fids = supportedFeatureIds(decodeFidEffectsLog(await getLogData(admin, { lid: LogPageId.FeatureIdsSupportedEffects, length: 1024 })));
+      expect(fids).toEqual([
+        FeatureId.VolatileWriteCache,
+        FeatureId.NumberOfQueues,
+        FeatureId.AsyncEventConfig,
+        FeatureId.KeepAliveTimer,
+        FeatureId.HostIdentifier,
+      ]);
+      for (const fid of [0x01, 0x02, 0x04, 0x05, 0x08, 0x0c, 0x82, 0x84])
+        expect(sc(await getFeature(admin, fid)), `feature ${fid.toString(16)}h`).toBe(Status.InvalidField);
+      for (const fid of fids) {
+        const r = await getFeature(admin, fid, fid === FeatureId.HostIdentifier ? { cdw11: 1, data: 16 } : {});
+        expect(r.cqe.status, `feature ${fid.toString(16)}h listed`).toBe(0);
+      }
+    });
+
     it('0Ch ANA log with and without RGO', async () => {
       const { ports } = await start();
       const admin = res.track(await Client.admin(ports[0]!, { subnqn: SUBNQN }));
@@ -420,6 +476,8 @@ describe.each(TRANSPORTS)('over %s', (transport) => {
         { lid: LogPageId.FirmwareSlot, size: 512 },
         { lid: LogPageId.ChangedNamespaceList, size: 4096 },
         { lid: LogPageId.CommandsSupportedEffects, size: 4096 },
+        { lid: LogPageId.SupportedLogPages, size: 1024 },
+        { lid: LogPageId.FeatureIdsSupportedEffects, size: 1024 },
         { lid: LogPageId.Ana, size: 16 + 32 * 2 + 4 * 3, nsid: 0xffffffff },
         { lid: LogPageId.Ana, size: 16 + 32 * 2, nsid: 0xffffffff, lsp: 1 },
       ];

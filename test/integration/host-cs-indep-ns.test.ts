@@ -5,14 +5,16 @@
  * "not ready" gets no path until a rescan finds it ready; a controller that
  * refuses CNS 08h is scanned with CNS 00h alone, as before.
  *
- * Our target does not answer CNS 08h, so this test puts a small stand-in in
- * front of its admin command handler: CNS 08h answered from `cs08` below,
- * everything else as the target does.
+ * A small stand-in in front of our target's admin command handler decides
+ * what CNS 08h answers (`cs08` below: refused as 6.1/6.12's nvmet do, ready,
+ * or not ready; our own target's answer is tested in admin.test.ts);
+ * everything else is the target's own.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Controller } from '../../host/controller.ts';
 import { Cns, Nstat, decodeIdentifyDwords, encodeIdentifyNamespaceCsIndependent } from '../../shared/identify.ts';
 import { AdminOpcode } from '../../shared/opcodes.ts';
+import { Status, withDnr } from '../../shared/status.ts';
 import type { Target } from '../../target/target.ts';
 import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
 
@@ -26,8 +28,8 @@ vi.mock('../../target/admin-cmd.ts', async (importOriginal) => {
       const { sqe } = a[0];
       if (sqe.opcode === AdminOpcode.Identify && decodeIdentifyDwords(sqe.cdw10).cns === Cns.CsIndependentNamespace) {
         cs08.asked.push(sqe.nsid);
-        if (cs08.mode !== 'refuse')
-          return { status: 0, data: encodeIdentifyNamespaceCsIndependent({ nmic: 1, anagrpid: 1, nstat: cs08.mode === 'ready' ? Nstat.Ready : 0 }) };
+        if (cs08.mode === 'refuse') return { status: withDnr(Status.InvalidField) };
+        return { status: 0, data: encodeIdentifyNamespaceCsIndependent({ nmic: 1, anagrpid: 1, nstat: cs08.mode === 'ready' ? Nstat.Ready : 0 }) };
       }
       return orig.executeAdmin(...a);
     },
@@ -52,7 +54,7 @@ async function connect(): Promise<Controller> {
 }
 
 describe('host: CNS 08h before CNS 00h, NSTAT honoured', () => {
-  it('a controller that refuses CNS 08h (nvmet 6.1/6.12, our target): the namespace is scanned with CNS 00h alone', async () => {
+  it('a controller that refuses CNS 08h (nvmet 6.1/6.12): the namespace is scanned with CNS 00h alone', async () => {
     cs08.mode = 'refuse';
     const c = await connect();
     expect(cs08.asked, 'CNS 08h was tried').toEqual([1]);
