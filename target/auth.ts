@@ -68,6 +68,8 @@ export const AUTH_TIMEOUT_MS = 30_000;
 const FAILURE_GRACE_MS = 2_000;
 /** Delay between completing the command that carried AUTH_Failure1 and the teardown, so the completion is written first. */
 const TEARDOWN_DELAY_MS = 20;
+/** How often (at most) a queue's first authentication counts as traffic for its controller's keep-alive (see holdKeepAlive). */
+const KEEP_ALIVE_HOLD_MS = 1_000;
 
 /** The queue as this module needs it: the core's submission queue, whatever the transport. */
 type AuthQueue = SubmissionQueue;
@@ -107,6 +109,8 @@ export interface QueueAuth {
   s2: number;
   c2: Buffer | null;
   timer: TimerHandle | null;
+  /** Keeps the controller's keep-alive from expiring during the queue's first transaction (holdKeepAlive). */
+  kaHold: TimerHandle | null;
   readonly clock: Clock;
   tornDown: boolean;
   /** Completed transactions on this queue: 1 after the first, +1 per re-authentication. */
@@ -175,6 +179,7 @@ export function authOnConnect(core: TargetCore, queue: AuthQueue, ctrl: Controll
     // Only this connection (the admin queue's takes its controller with it).
     teardown(st, queue, 'DH-HMAC-CHAP authentication timeout', 0, false);
   }, timeoutMs);
+  holdKeepAlive(st, queue);
   if (queue.qid === 0) {
     ctrl.log.info(
       { hostnqn: ctrl.hostnqn, hash: hashName(cfg.hashId), dhgroup: dhGroupName(cfg.dhGroupId), bidirectional: cfg.ctrlKey !== null },
@@ -182,6 +187,30 @@ export function authOnConnect(core: TargetCore, queue: AuthQueue, ctrl: Controll
     );
   }
   return CONNECT_AUTHREQ_ATR;
+}
+
+/**
+ * Until a queue's first transaction ends, the time counts as traffic for the
+ * controller's keep-alive. The Linux host starts sending Keep Alive only once
+ * the controller is live, after every queue has authenticated, and the
+ * modular exponentiations of the large groups can take it longer than KATO
+ * between two messages (ffdhe6144 took over 5 s in a 6.12 guest under qemu TCG,
+ * with the default KATO of 5 s). nvmet says as much ("controllers that are not
+ * yet enabled should not really enforce the keep alive timeout") and gives
+ * between one and two KATO; here the authentication timeout (AUTH_TIMEOUT_MS)
+ * is what bounds a host that stops answering. Re-authentication of a live
+ * controller holds nothing: its host keeps sending Keep Alive meanwhile.
+ */
+function holdKeepAlive(st: QueueAuth, queue: AuthQueue): void {
+  const tick = () => {
+    st.kaHold = null;
+    if (st.completed > 0 || st.tornDown || queue.isClosed || st.ctrl.isGone) return;
+    st.ctrl.touch();
+    // Well inside KATO, whatever it is (the keep-alive check tears down at idle >= KATO).
+    const kato = st.ctrl.katoMs;
+    st.kaHold = st.clock.setTimeout(tick, kato > 0 ? Math.max(10, Math.min(KEEP_ALIVE_HOLD_MS, kato / 4)) : KEEP_ALIVE_HOLD_MS);
+  };
+  tick();
 }
 
 function newState(ctrl: Controller, cfg: ControllerAuth | null, clock: Clock, reload: () => ControllerAuth | null): QueueAuth {
@@ -203,6 +232,7 @@ function newState(ctrl: Controller, cfg: ControllerAuth | null, clock: Clock, re
     s2: 0,
     c2: null,
     timer: null,
+    kaHold: null,
     tornDown: false,
     completed: 0,
     lastHashId: 0,
@@ -443,6 +473,8 @@ function reply(st: QueueAuth, queue: AuthQueue, msg: Extract<AuthMessage, { type
 function succeeded(st: QueueAuth, queue: AuthQueue, bidirectional: boolean): void {
   st.clock.clearTimeout(st.timer);
   st.timer = null;
+  st.clock.clearTimeout(st.kaHold);
+  st.kaHold = null;
   st.c1 = st.c2 = st.sessionKey = null;
   st.dh = null;
   st.completed++;
@@ -486,6 +518,8 @@ function teardown(st: QueueAuth, queue: AuthQueue, reason: string, delayMs: numb
   st.tornDown = true;
   st.clock.clearTimeout(st.timer);
   st.timer = null;
+  st.clock.clearTimeout(st.kaHold);
+  st.kaHold = null;
   const go = () => {
     if (wholeController && !st.ctrl.isGone) st.ctrl.destroy(reason);
     if (!queue.isClosed) queue.destroy(reason);

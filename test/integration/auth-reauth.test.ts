@@ -235,6 +235,26 @@ describe('DH-HMAC-CHAP re-authentication (as nvmet)', () => {
   });
 });
 
+describe('keep-alive during the first authentication', () => {
+  it('a host slower than KATO between authentication messages is not dropped; once authenticated, KATO applies again', async () => {
+    const key = generateDhchapKey();
+    const { port } = await start({ key, dhgroup: 'ffdhe2048' });
+    const c = await RawClient.connect(port);
+    res.clients.push(c);
+    await c.initialize();
+    const r = await c.connectQueue({ qid: 0, subnqn: SUBNQN, hostnqn: HOST, sqsize: 31, kato: 400 });
+    expect(r.cqe.status).toBe(0);
+    // The Linux host computing a large DH group under emulation: well over KATO between two messages.
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    expect(c.closed, 'closed while the host was still authenticating').toBe(false);
+    expect(await authenticate(c, key, 60)).toMatchObject({ type: 'success1' });
+    await c.enable();
+    expect((await c.command(identifyCommand({ cns: Cns.Controller }))).cqe.status).toBe(0);
+    // Authenticated and idle: the keep-alive timer is enforced as before.
+    await c.waitClosed(3000);
+  });
+});
+
 describe('control host.dhchap', () => {
   it('refuses bad requests with a message naming the problem and changes nothing', async () => {
     const key = generateDhchapKey();
