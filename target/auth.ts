@@ -62,8 +62,13 @@ import type { Clock, TimerHandle } from '../shared/clock.ts';
 import { SqeField, type Completion, type Request } from './request.ts';
 import { SubmissionQueue } from './sq.ts';
 
-/** A queue that has not authenticated this long after its Connect is closed (TargetLimits.authTimeoutMs overrides). */
-export const AUTH_TIMEOUT_MS = 30_000;
+/**
+ * A queue that has not authenticated this long after its Connect is closed
+ * (TargetLimits.authTimeoutMs overrides). As nvmet's auth_expire_secs without
+ * KATO: a 7.2 host under qemu TCG took 23 s for its first ffdhe8192 transaction
+ * (the kernel self-tests the group on first use), too close to a shorter bound.
+ */
+export const AUTH_TIMEOUT_MS = 120_000;
 /** After a failure the host should read AUTH_Failure1; if it does not, the controller goes anyway after this long. */
 const FAILURE_GRACE_MS = 2_000;
 /** Delay between completing the command that carried AUTH_Failure1 and the teardown, so the completion is written first. */
