@@ -60,7 +60,7 @@ import type { Controller, ControllerQueue } from './controller.ts';
 import type { TargetCore } from './core.ts';
 import type { Clock, TimerHandle } from '../shared/clock.ts';
 import { SqeField, type Completion, type Request } from './request.ts';
-import { SubmissionQueue } from './sq.ts';
+import type { SubmissionQueue } from './sq.ts';
 
 /**
  * A queue that has not authenticated this long after its Connect is closed
@@ -258,8 +258,9 @@ export function isAuthenticated(queue: AuthQueue): boolean {
 
 /** The queue's DH-HMAC-CHAP record for `show`; null where the queue never had to authenticate nor did. */
 export function queueAuthView(queue: ControllerQueue): QueueAuthView | null {
-  // Every controller queue is a SubmissionQueue (sq.ts); the interface only leaves the auth state out.
-  const st = queue instanceof SubmissionQueue ? queue.auth : null;
+  // Every controller queue is a SubmissionQueue (sq.ts), which carries the auth state the
+  // ControllerQueue interface leaves out; checked by shape, since sq.ts imports this module.
+  const st = 'auth' in queue ? (queue as AuthQueue).auth : null;
   if (!st || (st.cfg === null && st.completed === 0)) return null;
   return {
     authenticated: st.authenticated,
