@@ -11,7 +11,7 @@ import net from 'node:net';
 import { existsSync, unlinkSync } from 'node:fs';
 import { z } from 'zod';
 import { dhGroupName, hashName } from '../shared/auth.ts';
-import { parseConfig, type HostAuthConfig, type NamespaceConfig, type PortConfig } from './config/index.ts';
+import { ConfigError, parseConfig, type HostAuthConfig, type NamespaceConfig, type PortConfig } from './config/index.ts';
 import type { Logger } from './logger.ts';
 import { ControlError, type Target } from './target.ts';
 
@@ -191,7 +191,10 @@ function hostDhchapFromParams(target: Target, p: z.output<(typeof PARAMS)['host.
   try {
     return parseConfig({ hosts: [{ nqn: p.hostnqn, dhchap }], ports: [], subsystems: [] }).hostAuth?.[0] ?? null;
   } catch (err) {
-    throw new ControlError((err as Error).message.replace(/hosts\[0\]\.dhchap\./g, 'params.').replace(/hosts\[0\]\.nqn/g, 'params.hostnqn'));
+    if (!(err instanceof ConfigError)) throw err;
+    // Named as the request names them, one line like the other params problems.
+    const rename = (m: string) => m.replace(/hosts\[0\]\.dhchap\./g, 'params.').replace(/hosts\[0\]\.nqn/g, 'params.hostnqn');
+    throw new ControlError(err.problems.map(rename).join('; '));
   }
 }
 

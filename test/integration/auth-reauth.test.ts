@@ -6,6 +6,9 @@
  * the I/O queues use what it read; a failed re-authentication takes the whole
  * controller down.
  */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   DHCHAP_AUTH_ID,
@@ -31,6 +34,28 @@ import { SUBNQN, startTarget, testConfig } from '../helpers/target-fixture.ts';
 
 const HOST = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000a0a0';
 const OTHER = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000a0a1';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** nvmets-ctl as a user runs it. */
+function ctl(addr: ControlAddress, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  if (addr.kind !== 'unix') throw new Error('unix only');
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'target/ctl-cli.ts', '--control', addr.path, ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
 
 const res = new Resources();
 afterEach(() => res.cleanup());
@@ -290,5 +315,22 @@ describe('control host.dhchap', () => {
     await c.initialize();
     const r = await c.connectQueue({ qid: 0, subnqn: SUBNQN, hostnqn: OTHER, sqsize: 31, kato: 0 });
     expect((r.cqe.result >>> 16) & 0x2, 'AUTHREQ.ATR for the host that now has a key').toBe(0x2);
+  });
+
+  it("nvmets-ctl host dhchap: sets and clears attributes, refuses a bad key with exit 1; show prints each queue's authentication", async () => {
+    const key = generateDhchapKey();
+    const { addr, target, port } = await start({ key, ctrl_key: generateDhchapKey() });
+    const ok = await ctl(addr, ['host', 'dhchap', HOST, '--hash', 'hmac(sha384)', '--ctrl-key', '']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toEqual({ hostnqn: HOST, key: true, ctrl_key: false, hash: 'hmac(sha384)', dhgroup: 'null' });
+    expect(target.hostDhchap(HOST)).toEqual({ nqn: HOST, key, ctrlKey: null, hashId: 2, dhGroupId: 0 });
+    const bad = await ctl(addr, ['host', 'dhchap', HOST, '--key', 'DHHC-1:01:bogus:']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/nvmets-ctl: params\.key: not a usable DH-HMAC-CHAP secret/);
+    expect(target.hostDhchap(HOST)).toEqual({ nqn: HOST, key, ctrlKey: null, hashId: 2, dhGroupId: 0 });
+    await liveController(port, key);
+    const shown = await ctl(addr, ['show']);
+    expect(shown.stdout).toMatch(/qid 0 .*DH-HMAC-CHAP hmac\(sha384\) null, 1 transaction\n/);
+    expect(shown.stdout).toMatch(/qid 1 .*DH-HMAC-CHAP hmac\(sha384\) null, 1 transaction\n/);
   });
 });
