@@ -248,7 +248,11 @@ function newState(ctrl: Controller, cfg: ControllerAuth | null, clock: Clock, re
 /** True while this queue must authenticate before anything but Fabrics commands. */
 export function authPending(queue: AuthQueue): boolean {
   const st = queue.auth;
-  return st !== null && st.cfg !== null && !st.authenticated;
+  if (st === null) return false;
+  // A failed transaction refuses everything until the controller goes, even where the
+  // failure was that the host no longer has a key (cfg null after a runtime change).
+  if (st.step === 'failure1' || st.tornDown) return true;
+  return st.cfg !== null && !st.authenticated;
 }
 
 /** True once the queue completed DH-HMAC-CHAP (tests, status). */

@@ -248,7 +248,10 @@ describe('DH-HMAC-CHAP re-authentication (as nvmet)', () => {
     const { port, addr } = await start({ key, ctrl_key: generateDhchapKey() });
     const { admin, io } = await liveController(port, key);
     expect(await controlRequest(addr, 'host.dhchap', { hostnqn: HOST, key: null, ctrl_key: '' })).toMatchObject({ key: false });
-    expect(await authenticate(admin, key, 50)).toMatchObject({ type: 'failure1' });
+    await send(admin, { type: 'negotiate', tid: 50, scC: 0, protocols: [{ authId: DHCHAP_AUTH_ID, hashIds: [1], dhGroupIds: [0] }] });
+    // The transaction failed (no key any more): nothing but Fabrics commands until the controller goes.
+    expect((await admin.command(identifyCommand({ cns: Cns.Controller }))).cqe.status).toBe(Status.AuthenticationRequired | DNR);
+    expect(await receive(admin, 16)).toMatchObject({ type: 'failure1', tid: 50, explanation: FailureExplanation.Failed });
     await admin.waitClosed(3000);
     await io.waitClosed(3000);
     const c = await RawClient.connect(port);
