@@ -56,23 +56,30 @@ import {
 } from '../shared/auth.ts';
 import { Status, withDnr } from '../shared/status.ts';
 import type { HostAuthConfig } from './config/index.ts';
-import type { Controller } from './controller.ts';
+import type { Controller, ControllerQueue } from './controller.ts';
 import type { TargetCore } from './core.ts';
 import type { Clock, TimerHandle } from '../shared/clock.ts';
 import { SqeField, type Completion, type Request } from './request.ts';
 import type { SubmissionQueue } from './sq.ts';
 
-/** A queue that has not authenticated this long after its Connect is closed (TargetLimits.authTimeoutMs overrides). */
-export const AUTH_TIMEOUT_MS = 30_000;
+/**
+ * A queue that has not authenticated this long after its Connect is closed
+ * (TargetLimits.authTimeoutMs overrides). As nvmet's auth_expire_secs without
+ * KATO: a 7.2 host under qemu TCG took 23 s for its first ffdhe8192 transaction
+ * (the kernel self-tests the group on first use), too close to a shorter bound.
+ */
+export const AUTH_TIMEOUT_MS = 120_000;
 /** After a failure the host should read AUTH_Failure1; if it does not, the controller goes anyway after this long. */
 const FAILURE_GRACE_MS = 2_000;
 /** Delay between completing the command that carried AUTH_Failure1 and the teardown, so the completion is written first. */
 const TEARDOWN_DELAY_MS = 20;
+/** How often (at most) a queue's first authentication counts as traffic for its controller's keep-alive (see holdKeepAlive). */
+const KEEP_ALIVE_HOLD_MS = 1_000;
 
 /** The queue as this module needs it: the core's submission queue, whatever the transport. */
 type AuthQueue = SubmissionQueue;
 
-/** What the controller authenticates its host with, fixed at the admin Connect. */
+/** What the controller authenticates its host with: read at the admin Connect and again at each admin AUTH_Negotiate. */
 interface ControllerAuth {
   readonly hostKey: DhchapKey;
   readonly ctrlKey: DhchapKey | null;
@@ -85,7 +92,14 @@ type Step = 'negotiate' | 'challenge' | 'reply' | 'success1' | 'success2' | 'fai
 /** One queue's DH-HMAC-CHAP transaction (SubmissionQueue.auth). */
 export interface QueueAuth {
   readonly ctrl: Controller;
-  readonly cfg: ControllerAuth | null;
+  /** The keys this queue's transactions use; refreshed by each AUTH_Negotiate (see `reload`). */
+  cfg: ControllerAuth | null;
+  /**
+   * Where a new transaction takes its keys from, as nvmet_execute_auth_send: the
+   * admin queue re-reads the host's current settings (nvmet_setup_auth), an I/O
+   * queue takes what its controller's admin queue last read.
+   */
+  readonly reload: () => ControllerAuth | null;
   step: Step;
   authenticated: boolean;
   /** Failure explanation for AUTH_Failure1. */
@@ -100,8 +114,25 @@ export interface QueueAuth {
   s2: number;
   c2: Buffer | null;
   timer: TimerHandle | null;
+  /** Keeps the controller's keep-alive from expiring during the queue's first transaction (holdKeepAlive). */
+  kaHold: TimerHandle | null;
   readonly clock: Clock;
   tornDown: boolean;
+  /** Completed transactions on this queue: 1 after the first, +1 per re-authentication. */
+  completed: number;
+  /** Hash and DH group of the last completed transaction (0/0 before any). */
+  lastHashId: number;
+  lastDhGroupId: number;
+}
+
+/** What `show` reports about a queue's DH-HMAC-CHAP state. */
+export interface QueueAuthView {
+  authenticated: boolean;
+  /** Completed transactions, the first included. */
+  transactions: number;
+  hash: string | null;
+  dhgroup: string | null;
+  bidirectional: boolean;
 }
 
 const controllers = new WeakMap<Controller, ControllerAuth>();
@@ -132,12 +163,17 @@ function controllerAuthFor(core: TargetCore, ctrl: Controller): ControllerAuth |
  * bits of the Connect response (ATR when this queue must authenticate).
  */
 export function authOnConnect(core: TargetCore, queue: AuthQueue, ctrl: Controller): number {
-  let cfg: ControllerAuth | null;
+  let reload: () => ControllerAuth | null;
   if (queue.qid === 0) {
-    cfg = controllerAuthFor(core, ctrl);
-    if (cfg) controllers.set(ctrl, cfg);
-  } else cfg = controllers.get(ctrl) ?? null;
-  const st = newState(ctrl, cfg, queue.clock);
+    reload = () => {
+      const fresh = controllerAuthFor(core, ctrl);
+      if (fresh) controllers.set(ctrl, fresh);
+      else controllers.delete(ctrl);
+      return fresh;
+    };
+  } else reload = () => controllers.get(ctrl) ?? null;
+  const cfg = queue.qid === 0 ? reload() : (controllers.get(ctrl) ?? null);
+  const st = newState(ctrl, cfg, queue.clock, reload);
   queue.auth = st;
   if (!cfg) return 0;
   const timeoutMs = core.limits.authTimeoutMs ?? AUTH_TIMEOUT_MS;
@@ -148,6 +184,7 @@ export function authOnConnect(core: TargetCore, queue: AuthQueue, ctrl: Controll
     // Only this connection (the admin queue's takes its controller with it).
     teardown(st, queue, 'DH-HMAC-CHAP authentication timeout', 0, false);
   }, timeoutMs);
+  holdKeepAlive(st, queue);
   if (queue.qid === 0) {
     ctrl.log.info(
       { hostnqn: ctrl.hostnqn, hash: hashName(cfg.hashId), dhgroup: dhGroupName(cfg.dhGroupId), bidirectional: cfg.ctrlKey !== null },
@@ -157,10 +194,35 @@ export function authOnConnect(core: TargetCore, queue: AuthQueue, ctrl: Controll
   return CONNECT_AUTHREQ_ATR;
 }
 
-function newState(ctrl: Controller, cfg: ControllerAuth | null, clock: Clock): QueueAuth {
+/**
+ * Until a queue's first transaction ends, the time counts as traffic for the
+ * controller's keep-alive. The Linux host starts sending Keep Alive only once
+ * the controller is live, after every queue has authenticated, and the
+ * modular exponentiations of the large groups can take it longer than KATO
+ * between two messages (ffdhe6144 took over 5 s in a 6.12 guest under qemu TCG,
+ * with the default KATO of 5 s). nvmet says as much ("controllers that are not
+ * yet enabled should not really enforce the keep alive timeout") and gives
+ * between one and two KATO; here the authentication timeout (AUTH_TIMEOUT_MS)
+ * is what bounds a host that stops answering. Re-authentication of a live
+ * controller holds nothing: its host keeps sending Keep Alive meanwhile.
+ */
+function holdKeepAlive(st: QueueAuth, queue: AuthQueue): void {
+  const tick = () => {
+    st.kaHold = null;
+    if (st.completed > 0 || st.tornDown || queue.isClosed || st.ctrl.isGone) return;
+    st.ctrl.touch();
+    // Well inside KATO, whatever it is (the keep-alive check tears down at idle >= KATO).
+    const kato = st.ctrl.katoMs;
+    st.kaHold = st.clock.setTimeout(tick, kato > 0 ? Math.max(10, Math.min(KEEP_ALIVE_HOLD_MS, kato / 4)) : KEEP_ALIVE_HOLD_MS);
+  };
+  tick();
+}
+
+function newState(ctrl: Controller, cfg: ControllerAuth | null, clock: Clock, reload: () => ControllerAuth | null): QueueAuth {
   return {
     ctrl,
     cfg,
+    reload,
     clock,
     step: 'negotiate',
     authenticated: false,
@@ -175,19 +237,42 @@ function newState(ctrl: Controller, cfg: ControllerAuth | null, clock: Clock): Q
     s2: 0,
     c2: null,
     timer: null,
+    kaHold: null,
     tornDown: false,
+    completed: 0,
+    lastHashId: 0,
+    lastDhGroupId: 0,
   };
 }
 
 /** True while this queue must authenticate before anything but Fabrics commands. */
 export function authPending(queue: AuthQueue): boolean {
   const st = queue.auth;
-  return st !== null && st.cfg !== null && !st.authenticated;
+  if (st === null) return false;
+  // A failed transaction refuses everything until the controller goes, even where the
+  // failure was that the host no longer has a key (cfg null after a runtime change).
+  if (st.step === 'failure1' || st.tornDown) return true;
+  return st.cfg !== null && !st.authenticated;
 }
 
 /** True once the queue completed DH-HMAC-CHAP (tests, status). */
 export function isAuthenticated(queue: AuthQueue): boolean {
   return queue.auth?.authenticated === true;
+}
+
+/** The queue's DH-HMAC-CHAP record for `show`; null where the queue never had to authenticate nor did. */
+export function queueAuthView(queue: ControllerQueue): QueueAuthView | null {
+  // Every controller queue is a SubmissionQueue (sq.ts), which carries the auth state the
+  // ControllerQueue interface leaves out; checked by shape, since sq.ts imports this module.
+  const st = 'auth' in queue ? (queue as AuthQueue).auth : null;
+  if (!st || (st.cfg === null && st.completed === 0)) return null;
+  return {
+    authenticated: st.authenticated,
+    transactions: st.completed,
+    hash: st.completed > 0 ? hashName(st.lastHashId) : null,
+    dhgroup: st.completed > 0 ? dhGroupName(st.lastDhGroupId) : null,
+    bidirectional: st.cfg?.ctrlKey != null,
+  };
 }
 
 // ---------------------------------------------------------------- commands
@@ -205,7 +290,7 @@ function checkCommand(req: Request): { length: number } | Completion {
 function stateOf(queue: AuthQueue): QueueAuth | null {
   let st = queue.auth;
   if (!st && queue.controller) {
-    st = newState(queue.controller, null, queue.clock);
+    st = newState(queue.controller, null, queue.clock, () => null);
     queue.auth = st;
   }
   return st ?? null;
@@ -327,11 +412,14 @@ function failure1(st: QueueAuth, queue: AuthQueue, al: number): Completion {
 
 function negotiate(st: QueueAuth, queue: AuthQueue, msg: Extract<AuthMessage, { type: 'negotiate' }>): void {
   // A new AUTH_Negotiate (re)starts the transaction, even after success (re-authentication).
+  // The queue stays authenticated meanwhile, as nvmet's sq->authenticated: commands
+  // already admitted, and new ones, keep running until the transaction fails.
   st.tid = msg.tid;
   st.c1 = st.c2 = st.sessionKey = null;
   st.dh = null;
   st.s1 = st.s2 = 0;
-  const cfg = st.cfg;
+  // Keys changed at runtime (control host.dhchap) apply from here on, never to a transaction under way.
+  const cfg = (st.cfg = st.reload());
   if (!cfg) return fail(st, queue, FailureExplanation.Failed, 'the host sent AUTH_Negotiate but has no DH-HMAC-CHAP key configured');
   if (msg.scC !== SC_C_NONE) return fail(st, queue, FailureExplanation.ConcatMismatch, `secure channel concatenation (SC_C ${msg.scC}) is not supported`);
   if (msg.protocols.length !== 1) return fail(st, queue, FailureExplanation.HashUnusable, `${msg.protocols.length} protocol descriptors (1 expected)`);
@@ -395,11 +483,25 @@ function reply(st: QueueAuth, queue: AuthQueue, msg: Extract<AuthMessage, { type
 function succeeded(st: QueueAuth, queue: AuthQueue, bidirectional: boolean): void {
   st.clock.clearTimeout(st.timer);
   st.timer = null;
+  st.clock.clearTimeout(st.kaHold);
+  st.kaHold = null;
   st.c1 = st.c2 = st.sessionKey = null;
   st.dh = null;
-  const fields = { qid: queue.qid, hostnqn: st.ctrl.hostnqn, hash: hashName(st.hashId), dhgroup: dhGroupName(st.dhGroupId), bidirectional };
-  if (queue.qid === 0) st.ctrl.log.info(fields, 'DH-HMAC-CHAP: host authenticated');
-  else st.ctrl.log.debug(fields, 'DH-HMAC-CHAP: I/O queue authenticated');
+  st.completed++;
+  st.lastHashId = st.hashId;
+  st.lastDhGroupId = st.dhGroupId;
+  const reauth = st.completed > 1;
+  const fields = {
+    qid: queue.qid,
+    cntlid: st.ctrl.cntlid,
+    hostnqn: st.ctrl.hostnqn,
+    hash: hashName(st.hashId),
+    dhgroup: dhGroupName(st.dhGroupId),
+    bidirectional,
+    transactions: st.completed,
+  };
+  if (queue.qid === 0) st.ctrl.log.info(fields, reauth ? 'DH-HMAC-CHAP: host re-authenticated' : 'DH-HMAC-CHAP: host authenticated');
+  else st.ctrl.log.debug(fields, reauth ? 'DH-HMAC-CHAP: I/O queue re-authenticated' : 'DH-HMAC-CHAP: I/O queue authenticated');
 }
 
 /** The transaction failed: AUTH_Failure1 goes out on the next AUTH_Receive; then the controller goes. */
@@ -426,6 +528,8 @@ function teardown(st: QueueAuth, queue: AuthQueue, reason: string, delayMs: numb
   st.tornDown = true;
   st.clock.clearTimeout(st.timer);
   st.timer = null;
+  st.clock.clearTimeout(st.kaHold);
+  st.kaHold = null;
   const go = () => {
     if (wholeController && !st.ctrl.isGone) st.ctrl.destroy(reason);
     if (!queue.isClosed) queue.destroy(reason);

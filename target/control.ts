@@ -10,7 +10,8 @@ import { realClock } from '../shared/clock.ts';
 import net from 'node:net';
 import { existsSync, unlinkSync } from 'node:fs';
 import { z } from 'zod';
-import { parseConfig, type NamespaceConfig, type PortConfig } from './config/index.ts';
+import { dhGroupName, hashName } from '../shared/auth.ts';
+import { ConfigError, parseConfig, type HostAuthConfig, type NamespaceConfig, type PortConfig } from './config/index.ts';
 import type { Logger } from './logger.ts';
 import { ControlError, type Target } from './target.ts';
 
@@ -47,6 +48,8 @@ const nonEmpty = z
 const subsystemNqn = z.string().optional().catch(undefined);
 /** Handed to the config tables as written: they validate it (and name the field). */
 const configValue = z.unknown().optional();
+/** A DH-HMAC-CHAP attribute: a string (checked by the hosts table), or null to clear it. */
+const dhchapAttr = z.string({ error: (iss) => `expected a string or null, got ${JSON.stringify(iss.input)}` }).nullish();
 
 /** Each method's params; every problem of a request is reported, none is acted on. */
 const PARAMS = {
@@ -89,6 +92,14 @@ const PARAMS = {
     queue: z.enum(['io', 'admin'], { error: 'expected "io", "admin" or null' }).nullish(),
   }),
   'fault.clear': z.object({ portid }),
+  // As nvmet's hosts/<nqn>/dhchap_*: an attribute left out keeps its value, null or "" clears it.
+  'host.dhchap': z.object({
+    hostnqn: nonEmpty,
+    key: dhchapAttr,
+    ctrl_key: dhchapAttr,
+    hash: dhchapAttr,
+    dhgroup: dhchapAttr,
+  }),
   crash: z.object({}),
 } as const;
 
@@ -160,6 +171,30 @@ function namespaceFromParams(target: Target, nqn: string, p: z.output<(typeof PA
     return parseConfig(doc).subsystems[0]!.namespaces[0]!;
   } catch (err) {
     throw new ControlError((err as Error).message.replace(/subsystems\[0\]\.namespaces\[0\]\./g, 'params.'));
+  }
+}
+
+/**
+ * A host's DH-HMAC-CHAP settings after a host.dhchap request, validated by the
+ * same hosts table as the config file (problems named params.<attribute>); null
+ * when the result has no key (the host is no longer authenticated).
+ */
+function hostDhchapFromParams(target: Target, p: z.output<(typeof PARAMS)['host.dhchap']>): HostAuthConfig | null {
+  const cur = target.hostDhchap(p.hostnqn);
+  const pick = (given: string | null | undefined, current: string | null): string => (given === undefined ? (current ?? '') : (given ?? ''));
+  const dhchap = {
+    key: pick(p.key, cur?.key ?? null),
+    ctrl_key: pick(p.ctrl_key, cur?.ctrlKey ?? null),
+    hash: pick(p.hash, cur ? hashName(cur.hashId) : null),
+    dhgroup: pick(p.dhgroup, cur ? dhGroupName(cur.dhGroupId) : null),
+  };
+  try {
+    return parseConfig({ hosts: [{ nqn: p.hostnqn, dhchap }], ports: [], subsystems: [] }).hostAuth?.[0] ?? null;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    // Named as the request names them, one line like the other params problems.
+    const rename = (m: string) => m.replace(/hosts\[0\]\.dhchap\./g, 'params.').replace(/hosts\[0\]\.nqn/g, 'params.hostnqn');
+    throw new ControlError(err.problems.map(rename).join('; '));
   }
 }
 
@@ -332,6 +367,15 @@ export class ControlServer {
       }
       case 'fault.clear':
         return t.clearFaults(paramsOf(method, params).portid);
+      case 'host.dhchap': {
+        const p = paramsOf(method, params);
+        const auth = hostDhchapFromParams(t, p);
+        t.setHostDhchap(p.hostnqn, auth);
+        // Echo what now applies, without the secrets.
+        return auth
+          ? { hostnqn: p.hostnqn, key: true, ctrl_key: auth.ctrlKey !== null, hash: hashName(auth.hashId), dhgroup: dhGroupName(auth.dhGroupId) }
+          : { hostnqn: p.hostnqn, key: false, ctrl_key: false, hash: null, dhgroup: null };
+      }
       case 'crash':
         // The process dies at once: nothing is flushed beyond what the stores already persisted.
         this.#log.fatal({ fault: 'crash' }, 'fault: crash requested, the process is killed now');

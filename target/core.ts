@@ -52,7 +52,7 @@ export interface TargetLimits {
    * after this long closes the connection (default STALL_TIMEOUT_MS in tcp.ts, 30 s).
    */
   readonly stallTimeoutMs?: number;
-  /** A queue that must authenticate (DH-HMAC-CHAP) and has not after this long is closed (default AUTH_TIMEOUT_MS in auth.ts, 30 s). */
+  /** A queue that must authenticate (DH-HMAC-CHAP) and has not after this long is closed (default AUTH_TIMEOUT_MS in auth.ts, 120 s). */
   readonly authTimeoutMs?: number;
 }
 

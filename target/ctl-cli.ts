@@ -75,7 +75,13 @@ function renderShow(s: TargetSnapshot): string {
       lines.push(
         `    cntlid ${c.cntlid}  port ${c.portid}  host ${c.hostnqn === '' ? '(empty NQN)' : c.hostnqn}  kato ${c.kato} ms  ${c.ready ? 'ready' : 'not ready'}`,
       );
-      for (const q of c.queues) lines.push(`      qid ${q.qid}  ${q.peer}  depth ${q.sqsize + 1}  outstanding ${q.outstanding}`);
+      for (const q of c.queues) {
+        const a = q.auth;
+        const auth = a
+          ? `  DH-HMAC-CHAP ${a.authenticated ? `${a.hash} ${a.dhgroup}${a.bidirectional ? ' bidirectional' : ''}, ${a.transactions} transaction${a.transactions === 1 ? '' : 's'}` : 'not authenticated'}`
+          : '';
+        lines.push(`      qid ${q.qid}  ${q.peer}  depth ${q.sqsize + 1}  outstanding ${q.outstanding}${auth}`);
+      }
     }
   }
   lines.push('', `Discovery ${s.discovery.nqn}  genctr ${s.discovery.genctr}  controllers ${s.discovery.controllers.length}`);
@@ -218,6 +224,31 @@ async function main(): Promise<void> {
               ...(a.queue !== undefined ? { queue: a.queue } : {}),
             });
         }
+      },
+    )
+    .command(
+      'host dhchap <hostnqn>',
+      "change a host's DH-HMAC-CHAP settings at runtime (as nvmet's hosts/<nqn>/dhchap_*); an option left out keeps its value, '' clears it",
+      (y) =>
+        y
+          .positional('hostnqn', { type: 'string', demandOption: true })
+          .option('key', { type: 'string', describe: "the host's secret (DHHC-1:..., nvme gen-dhchap-key); '' removes it: no authentication" })
+          .option('ctrl-key', { type: 'string', describe: "the controller's secret for bidirectional authentication; '' removes it" })
+          .option('hash', { type: 'string', describe: 'hmac(sha256) | hmac(sha384) | hmac(sha512)' })
+          .option('dhgroup', { type: 'string', describe: 'null | ffdhe2048 | ffdhe3072 | ffdhe4096 | ffdhe6144 | ffdhe8192' }),
+      (a) => {
+        const attr = (v: string | undefined) => (v === undefined ? {} : { value: v === '' ? null : v });
+        const params: Record<string, unknown> = { hostnqn: a.hostnqn };
+        for (const [name, v] of [
+          ['key', a.key],
+          ['ctrl_key', a['ctrl-key']],
+          ['hash', a.hash],
+          ['dhgroup', a.dhgroup],
+        ] as const) {
+          const given = attr(v);
+          if ('value' in given) params[name] = given.value;
+        }
+        return call('host.dhchap', params);
       },
     )
     .command('crash', 'kill the target process at once (SIGKILL: nothing flushed beyond what the stores persisted)', {}, () => call('crash'))

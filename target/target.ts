@@ -16,6 +16,7 @@ import { Status } from '../shared/status.ts';
 import { realClock, type Clock } from '../shared/clock.ts';
 import { defaultFeatureSwitches, type FeatureSwitches } from '../shared/feature-switches.ts';
 import type { HostAuthConfig, NamespaceConfig, PortConfig, TargetConfig } from './config/index.ts';
+import { queueAuthView, type QueueAuthView } from './auth.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
 import type { DataPathCounters, TargetCore, TargetLimits } from './core.ts';
 import { DiscoveryService, type DiscoverySource } from './discovery.ts';
@@ -127,6 +128,22 @@ export class Target implements TargetCore, DiscoverySource {
 
   hostDhchap(hostnqn: string): HostAuthConfig | undefined {
     return this.config.hostAuth?.find((h) => h.nqn === hostnqn);
+  }
+
+  /**
+   * Replace a host's DH-HMAC-CHAP settings at runtime (null: no key, not
+   * authenticated), as writing nvmet's hosts/<nqn>/dhchap_* does: live
+   * controllers keep running and use the new settings from their next
+   * transaction (the admin queue's AUTH_Negotiate re-reads them, see auth.ts).
+   */
+  setHostDhchap(hostnqn: string, auth: HostAuthConfig | null): void {
+    if (!this.config.hosts.includes(hostnqn)) {
+      throw new ControlError(
+        `no host ${JSON.stringify(hostnqn)} in the configuration's hosts (${this.config.hosts.map((h) => JSON.stringify(h)).join(', ') || 'none'})`,
+      );
+    }
+    const others = (this.config.hostAuth ?? []).filter((h) => h.nqn !== hostnqn);
+    this.config.hostAuth = auth ? [...others, auth] : others;
   }
 
   ports(): Iterable<Port> {
@@ -722,7 +739,10 @@ function controllerView(c: Controller): ControllerView {
     portid: c.port.portid,
     kato: c.katoMs,
     ready: c.ready,
-    queues: [...c.queues.values()].map((q) => ({ qid: q.qid, peer: q.remoteAddress, sqsize: q.sqsize, outstanding: q.outstanding })),
+    queues: [...c.queues.values()].map((q) => {
+      const auth = queueAuthView(q);
+      return { qid: q.qid, peer: q.remoteAddress, sqsize: q.sqsize, outstanding: q.outstanding, ...(auth ? { auth } : {}) };
+    }),
   };
 }
 
@@ -732,7 +752,7 @@ export interface ControllerView {
   portid: number;
   kato: number;
   ready: boolean;
-  queues: { qid: number; peer: string; sqsize: number; outstanding: number }[];
+  queues: { qid: number; peer: string; sqsize: number; outstanding: number; auth?: QueueAuthView }[];
 }
 
 export interface TargetSnapshot {
