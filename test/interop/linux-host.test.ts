@@ -75,6 +75,8 @@ for c in 0 1; do
   begin idctrl$c; nvme id-ctrl /dev/nvme$c -o json; end idctrl$c
   begin idns$c; nvme id-ns /dev/nvme$c -n 1 -o json; end idns$c
 done
+begin suplogs; nvme supported-log-pages /dev/nvme0 -o json; echo "rc=$?"; end suplogs
+begin suplogs-text; nvme supported-log-pages /dev/nvme0; echo "rc=$?"; end suplogs-text
 rig_step connect ok
 rig_wait go-data 120 > /dev/null || die data "host did not answer"
 
@@ -262,6 +264,23 @@ describe.each(selectedKernels())('Linux %s nvme-tcp host against our target', (k
     expect(hostnqn).toMatch(/^nqn\.2014-08\.org\.nvmexpress:uuid:/);
     expect(text.hostnqn, `hostnqn= line (nvme-cli ${cli.join('.')})`).toBe(atLeast(cli, 2, 13) ? hostnqn : null);
     expect(text.iopolicy, `iopolicy= line (nvme-cli ${cli.join('.')})`).toBe(atLeast(cli, 2, 16) ? 'numa' : null);
+    // nvme-cli's supported-log-pages reads our log 00h: text on every release (2.3 and 2.13+
+    // word it differently), JSON from 2.13 (2.3's JSON form aborts in nvme-cli itself).
+    const ourLogs = ['0x0', '0x1', '0x2', '0x3', '0x4', '0x5', '0xc', '0x12'];
+    const supText = block(con, 'suplogs-text');
+    expect(supText, `supported-log-pages${why('suplogs-text')}`).toMatch(/^rc=0$/m);
+    expect(
+      [...supText.matchAll(/^LID (0x[0-9a-f]+|0)\b/gm)].map((m) => (m[1] === '0' ? '0x0' : m[1])),
+      `supported-log-pages${why('suplogs-text')}`,
+    ).toEqual(ourLogs);
+    if (atLeast(cli, 2, 13)) {
+      const supJson = block(con, 'suplogs').replace(/^rc=\d+$/m, '');
+      const doc = JSON.parse(supJson) as { supported_logs: Record<string, number>[] };
+      expect(
+        doc.supported_logs.flatMap((e) => Object.keys(e).map((k) => k.trim().replace(/^lid_/, ''))),
+        `supported-log-pages -o json${why('suplogs')}`,
+      ).toEqual(ourLogs);
+    }
     const connectOut = block(con, 'connect-out');
     if (atLeast(cli, 2, 13))
       expect(connectOut.match(/^connecting to device: nvme\d+$/gm)?.sort(), `nvme connect output${why('connect-out')}`).toEqual(

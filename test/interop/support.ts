@@ -91,10 +91,13 @@ export function block(consoleText: string, name: string): string {
   const start = lines.findIndex((l) => l.trim() === `@@BEGIN ${name}`);
   if (start < 0) return '';
   const end = lines.findIndex((l, i) => i > start && l.trim() === `@@END ${name}`);
-  return lines
-    .slice(start + 1, end < 0 ? undefined : end)
-    .filter((l) => !/^\[\s*\d+\.\d+\]/.test(l))
-    .join('\n');
+  return (
+    lines
+      .slice(start + 1, end < 0 ? undefined : end)
+      // Kernel lines and the rig's own echo (`#ctl guest> ...`, `[rig] ...`) interleave with the script's output.
+      .filter((l) => !/^\[\s*\d+\.\d+\]/.test(l) && !l.startsWith('#ctl ') && !l.startsWith('[rig] '))
+      .join('\n')
+  );
 }
 
 export function jsonBlock<T>(consoleText: string, name: string): T {
