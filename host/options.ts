@@ -241,6 +241,37 @@ function connectSchema(kind: 'io' | 'discovery') {
 }
 const SCHEMAS = { io: connectSchema('io'), discovery: connectSchema('discovery') };
 
+/** New keys for Controller.reauthenticate(): absent keeps the key in use; a null dhchapCtrlKey drops the controller key. */
+export interface ReauthKeys {
+  readonly dhchapKey?: string;
+  readonly dhchapCtrlKey?: string | null;
+}
+
+const reauthSchema = z.object({ dhchapKey: dhchapSecret.optional(), dhchapCtrlKey: dhchapSecret.nullable().optional() }).strict();
+
+/**
+ * The keys a re-authentication uses: the ones given, parsed, over the ones in
+ * use. Throws HostError OPTIONS_INVALID listing every problem (nothing is
+ * changed then).
+ */
+export function resolveReauthKeys(
+  keys: ReauthKeys,
+  current: { key: DhchapKey | null; ctrlKey: DhchapKey | null },
+): { key: DhchapKey; ctrlKey: DhchapKey | null } {
+  const r = reauthSchema.safeParse(keys);
+  const problems = r.success ? [] : r.error.issues.map((i) => `${i.path.map(String).join('.') || 'keys'}: ${i.message}`);
+  const key = r.success ? (r.data.dhchapKey ?? current.key) : current.key;
+  const ctrlKey = r.success ? (r.data.dhchapCtrlKey === undefined ? current.ctrlKey : r.data.dhchapCtrlKey) : current.ctrlKey;
+  if (r.success && !key) problems.push('dhchapKey: the controller has no DH-HMAC-CHAP key: give one (re-authentication needs the host key)');
+  if (problems.length || !key) {
+    throw new HostError(
+      'OPTIONS_INVALID',
+      `invalid re-authentication keys (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  - ${problems.join('\n  - ')}`,
+    );
+  }
+  return { key, ctrlKey };
+}
+
 /** Fill in defaults and validate; throws HostError OPTIONS_INVALID listing every problem. */
 export function resolveConnectOptions(o: ConnectOptions, kind: 'io' | 'discovery' = 'io'): ResolvedConnectOptions {
   const r = SCHEMAS[kind].safeParse(o);
