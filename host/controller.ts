@@ -405,7 +405,7 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
    * reconnects with the new keys). Not live: only the keys change, and the
    * next reconnect uses them. Calls run one after another.
    */
-  reauthenticate(keys: ReauthKeys = {}): Promise<ReauthReport> {
+  async reauthenticate(keys: ReauthKeys = {}): Promise<ReauthReport> {
     const resolved = resolveReauthKeys(keys, { key: this.#dhchapKey, ctrlKey: this.#dhchapCtrlKey });
     const run = this.#reauthChain.then(() => this.#reauthenticate(resolved));
     this.#reauthChain = run.catch(() => undefined);
