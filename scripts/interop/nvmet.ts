@@ -96,7 +96,7 @@ function checkSecret(text: string, what: string): void {
   try {
     parseDhchapKey(text);
   } catch (err) {
-    if (err instanceof DhchapKeyError) throw new Error(`bad ${what}: ${err.message}`);
+    if (err instanceof DhchapKeyError) throw new Error(`bad ${what}: ${err.message}`, { cause: err });
     throw err;
   }
 }
