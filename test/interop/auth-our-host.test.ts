@@ -67,6 +67,7 @@ describe.each(selectedKernels())('our host authenticating to Linux %s nvmet (DH-
   const wrongKey = { nqn: hostnqn(), key: generateDhchapKey() };
   const noKey = { nqn: hostnqn(), key: generateDhchapKey() };
   const wrongCtrl = { nqn: hostnqn(), key: generateDhchapKey(), ctrlKey: generateDhchapKey() };
+  const badReauth = { nqn: hostnqn(), key: generateDhchapKey() };
   const reauth = {
     nqn: hostnqn(),
     key: generateDhchapKey(),
@@ -80,6 +81,7 @@ describe.each(selectedKernels())('our host authenticating to Linux %s nvmet (DH-
     { nqn: noKey.nqn, key: noKey.key },
     { nqn: wrongCtrl.nqn, key: wrongCtrl.key, ctrlKey: wrongCtrl.ctrlKey },
     { nqn: reauth.nqn, key: reauth.key, ctrlKey: reauth.ctrlKey, hash: 'hmac(sha384)', dhgroup: 'ffdhe2048' },
+    { nqn: badReauth.nqn, key: badReauth.key, dhgroup: 'ffdhe3072' },
   ];
 
   let guest: GuestRun;
@@ -250,5 +252,35 @@ done
     expect(ctrl.state, `reconnected (${ctrl.lastError?.message ?? ''})`).toBe('live');
     expect(ctrl.authentication).toMatchObject({ bidirectional: true, reauthentications: 3 });
     clean(`${kernel} after the reconnect`, await runWorkload(head, { rw: 'randrw', bs: 4096, qd: 4, ios: 64, verify: true, spanBlocks: 4096, seed: 8 }));
+  });
+
+  it('re-authentication with a key nvmet does not have: refused with the reason; nvmet ends the controller; the right key brings it back', async () => {
+    const s = session();
+    const ctrl = await s.connect(opts(badReauth.nqn, { dhchapKey: badReauth.key }));
+    const resets: string[] = [];
+    ctrl.on('reset', (e) => resets.push(e.message));
+    const err = await ctrl.reauthenticate({ dhchapKey: generateDhchapKey() }).then(
+      () => new Error('the re-authentication succeeded'),
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(HostError);
+    expect((err as HostError).code).toBe('AUTH_FAILED');
+    expect((err as HostError).message).toMatch(/re-authentication failed: queue 0: DH-HMAC-CHAP authentication failed: .*AUTH_Failure1/);
+    console.log(`${kernel} wrong key at re-authentication: ${(err as HostError).message}`);
+    // nvmet_ctrl_fatal_error after a failed admin-queue transaction: the association goes, the host resets.
+    const deadline = Date.now() + 20_000;
+    while (resets.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    console.log(`${kernel} after the refused re-authentication: ${resets.length ? `reset (${resets[0]})` : 'no reset'}, state ${ctrl.state}`);
+    expect(resets.length, 'nvmet ended the controller').toBeGreaterThan(0);
+    // Not live: the right key only replaces the refused one, and the next reconnect authenticates with it.
+    expect(await ctrl.reauthenticate({ dhchapKey: badReauth.key })).toEqual({ reauthenticated: false, queues: [] });
+    const back = Date.now() + 60_000;
+    while (ctrl.state !== 'live' && Date.now() < back) await new Promise((r) => setTimeout(r, 100));
+    expect(ctrl.state).toBe('live');
+    expect(ctrl.authentication).toMatchObject({ hash: 'hmac(sha256)', dhgroup: 'ffdhe3072' });
+    clean(
+      `${kernel} after the right key`,
+      await runWorkload(s.head({ subnqn: NQN }), { rw: 'randrw', bs: 4096, qd: 4, ios: 64, verify: true, spanBlocks: 2048, seed: 9 }),
+    );
   });
 });
