@@ -60,7 +60,15 @@ import { ControllerStateMachine } from './controller-state.ts';
 import { enableController, getLogPage, identify, mustComplete, shutdownController } from './admin.ts';
 import { HostError } from './errors.ts';
 import { NsPath, namespaceInfo, sameIdentity, type NamespaceInfo, type PathController } from './ns-path.ts';
-import { ADMIN_QUEUE_DEPTH, resolveConnectOptions, resolveReauthKeys, type ConnectOptions, type ReauthKeys, type ResolvedConnectOptions } from './options.ts';
+import {
+  ADMIN_QUEUE_DEPTH,
+  parseReauthKeys,
+  reauthKeysInvalid,
+  resolveConnectOptions,
+  type ConnectOptions,
+  type ReauthKeys,
+  type ResolvedConnectOptions,
+} from './options.ts';
 import type { ControllerState } from './path.ts';
 import { TcpQueue, type QueueOutcome, type SubmitOptions } from './tcp-queue.ts';
 import { authenticateIfRequired, reauthenticateQueue, type HostAuthParams, type QueueAuthRecord } from './auth.ts';
@@ -406,15 +414,20 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
    * next reconnect uses them. Calls run one after another.
    */
   async reauthenticate(keys: ReauthKeys = {}): Promise<ReauthReport> {
-    const resolved = resolveReauthKeys(keys, { key: this.#dhchapKey, ctrlKey: this.#dhchapCtrlKey });
-    const run = this.#reauthChain.then(() => this.#reauthenticate(resolved));
+    const given = parseReauthKeys(keys);
+    // Merged with the keys in use when its turn comes, so that a queued call builds on the one before it.
+    const run = this.#reauthChain.then(() => this.#reauthenticate(given));
     this.#reauthChain = run.catch(() => undefined);
     return run;
   }
 
-  async #reauthenticate(keys: { key: DhchapKey; ctrlKey: DhchapKey | null }): Promise<ReauthReport> {
-    this.#dhchapKey = keys.key;
-    this.#dhchapCtrlKey = keys.ctrlKey;
+  async #reauthenticate(given: { key?: DhchapKey; ctrlKey?: DhchapKey | null }): Promise<ReauthReport> {
+    const key = given.key ?? this.#dhchapKey;
+    const ctrlKey = given.ctrlKey === undefined ? this.#dhchapCtrlKey : given.ctrlKey;
+    if (!key) throw reauthKeysInvalid(['dhchapKey: the controller has no DH-HMAC-CHAP key: give one (re-authentication needs the host key)']);
+    const keys = { key, ctrlKey };
+    this.#dhchapKey = key;
+    this.#dhchapCtrlKey = ctrlKey;
     const admin = this.#admin;
     if (this.state !== 'live' || !admin) {
       this.log.info({ state: this.state }, 'DH-HMAC-CHAP keys replaced; not live: the next reconnect authenticates with them');

@@ -250,26 +250,24 @@ export interface ReauthKeys {
 const reauthSchema = z.object({ dhchapKey: dhchapSecret.optional(), dhchapCtrlKey: dhchapSecret.nullable().optional() }).strict();
 
 /**
- * The keys a re-authentication uses: the ones given, parsed, over the ones in
- * use. Throws HostError OPTIONS_INVALID listing every problem (nothing is
- * changed then).
+ * New keys for a re-authentication, parsed: absent fields are absent here
+ * too (the caller keeps its key), a null dhchapCtrlKey stays null. Throws
+ * HostError OPTIONS_INVALID listing every problem (nothing is changed then).
  */
-export function resolveReauthKeys(
-  keys: ReauthKeys,
-  current: { key: DhchapKey | null; ctrlKey: DhchapKey | null },
-): { key: DhchapKey; ctrlKey: DhchapKey | null } {
+export function parseReauthKeys(keys: ReauthKeys): { key?: DhchapKey; ctrlKey?: DhchapKey | null } {
   const r = reauthSchema.safeParse(keys);
-  const problems = r.success ? [] : r.error.issues.map((i) => `${i.path.map(String).join('.') || 'keys'}: ${i.message}`);
-  const key = r.success ? (r.data.dhchapKey ?? current.key) : current.key;
-  const ctrlKey = r.success ? (r.data.dhchapCtrlKey === undefined ? current.ctrlKey : r.data.dhchapCtrlKey) : current.ctrlKey;
-  if (r.success && !key) problems.push('dhchapKey: the controller has no DH-HMAC-CHAP key: give one (re-authentication needs the host key)');
-  if (problems.length || !key) {
-    throw new HostError(
-      'OPTIONS_INVALID',
-      `invalid re-authentication keys (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  - ${problems.join('\n  - ')}`,
-    );
-  }
-  return { key, ctrlKey };
+  if (!r.success) throw reauthKeysInvalid(r.error.issues.map((i) => `${i.path.map(String).join('.') || 'keys'}: ${i.message}`));
+  return {
+    ...(r.data.dhchapKey !== undefined ? { key: r.data.dhchapKey } : {}),
+    ...(r.data.dhchapCtrlKey !== undefined ? { ctrlKey: r.data.dhchapCtrlKey } : {}),
+  };
+}
+
+export function reauthKeysInvalid(problems: string[]): HostError {
+  return new HostError(
+    'OPTIONS_INVALID',
+    `invalid re-authentication keys (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  - ${problems.join('\n  - ')}`,
+  );
 }
 
 /** Fill in defaults and validate; throws HostError OPTIONS_INVALID listing every problem. */

@@ -125,6 +125,12 @@ describe('host re-authentication (DH-HMAC-CHAP) against our target', () => {
     // and back to unidirectional
     await ctrl.reauthenticate({ dhchapCtrlKey: null });
     expect(ctrl.authentication?.bidirectional).toBe(false);
+    // Calls queue up, each building on the keys the one before it left: the second keeps the controller key the first adds.
+    const first = ctrl.reauthenticate({ dhchapCtrlKey: k.ctrlKey });
+    const second = ctrl.reauthenticate();
+    expect((await first).queues.every((q) => q.bidirectional)).toBe(true);
+    expect((await second).queues.every((q) => q.bidirectional)).toBe(true);
+    expect(ctrl.authentication).toMatchObject({ bidirectional: true, reauthentications: 4 });
     clean(await io);
   });
 
