@@ -45,6 +45,7 @@ export type AgentMethod =
   | 'topology'
   | 'show'
   | 'set-policy'
+  | 'reauth'
   | 'id-ctrl'
   | 'id-ns'
   | 'get-log'
@@ -61,6 +62,7 @@ export const AGENT_METHODS: readonly AgentMethod[] = [
   'topology',
   'show',
   'set-policy',
+  'reauth',
   'id-ctrl',
   'id-ns',
   'get-log',
@@ -259,6 +261,14 @@ export interface ConnectAllResult {
 
 export interface DisconnectResult {
   readonly disconnected: readonly string[];
+}
+
+/** `reauth`: what each queue of the controller negotiated (Controller.reauthenticate). */
+export interface ReauthResult {
+  readonly device: string;
+  /** False when the controller was not live: only its keys changed, for the next reconnect. */
+  readonly reauthenticated: boolean;
+  readonly queues: readonly { readonly qid: number; readonly hash: string; readonly dhgroup: string; readonly bidirectional: boolean }[];
 }
 
 export interface DataResult {

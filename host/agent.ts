@@ -42,6 +42,7 @@ import {
   type ControllerInfo,
   type DataResult,
   type DisconnectResult,
+  type ReauthResult,
   type IoEvent,
   type IoParams,
   type IoProgress,
@@ -183,6 +184,8 @@ export class HostAgent {
         return this.show();
       case 'set-policy':
         return this.setPolicy(p);
+      case 'reauth':
+        return this.reauth(p);
       case 'id-ctrl':
         return this.identifyController(p);
       case 'id-ns':
@@ -514,6 +517,27 @@ export class HostAgent {
       paths: c.paths.map((p) => p.name),
     }));
     return { agent: this.status(), controllers, heads: this.session.heads().map((h) => h.state()) };
+  }
+
+  /**
+   * DH-HMAC-CHAP re-authentication of one controller (Linux: a write to its
+   * dhchap_secret / dhchap_ctrl_secret in sysfs), new keys optional; I/O
+   * running in this agent goes on.
+   */
+  async reauth(p: Params): Promise<ReauthResult> {
+    const c = this.#controller(str(p, 'device'));
+    const keys: { dhchapKey?: string; dhchapCtrlKey?: string } = {};
+    const key = optStr(p, 'dhchapKey');
+    const ctrlKey = optStr(p, 'dhchapCtrlKey');
+    if (key) keys.dhchapKey = key;
+    if (ctrlKey) keys.dhchapCtrlKey = ctrlKey;
+    const r = await c.reauthenticate(keys);
+    this.#log.info({ ctrl: c.name, reauthenticated: r.reauthenticated, queues: r.queues.length }, 're-authentication requested');
+    return {
+      device: c.name,
+      reauthenticated: r.reauthenticated,
+      queues: r.queues.map((q) => ({ qid: q.qid, hash: q.hash, dhgroup: q.dhgroup, bidirectional: q.bidirectional })),
+    };
   }
 
   setPolicy(p: Params): { heads: string[]; policy: string } {

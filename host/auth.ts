@@ -13,6 +13,12 @@
  * A problem on our side of the exchange is reported to the controller with
  * AUTH_Failure2 before giving up. Unlike Linux, a Success1 without R2 when
  * we asked for one is a failure, not a pass.
+ *
+ * Re-authentication (reauthenticateQueue) is the same transaction on a live
+ * queue, I/O going on beside it: the AUTH_Send/Receive commands take a tag
+ * like any other command (Linux uses reserved tags; our queue backlogs a
+ * command that finds none free, so the exchange waits for a completion
+ * instead of failing).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import {
@@ -58,25 +64,48 @@ export interface HostAuthParams {
   readonly timeoutMs: number;
 }
 
+/** What one queue negotiated: the controller's choice of hash and DH group, as our host saw it. */
+export interface QueueAuthRecord {
+  readonly qid: number;
+  readonly hashId: number;
+  readonly dhGroupId: number;
+  /** Names as nvme-cli and configfs spell them: hmac(sha256), ffdhe2048, null. */
+  readonly hash: string;
+  readonly dhgroup: string;
+  /** The controller proved its key too (dhchapCtrlKey). */
+  readonly bidirectional: boolean;
+}
+
 let transaction = randomBytes(2).readUInt16LE(0);
 
 /**
  * Authenticate `q` if its Connect asked for it (or a controller key is set).
- * Resolves when the queue may carry other commands; throws HostError
- * AUTH_FAILED otherwise (the caller closes the queue).
+ * Resolves when the queue may carry other commands, with what was negotiated
+ * (null: no authentication was asked for); throws HostError AUTH_FAILED
+ * otherwise (the caller closes the queue).
  */
-export async function authenticateIfRequired(q: TcpQueue, p: HostAuthParams): Promise<void> {
+export async function authenticateIfRequired(q: TcpQueue, p: HostAuthParams): Promise<QueueAuthRecord | null> {
   const dw0 = q.connectResult;
   if (dw0 & CONNECT_AUTHREQ_ASCR) {
     throw new HostError('AUTH_FAILED', `queue ${q.qid}: the target requires a secure channel (AUTHREQ.ASCR): not supported`);
   }
   const required = (dw0 & CONNECT_AUTHREQ_ATR) !== 0;
-  if (!required && !p.ctrlKey) return;
+  if (!required && !p.ctrlKey) return null;
   if (!p.key) {
     throw new HostError('AUTH_FAILED', `queue ${q.qid}: ${p.subnqn} requires DH-HMAC-CHAP authentication (Connect AUTHREQ.ATR) and no dhchapKey is configured`);
   }
   if (!required) q.log.debug({ qid: q.qid }, 'DH-HMAC-CHAP: the target does not ask for authentication; authenticating it anyway (dhchapCtrlKey set)');
-  await authenticate(q, { ...p, key: p.key });
+  return authenticate(q, { ...p, key: p.key }, false);
+}
+
+/**
+ * Run the transaction again on a live queue (Linux's re-authentication after a
+ * write to dhchap_secret / dhchap_ctrl_secret). I/O on the queue goes on;
+ * throws HostError AUTH_FAILED when the exchange fails (the queue is left
+ * open: whether the association ends is the target's decision).
+ */
+export async function reauthenticateQueue(q: TcpQueue, p: HostAuthParams & { key: DhchapKey }): Promise<QueueAuthRecord> {
+  return authenticate(q, p, true);
 }
 
 async function send(q: TcpQueue, m: AuthMessage, timeoutMs: number, what: string): Promise<void> {
@@ -112,7 +141,7 @@ class Fail2 extends Error {
   }
 }
 
-async function authenticate(q: TcpQueue, p: HostAuthParams & { key: DhchapKey }): Promise<void> {
+async function authenticate(q: TcpQueue, p: HostAuthParams & { key: DhchapKey }, again: boolean): Promise<QueueAuthRecord> {
   const t = p.timeoutMs;
   transaction = (transaction + 1) & 0xffff;
   const tid = transaction;
@@ -123,7 +152,7 @@ async function authenticate(q: TcpQueue, p: HostAuthParams & { key: DhchapKey })
     'negotiate',
   );
   try {
-    const ch = expect(await receive(q, t, 'challenge'), 'challenge', tid);
+    const ch = expect(await receive(q, t, 'challenge'), 'challenge', tid, q.qid);
     if (!isHashId(ch.hashId)) throw new Fail2(FailureExplanation.HashUnusable, `challenge: unknown hash id ${ch.hashId}`);
     const hl = hashLength(ch.hashId);
     if (ch.challenge.length !== hl) throw new Fail2(FailureExplanation.HashUnusable, `challenge: HL ${ch.challenge.length} for ${hashName(ch.hashId)}`);
@@ -148,7 +177,7 @@ async function authenticate(q: TcpQueue, p: HostAuthParams & { key: DhchapKey })
     const c2 = p.ctrlKey ? randomBytes(hl) : null;
     const s2 = p.ctrlKey ? randomSeqnum() : 0;
     await send(q, { type: 'reply', tid, seqnum: s2, response: r1, challenge: c2, dhValue }, t, 'reply');
-    const s1 = expect(await receive(q, t, 'success1'), 'success1', tid);
+    const s1 = expect(await receive(q, t, 'success1'), 'success1', tid, q.qid);
     if (s1.hl !== hl) throw new Fail2(FailureExplanation.HashUnusable, `success1: HL ${s1.hl}, expected ${hl}`);
     if (p.ctrlKey && c2) {
       if (!s1.response) throw new Fail2(FailureExplanation.Failed, 'success1 without the controller response we asked for');
@@ -158,9 +187,18 @@ async function authenticate(q: TcpQueue, p: HostAuthParams & { key: DhchapKey })
       }
       await send(q, { type: 'success2', tid }, t, 'success2');
     }
-    const fields = { qid: q.qid, hash: hashName(ch.hashId), dhgroup: dhGroupName(ch.dhGroupId), bidirectional: p.ctrlKey !== null };
-    if (q.qid === 0) q.log.info(fields, 'DH-HMAC-CHAP: authenticated');
-    else q.log.debug(fields, 'DH-HMAC-CHAP: I/O queue authenticated');
+    const record: QueueAuthRecord = {
+      qid: q.qid,
+      hashId: ch.hashId,
+      dhGroupId: ch.dhGroupId,
+      hash: hashName(ch.hashId)!,
+      dhgroup: dhGroupName(ch.dhGroupId)!,
+      bidirectional: p.ctrlKey !== null,
+    };
+    const fields = { qid: q.qid, hash: record.hash, dhgroup: record.dhgroup, bidirectional: record.bidirectional };
+    if (q.qid === 0) q.log.info(fields, again ? 'DH-HMAC-CHAP: re-authenticated' : 'DH-HMAC-CHAP: authenticated');
+    else q.log.debug(fields, again ? 'DH-HMAC-CHAP: I/O queue re-authenticated' : 'DH-HMAC-CHAP: I/O queue authenticated');
+    return record;
   } catch (err) {
     if (!(err instanceof Fail2)) throw err;
     q.log.warn({ qid: q.qid, explanation: failureExplanationName(err.explanation) }, `DH-HMAC-CHAP failed: ${err.message}; sending AUTH_Failure2`);
@@ -169,9 +207,14 @@ async function authenticate(q: TcpQueue, p: HostAuthParams & { key: DhchapKey })
   }
 }
 
-function expect<T extends 'challenge' | 'success1'>(m: AuthMessage, type: T, tid: number): Extract<AuthMessage, { type: T }> {
+function expect<T extends 'challenge' | 'success1'>(m: AuthMessage, type: T, tid: number, qid: number): Extract<AuthMessage, { type: T }> {
   if (m.type === 'failure1') {
-    throw new HostError('AUTH_FAILED', `DH-HMAC-CHAP refused by the target (AUTH_Failure1: ${failureExplanationName(m.explanation)})`);
+    // Refused at the challenge: nothing of ours was checked yet (no usable hash or group, no key for us there).
+    const why =
+      type === 'success1'
+        ? 'the target did not accept our response (is dhchapKey the key the target has for this host?)'
+        : 'the target refused to start it (it has no key for this host, or no hash or DH group we offer)';
+    throw new HostError('AUTH_FAILED', `queue ${qid}: DH-HMAC-CHAP authentication failed: ${why} (AUTH_Failure1: ${failureExplanationName(m.explanation)})`);
   }
   if (m.type !== type) throw new Fail2(FailureExplanation.IncorrectMessage, `expected ${type}, got ${m.type}`);
   if (m.tid !== tid) throw new Fail2(FailureExplanation.IncorrectMessage, `${type}: transaction id ${m.tid}, expected ${tid}`);

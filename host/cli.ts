@@ -4,7 +4,7 @@
  *
  *   discover, connect, connect-all, disconnect, disconnect-all, list-subsys,
  *   show-topology, id-ctrl, id-ns, get-log, admin-passthru   (as nvme-cli)
- *   io, show, set-policy                                     (ours)
+ *   io, show, set-policy, reauth                             (ours)
  *
  * Process model: connections persist, as with the kernel. `connect` and
  * `connect-all` start a host agent (host/agent.ts, detached, control socket
@@ -36,6 +36,7 @@ import {
   type DisconnectResult,
   type IoSummary,
   type PassthruResult,
+  type ReauthResult,
   type ShowResult,
   type StreamHandlers,
   type Topology,
@@ -473,6 +474,26 @@ async function cmdShow(a: { device?: string | undefined; 'output-format': string
   out(formatShow(s, fmt === 'json'));
 }
 
+/** Linux: `echo KEY > /sys/class/nvme/nvme0/dhchap_secret` (or dhchap_ctrl_secret). */
+async function cmdReauth(a: {
+  device: string;
+  'dhchap-secret'?: string | undefined;
+  'dhchap-ctrl-secret'?: string | undefined;
+  'output-format': string;
+}): Promise<void> {
+  const fmt = outputFormat(a['output-format'], ['normal', 'json']);
+  const p: Record<string, unknown> = { device: a.device };
+  if (a['dhchap-secret'] !== undefined) p['dhchapKey'] = a['dhchap-secret'];
+  if (a['dhchap-ctrl-secret'] !== undefined) p['dhchapCtrlKey'] = a['dhchap-ctrl-secret'];
+  const r = await call<ReauthResult>('reauth', p);
+  if (fmt === 'json') out(JSON.stringify(r, null, 2) + '\n');
+  else if (!r.reauthenticated) out(`${r.device}: not live: keys replaced; the next reconnect authenticates with them\n`);
+  else {
+    const q0 = r.queues[0]!;
+    out(`${r.device}: re-authenticated ${r.queues.length} queue(s): ${q0.hash} ${q0.dhgroup}${q0.bidirectional ? ', bidirectional' : ''}\n`);
+  }
+}
+
 async function cmdSetPolicy(a: { device: string; policy: string }): Promise<void> {
   const r = await call<{ heads: string[]; policy: string }>('set-policy', { device: a.device, policy: a.policy });
   out(`${r.heads.join(', ')}: iopolicy ${r.policy}\n`);
@@ -790,6 +811,17 @@ async function main(): Promise<void> {
       run(cmdDisconnect),
     )
     .command('disconnect-all', 'disconnect every controller; the host agent exits', {}, run(cmdDisconnectAll))
+    .command(
+      'reauth <device>',
+      "re-authenticate a controller's queues (DH-HMAC-CHAP) while I/O goes on, optionally with new keys (Linux: write its dhchap_secret)",
+      (y) =>
+        y
+          .positional('device', { type: 'string', demandOption: true, describe: 'controller (nvme0)' })
+          .option('dhchap-secret', { alias: 'S', type: 'string', describe: 'new DH-HMAC-CHAP host key (DHHC-1:XX:...:); default: the one in use' })
+          .option('dhchap-ctrl-secret', { alias: 'C', type: 'string', describe: 'new controller key; default: the one in use' })
+          .option('output-format', { alias: 'o', type: 'string', default: 'normal', describe: 'normal|json' }),
+      run(cmdReauth),
+    )
     .command(
       'list-subsys [device]',
       'subsystems with their paths (controller, address, state, ANA state)',

@@ -18,6 +18,13 @@
  *               every path emits 'removed'.
  *   disconnect(): deleting, wait for I/O in flight, CC.SHN = 01b and wait for
  *               CSTS.SHST = 10b, close, deleted.
+ *   reauthenticate(): DH-HMAC-CHAP again on the live queues (admin first, then
+ *               every I/O queue that authenticated at connect, in parallel)
+ *               while I/O goes on, as Linux after a write to dhchap_secret.
+ *               The keys given replace the connect options' for every later
+ *               reconnect, whatever the outcome (Linux stores them first);
+ *               a failure is reported and changes no state (Linux: "a
+ *               soft-state") unless the target then ends the association.
  *
  * While not live, paths refuse I/O at once with a path error (no queueing), so
  * the multipath head can use another path. fast_io_fail_tmo only changes the
@@ -56,10 +63,19 @@ import { ControllerStateMachine } from './controller-state.ts';
 import { enableController, getLogPage, identify, mustComplete, shutdownController } from './admin.ts';
 import { HostError } from './errors.ts';
 import { NsPath, namespaceInfo, sameIdentity, type NamespaceInfo, type PathController } from './ns-path.ts';
-import { ADMIN_QUEUE_DEPTH, resolveConnectOptions, type ConnectOptions, type ResolvedConnectOptions } from './options.ts';
+import {
+  ADMIN_QUEUE_DEPTH,
+  parseReauthKeys,
+  reauthKeysInvalid,
+  resolveConnectOptions,
+  type ConnectOptions,
+  type ReauthKeys,
+  type ResolvedConnectOptions,
+} from './options.ts';
 import type { ControllerState } from './path.ts';
 import { TcpQueue, type QueueOutcome, type SubmitOptions } from './tcp-queue.ts';
-import { authenticateIfRequired, type HostAuthParams } from './auth.ts';
+import { authenticateIfRequired, reauthenticateQueue, type HostAuthParams, type QueueAuthRecord } from './auth.ts';
+import type { DhchapKey } from '../shared/auth.ts';
 import { sleepOn, type Clock, type TimerHandle } from '../shared/clock.ts';
 import { hostContext, type HostContext, type HostTransportStats } from './context.ts';
 
@@ -114,6 +130,13 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
   #failfastExpired = false;
   #nrReconnects = 0;
   #lastError: HostError | null = null;
+  // DH-HMAC-CHAP keys of later transactions: the connect options' until reauthenticate() replaces them.
+  #dhchapKey: DhchapKey | null;
+  #dhchapCtrlKey: DhchapKey | null;
+  /** What each queue of the association negotiated (absent: it did not authenticate). */
+  readonly #queueAuth = new WeakMap<TcpQueue, QueueAuthRecord>();
+  #reauthChain: Promise<unknown> = Promise.resolve();
+  #reauthCount = 0;
   // AER-driven work, serialized and coalesced.
   #working = false;
   #scanPending = false;
@@ -130,6 +153,8 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
     this.address = `tcp traddr=${options.traddr} trsvcid=${options.trsvcid}`;
     this.log = options.logger.child({ ctrl: this.name, subnqn: options.subnqn, traddr: options.traddr, trsvcid: options.trsvcid });
     this.#sm = new ControllerStateMachine((to, from) => this.#stateChanged(to, from));
+    this.#dhchapKey = options.dhchapKey;
+    this.#dhchapCtrlKey = options.dhchapCtrlKey;
   }
 
   /**
@@ -207,6 +232,16 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
   /** The error that started the last reset, if any. */
   get lastError(): HostError | null {
     return this.#lastError;
+  }
+  /**
+   * DH-HMAC-CHAP as the admin queue of the current association last
+   * negotiated it (at connect or re-authentication), or null when it did not
+   * authenticate. `reauthentications` counts the completed re-authentications.
+   */
+  get authentication(): (QueueAuthRecord & { readonly ioQueues: number; readonly reauthentications: number }) | null {
+    const a = this.#admin ? this.#queueAuth.get(this.#admin) : undefined;
+    if (!a) return null;
+    return { ...a, ioQueues: this.#io.filter((q) => this.#queueAuth.has(q)).length, reauthentications: this.#reauthCount };
   }
 
   #stateChanged(to: ControllerState, from: ControllerState): void {
@@ -304,7 +339,8 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
     this.#admin = admin;
     admin.once('close', this.#onQueueClose);
     this.#cntlid = admin.cntlid;
-    await authenticateIfRequired(admin, this.#authParams());
+    const adminAuth = await authenticateIfRequired(admin, this.#authParams());
+    if (adminAuth) this.#queueAuth.set(admin, adminAuth);
     const { cap, vs } = await enableController(admin, t);
     this.#cap = cap;
     this.#vs = vs;
@@ -333,7 +369,10 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
       Array.from({ length: nIo }, (_, i) =>
         TcpQueue.open({ ...common, qid: i + 1, depth, inCapsuleSize: ioccsz, cntlid: admin.cntlid, katoMs: 0, log: this.log }).then((q) =>
           authenticateIfRequired(q, this.#authParams()).then(
-            () => q,
+            (rec) => {
+              if (rec) this.#queueAuth.set(q, rec);
+              return q;
+            },
             (err: unknown) => {
               q.close('authentication failed');
               throw err;
@@ -358,7 +397,73 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
 
   #authParams(): HostAuthParams {
     const o = this.options;
-    return { hostnqn: o.hostnqn, subnqn: o.subnqn, key: o.dhchapKey, ctrlKey: o.dhchapCtrlKey, timeoutMs: o.adminTimeoutMs };
+    return { hostnqn: o.hostnqn, subnqn: o.subnqn, key: this.#dhchapKey, ctrlKey: this.#dhchapCtrlKey, timeoutMs: o.adminTimeoutMs };
+  }
+
+  // ---------------------------------------------------------------- re-authentication
+
+  /**
+   * Re-authenticate the live association (Linux: write dhchap_secret or
+   * dhchap_ctrl_secret in sysfs). `dhchapKey` / `dhchapCtrlKey` replace the
+   * keys in use (absent: keep; `dhchapCtrlKey: null`: unidirectional from now
+   * on); they are checked first and nothing changes when one is invalid.
+   * Then, as Linux's dhchap_auth_work: the admin queue, and only when it
+   * succeeded, every I/O queue that authenticated at connect, all at once,
+   * with I/O going on. Resolves with what each queue negotiated; rejects
+   * with HostError AUTH_FAILED naming the queues that failed. A failure
+   * leaves the controller as it is (the target may end the association:
+   * nvmet does when the admin queue fails, and error recovery then
+   * reconnects with the new keys). Not live: only the keys change, and the
+   * next reconnect uses them. Calls run one after another.
+   */
+  async reauthenticate(keys: ReauthKeys = {}): Promise<ReauthReport> {
+    const given = parseReauthKeys(keys);
+    // Merged with the keys in use when its turn comes, so that a queued call builds on the one before it.
+    const run = this.#reauthChain.then(() => this.#reauthenticate(given));
+    this.#reauthChain = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reauthenticate(given: { key?: DhchapKey; ctrlKey?: DhchapKey | null }): Promise<ReauthReport> {
+    const key = given.key ?? this.#dhchapKey;
+    const ctrlKey = given.ctrlKey === undefined ? this.#dhchapCtrlKey : given.ctrlKey;
+    if (!key) throw reauthKeysInvalid(['dhchapKey: the controller has no DH-HMAC-CHAP key: give one (re-authentication needs the host key)']);
+    const keys = { key, ctrlKey };
+    this.#dhchapKey = key;
+    this.#dhchapCtrlKey = ctrlKey;
+    const admin = this.#admin;
+    if (this.state !== 'live' || !admin) {
+      this.log.info({ state: this.state }, 'DH-HMAC-CHAP keys replaced; not live: the next reconnect authenticates with them');
+      return { reauthenticated: false, queues: [] };
+    }
+    this.log.info({ bidirectional: keys.ctrlKey !== null }, 're-authenticating controller');
+    const params = { ...this.#authParams(), key: keys.key };
+    try {
+      this.#queueAuth.set(admin, await reauthenticateQueue(admin, params));
+    } catch (err) {
+      const e = asHostError(err);
+      this.log.warn({ qid: 0, err: e.message }, 'DH-HMAC-CHAP re-authentication failed on the admin queue; I/O queues not re-authenticated');
+      throw new HostError('AUTH_FAILED', `re-authentication failed: ${e.message}`, { cause: e, ...(e.status !== undefined ? { status: e.status } : {}) });
+    }
+    const ioQueues = this.#io.filter((q) => this.#queueAuth.has(q));
+    const settled = await Promise.allSettled(ioQueues.map((q) => reauthenticateQueue(q, params)));
+    const failures: string[] = [];
+    settled.forEach((r, i) => {
+      const q = ioQueues[i]!;
+      if (r.status === 'fulfilled') this.#queueAuth.set(q, r.value);
+      else {
+        const msg = asHostError(r.reason).message;
+        failures.push(msg);
+        // A soft state, as Linux: the queue keeps its earlier authentication until the target ends it.
+        this.log.warn({ qid: q.qid, err: msg }, 'DH-HMAC-CHAP re-authentication failed on an I/O queue');
+      }
+    });
+    if (failures.length)
+      throw new HostError('AUTH_FAILED', `re-authentication failed on ${failures.length} of ${ioQueues.length} I/O queues: ${failures.join('; ')}`);
+    this.#reauthCount++;
+    const queues = [admin, ...ioQueues].map((q) => this.#queueAuth.get(q)!);
+    this.log.info({ queues: queues.length, hash: queues[0]!.hash, dhgroup: queues[0]!.dhgroup }, 'controller re-authenticated');
+    return { reauthenticated: true, queues };
   }
 
   #goLive(): void {
@@ -687,6 +792,16 @@ export class Controller extends EventEmitter<ControllerEvents> implements PathCo
     }
     this.#finishDelete('controller disconnected');
   }
+}
+
+/** What reauthenticate() did: every queue's new record (empty when the controller was not live). */
+export interface ReauthReport {
+  readonly reauthenticated: boolean;
+  readonly queues: readonly QueueAuthRecord[];
+}
+
+function asHostError(err: unknown): HostError {
+  return err instanceof HostError ? err : new HostError('AUTH_FAILED', (err as Error).message, { cause: err });
 }
 
 /** Identify Controller checks a Linux host makes before using a fabrics controller. */

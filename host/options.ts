@@ -241,6 +241,35 @@ function connectSchema(kind: 'io' | 'discovery') {
 }
 const SCHEMAS = { io: connectSchema('io'), discovery: connectSchema('discovery') };
 
+/** New keys for Controller.reauthenticate(): absent keeps the key in use; a null dhchapCtrlKey drops the controller key. */
+export interface ReauthKeys {
+  readonly dhchapKey?: string;
+  readonly dhchapCtrlKey?: string | null;
+}
+
+const reauthSchema = z.object({ dhchapKey: dhchapSecret.optional(), dhchapCtrlKey: dhchapSecret.nullable().optional() }).strict();
+
+/**
+ * New keys for a re-authentication, parsed: absent fields are absent here
+ * too (the caller keeps its key), a null dhchapCtrlKey stays null. Throws
+ * HostError OPTIONS_INVALID listing every problem (nothing is changed then).
+ */
+export function parseReauthKeys(keys: ReauthKeys): { key?: DhchapKey; ctrlKey?: DhchapKey | null } {
+  const r = reauthSchema.safeParse(keys);
+  if (!r.success) throw reauthKeysInvalid(r.error.issues.map((i) => `${i.path.map(String).join('.') || 'keys'}: ${i.message}`));
+  return {
+    ...(r.data.dhchapKey !== undefined ? { key: r.data.dhchapKey } : {}),
+    ...(r.data.dhchapCtrlKey !== undefined ? { ctrlKey: r.data.dhchapCtrlKey } : {}),
+  };
+}
+
+export function reauthKeysInvalid(problems: string[]): HostError {
+  return new HostError(
+    'OPTIONS_INVALID',
+    `invalid re-authentication keys (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  - ${problems.join('\n  - ')}`,
+  );
+}
+
 /** Fill in defaults and validate; throws HostError OPTIONS_INVALID listing every problem. */
 export function resolveConnectOptions(o: ConnectOptions, kind: 'io' | 'discovery' = 'io'): ResolvedConnectOptions {
   const r = SCHEMAS[kind].safeParse(o);

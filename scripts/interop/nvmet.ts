@@ -9,6 +9,8 @@
 //     ],
 //   }) + 'rig_step nvmet ok\n' + 'rig_wait go\n' + setAnaStateScript(2, 1, 'inaccessible');
 
+import { DhchapKeyError, dhGroupIdByName, hashIdByName, parseDhchapKey } from '../../shared/auth.ts';
+
 export type AnaState = 'optimized' | 'non-optimized' | 'inaccessible' | 'persistent-loss' | 'change';
 
 export interface NvmetPortConfig {
@@ -39,6 +41,22 @@ export interface NvmetNamespaceConfig {
   nguid?: string;
 }
 
+/** In-band authentication (DH-HMAC-CHAP) of one host, configfs hosts/<nqn>/dhchap_*. */
+export interface NvmetHostAuth {
+  /** dhchap_key: the host's secret, `DHHC-1:0N:<base64>:` (nvme gen-dhchap-key). */
+  key?: string;
+  /** dhchap_ctrl_key: the controller's secret; the host may then authenticate it. */
+  ctrlKey?: string;
+  /** dhchap_hash: hmac(sha256) (nvmet's default), hmac(sha384) or hmac(sha512). */
+  hash?: string;
+  /** dhchap_dhgroup: null (nvmet's default), ffdhe2048 ... ffdhe8192. */
+  dhgroup?: string;
+}
+
+export interface NvmetHostConfig extends NvmetHostAuth {
+  nqn: string;
+}
+
 export interface NvmetConfig {
   subnqn: string;
   ports: NvmetPortConfig[];
@@ -47,6 +65,9 @@ export interface NvmetConfig {
   /** Default true. When false, only `hostnqns` may connect. */
   allowAnyHost?: boolean;
   hostnqns?: string[];
+  /** Hosts with their DH-HMAC-CHAP settings; each is allowed like `hostnqns`. Linux
+   *  asks a host to authenticate when its hosts/<nqn> has a dhchap_key. */
+  hosts?: NvmetHostConfig[];
   serial?: string;
   model?: string;
   /** What a failure does: `exit` the script (default) or leave status 1 in $?. */
@@ -66,6 +87,38 @@ function checkNqn(nqn: string): void {
 
 function checkId(n: number, what: string, max = 0xffff): void {
   if (!Number.isInteger(n) || n < 1 || n > max) throw new Error(`bad ${what}: ${n}`);
+}
+
+const HASHES = ['hmac(sha256)', 'hmac(sha384)', 'hmac(sha512)'] as const;
+const DH_GROUPS = ['null', 'ffdhe2048', 'ffdhe3072', 'ffdhe4096', 'ffdhe6144', 'ffdhe8192'] as const;
+
+function checkSecret(text: string, what: string): void {
+  try {
+    parseDhchapKey(text);
+  } catch (err) {
+    if (err instanceof DhchapKeyError) throw new Error(`bad ${what}: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+/** configfs lines setting a host's DH-HMAC-CHAP attributes (validated first: a bad value
+ *  would only show up as a write error in the guest). */
+function hostAuthLines(nqn: string, a: NvmetHostAuth): string[] {
+  checkNqn(nqn);
+  if (a.key !== undefined) checkSecret(a.key, 'dhchap_key');
+  if (a.ctrlKey !== undefined) checkSecret(a.ctrlKey, 'dhchap_ctrl_key');
+  if (a.hash !== undefined && (hashIdByName(a.hash) === null || !HASHES.includes(a.hash as (typeof HASHES)[number])))
+    throw new Error(`bad dhchap_hash: ${a.hash} (${HASHES.join(', ')})`);
+  if (a.dhgroup !== undefined && (dhGroupIdByName(a.dhgroup) === null || !DH_GROUPS.includes(a.dhgroup as (typeof DH_GROUPS)[number])))
+    throw new Error(`bad dhchap_dhgroup: ${a.dhgroup} (${DH_GROUPS.join(', ')})`);
+  const hd = `${CFG}/hosts/${nqn}`;
+  const L: string[] = [];
+  // Hash and group first: a key written afterwards is what the next transaction reads.
+  if (a.hash !== undefined) L.push(`echo -n ${q(a.hash)} > ${q(hd + '/dhchap_hash')}`);
+  if (a.dhgroup !== undefined) L.push(`echo -n ${q(a.dhgroup)} > ${q(hd + '/dhchap_dhgroup')}`);
+  if (a.key !== undefined) L.push(`echo -n ${q(a.key)} > ${q(hd + '/dhchap_key')}`);
+  if (a.ctrlKey !== undefined) L.push(`echo -n ${q(a.ctrlKey)} > ${q(hd + '/dhchap_ctrl_key')}`);
+  return L;
 }
 
 const ANA_STATES: readonly AnaState[] = ['optimized', 'non-optimized', 'inaccessible', 'persistent-loss', 'change'];
@@ -142,10 +195,13 @@ export function writeNvmetConfigScript(cfg: NvmetConfig): string {
   L.push(`echo ${cfg.allowAnyHost === false ? 0 : 1} > ${q(sub + '/attr_allow_any_host')}`);
   if (cfg.serial) L.push(`echo ${q(cfg.serial)} > ${q(sub + '/attr_serial')}`);
   if (cfg.model) L.push(`echo ${q(cfg.model)} > ${q(sub + '/attr_model')}`);
-  for (const h of cfg.hostnqns ?? []) {
-    checkNqn(h);
-    L.push(`mkdir -p ${q(`${CFG}/hosts/${h}`)}`);
-    L.push(`ln -s ${q(`${CFG}/hosts/${h}`)} ${q(`${sub}/allowed_hosts/${h}`)}`);
+  const hosts: NvmetHostConfig[] = [...(cfg.hostnqns ?? []).map((nqn) => ({ nqn })), ...(cfg.hosts ?? [])];
+  if (new Set(hosts.map((h) => h.nqn)).size !== hosts.length) throw new Error('a host NQN is listed twice');
+  for (const h of hosts) {
+    checkNqn(h.nqn);
+    L.push(`mkdir -p ${q(`${CFG}/hosts/${h.nqn}`)}`);
+    L.push(...hostAuthLines(h.nqn, h));
+    L.push(`ln -s ${q(`${CFG}/hosts/${h.nqn}`)} ${q(`${sub}/allowed_hosts/${h.nqn}`)}`);
   }
   for (const ns of namespaces) {
     const nd = `${sub}/namespaces/${ns.nsid}`;
@@ -192,6 +248,15 @@ export function linkPortScript(portid: number, subnqn: string): string {
   checkId(portid, 'portid');
   checkNqn(subnqn);
   return linkPortCommand(portid, subnqn) + '\n';
+}
+
+/** Shell snippet: change a host's DH-HMAC-CHAP settings (hosts/<nqn> must exist). nvmet
+ *  reads them at the next Connect, and on a live controller when the host re-authenticates
+ *  its admin queue (nvmet_setup_auth on a new AUTH_Negotiate on qid 0). */
+export function setHostAuthScript(nqn: string, auth: NvmetHostAuth): string {
+  const L = hostAuthLines(nqn, auth);
+  if (L.length === 0) throw new Error('no DH-HMAC-CHAP attribute to set');
+  return L.join('\n') + '\n';
 }
 
 /** Shell snippet: take everything down (links, ports, namespaces, subsystem). */

@@ -2,6 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { generateDhchapKey } from '../../../shared/auth.ts';
 import {
   analysePcap,
   buildCpio,
@@ -10,6 +11,7 @@ import {
   netdevOption,
   selectedKernels,
   setAnaStateScript,
+  setHostAuthScript,
   startCapture,
   unlinkPortScript,
   writeNvmetConfigScript,
@@ -38,7 +40,14 @@ describe('netdevOption', () => {
 
 describe('kernel matrix', () => {
   it('INTEROP_KERNELS selects kernels in order, without repeats; empty or "all" means every kernel', () => {
-    expect(selectedKernels(undefined)).toEqual(['6.1', '6.12', '7.2']);
+    // An absent argument reads INTEROP_KERNELS, which a narrowed run of this file sets.
+    const saved = process.env['INTEROP_KERNELS'];
+    delete process.env['INTEROP_KERNELS'];
+    try {
+      expect(selectedKernels(undefined)).toEqual(['6.1', '6.12', '7.2']);
+    } finally {
+      if (saved !== undefined) process.env['INTEROP_KERNELS'] = saved;
+    }
     expect(selectedKernels('all')).toEqual(['6.1', '6.12', '7.2']);
     expect(selectedKernels('  ')).toEqual(['6.1', '6.12', '7.2']);
     expect(selectedKernels('6.12')).toEqual(['6.12']);
@@ -93,6 +102,50 @@ describe('nvmet snippets', () => {
     expect(linkPortScript(2, subnqn)).toContain(`ln -s '/sys/kernel/config/nvmet/subsystems/${subnqn}'`);
     expect(() => setAnaStateScript(1, 1, 'bogus' as never)).toThrow();
     expect(() => unlinkPortScript(1, "bad'nqn with space")).toThrow();
+  });
+  it('in-band authentication: hosts/<nqn>/dhchap_* written before the host joins allowed_hosts, any-host off', () => {
+    const key = generateDhchapKey({ transform: 1 });
+    const ctrlKey = generateDhchapKey({ length: 64 });
+    const host = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001';
+    const s = writeNvmetConfigScript({
+      subnqn,
+      ports: [{ portid: 1, guestPort: 4420 }],
+      allowAnyHost: false,
+      hosts: [{ nqn: host, key, ctrlKey, hash: 'hmac(sha512)', dhgroup: 'ffdhe3072' }],
+    });
+    const hd = `/sys/kernel/config/nvmet/hosts/${host}`;
+    const at = (needle: string) => {
+      const i = s.indexOf(needle);
+      expect(i, needle).toBeGreaterThanOrEqual(0);
+      return i;
+    };
+    expect(s).toContain(`echo 0 > '/sys/kernel/config/nvmet/subsystems/${subnqn}/attr_allow_any_host'`);
+    expect(at(`mkdir -p '${hd}'`)).toBeLessThan(at(`echo -n 'hmac(sha512)' > '${hd}/dhchap_hash'`));
+    expect(at(`echo -n 'ffdhe3072' > '${hd}/dhchap_dhgroup'`)).toBeLessThan(at(`echo -n '${key}' > '${hd}/dhchap_key'`));
+    expect(at(`echo -n '${ctrlKey}' > '${hd}/dhchap_ctrl_key'`)).toBeLessThan(
+      at(`ln -s '${hd}' '/sys/kernel/config/nvmet/subsystems/${subnqn}/allowed_hosts/${host}'`),
+    );
+    // A host without settings writes no dhchap attribute (nvmet then asks for no authentication).
+    const plain = writeNvmetConfigScript({ subnqn, ports: [{ portid: 1, guestPort: 4420 }], allowAnyHost: false, hosts: [{ nqn: host }] });
+    expect(plain).not.toContain('dhchap_');
+    expect(plain).toContain(`allowed_hosts/${host}'`);
+  });
+  it('in-band authentication: run-time changes, and bad values refused before they reach the guest', () => {
+    const host = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000002';
+    const key = generateDhchapKey();
+    expect(setHostAuthScript(host, { key })).toBe(`echo -n '${key}' > '/sys/kernel/config/nvmet/hosts/${host}/dhchap_key'\n`);
+    expect(setHostAuthScript(host, { hash: 'hmac(sha384)', dhgroup: 'null' }).split('\n').filter(Boolean)).toHaveLength(2);
+    expect(() => setHostAuthScript(host, {})).toThrow(/no DH-HMAC-CHAP attribute/);
+    expect(() => setHostAuthScript(host, { key: 'DHHC-1:00:bm90IGEga2V5:' })).toThrow(/bad dhchap_key/);
+    // A valid key with one byte changed fails its CRC.
+    const flipped = key.slice(0, 12) + (key[12] === 'A' ? 'B' : 'A') + key.slice(13);
+    expect(() => setHostAuthScript(host, { ctrlKey: flipped })).toThrow(/bad dhchap_ctrl_key/);
+    expect(() => setHostAuthScript(host, { hash: 'sha256' })).toThrow(/bad dhchap_hash/);
+    expect(() => setHostAuthScript(host, { dhgroup: 'ffdhe1024' })).toThrow(/bad dhchap_dhgroup/);
+    expect(() => setHostAuthScript("bad'nqn with space", { key })).toThrow(/bad NQN/);
+    expect(() => writeNvmetConfigScript({ subnqn, ports: [{ portid: 1, guestPort: 4420 }], hostnqns: [host], hosts: [{ nqn: host, key }] })).toThrow(
+      /listed twice/,
+    );
   });
 });
 
