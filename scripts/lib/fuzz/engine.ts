@@ -806,6 +806,12 @@ class Engine {
   readonly runtime: ConnectRuntime = {
     fuzzCntlid: (port) => this.adminLane(port).cntlid,
     disabledCntlid: () => this.lanes.get('disabled')!.cntlid,
+    unusedCntlid: (cntlid) => {
+      const live = this.target.subsystems.get(SUBNQN)!.controllers;
+      let id = cntlid;
+      for (let i = 0; i < 0x10000 && live.has(id); i++) id = (id + 1) & 0xffff;
+      return id;
+    },
     reserveQid: (port) => this.reserveQid(port),
     releaseQid: (port, qid) => this.#reservedQids[port]!.delete(qid),
     busyQid: () => 1,

@@ -65,6 +65,12 @@ export const LANES: Record<LaneName, LaneSpec> = {
 export interface ConnectRuntime {
   fuzzCntlid(port: number): number;
   disabledCntlid(): number;
+  /**
+   * The given controller id, or the next one up that no live controller of the
+   * main subsystem has: a random CNTLID must not name a controller some other
+   * lane's admin Connect just created (the oracle does not model those).
+   */
+  unusedCntlid(cntlid: number): number;
   /** A queue id free on the port's fuzz controller, reserved until release(). */
   reserveQid(port: number): number;
   releaseQid(port: number, qid: number): void;
@@ -651,7 +657,7 @@ function connectInput(P: Profile, rng: Rng, index: number, lane: LaneSpec, cid: 
         else qid = randomQid;
       }
       let cntlid = 0xffff;
-      if (cntlChoice === 'random') cntlid = randomCntlid;
+      if (cntlChoice === 'random') cntlid = rt.unusedCntlid(randomCntlid);
       else if (cntlChoice === 'fuzz') cntlid = rt.fuzzCntlid(lane.port);
       else if (cntlChoice === 'other-port') cntlid = rt.fuzzCntlid(1 - lane.port);
       else if (cntlChoice === 'disabled') cntlid = rt.disabledCntlid();
