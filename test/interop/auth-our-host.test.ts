@@ -267,7 +267,11 @@ done
     );
     expect(err).toBeInstanceOf(HostError);
     expect((err as HostError).code).toBe('AUTH_FAILED');
-    expect((err as HostError).message).toMatch(/re-authentication failed: queue 0: DH-HMAC-CHAP authentication failed: .*AUTH_Failure1/);
+    // nvmet answers the AUTH_Receive with AUTH_Failure1 and at once queues the controller's fatal error: the
+    // teardown can overtake that completion on the wire (seen on 6.12 in CI), so the host reads either.
+    expect((err as HostError).message).toMatch(
+      /re-authentication failed: queue 0: DH-HMAC-CHAP (authentication failed: .*AUTH_Failure1|success1: queue 0: connection closed by the target)/,
+    );
     console.log(`${kernel} wrong key at re-authentication: ${(err as HostError).message}`);
     // nvmet_ctrl_fatal_error after a failed admin-queue transaction: the association goes, the host resets.
     const deadline = Date.now() + 20_000;
