@@ -23,7 +23,6 @@ import {
   generateTlsKey,
   parseTlsKey,
   TlsKeyError,
-  type PskCipherHash,
   type PskIdentityVersion,
 } from '../shared/tls-psk.ts';
 
@@ -170,7 +169,7 @@ export function genTlsKey(argv: Record<string, unknown>, env: TlsKeyCliEnv = def
     const version = identityVersion(a.identity);
     const len = hmac === 1 ? 32 : 48;
     const { secret, warning } = a.secret !== undefined ? parseSecret(a.secret, len) : { secret: undefined, warning: '' };
-    const key = generateTlsKey(hmac as PskCipherHash, secret);
+    const key = generateTlsKey(hmac, secret);
     const text = formatTlsKey(key);
     if (a.keyfile !== undefined) {
       if (!a.subsysnqn) throw new CliFailure('No subsystem NQN specified (--subsysnqn): the key file line needs it', 2);

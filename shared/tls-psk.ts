@@ -107,7 +107,7 @@ export function parseTlsKey(text: string): TlsInterchangeKey {
     const hex = (n: number) => n.toString(16).padStart(8, '0');
     throw new TlsKeyError(`CRC mismatch (key ${hex(stored)}, crc ${hex(computed)}): the key is corrupted or mistyped`);
   }
-  return { hmac: hmac as PskHashId, key: Buffer.from(key) };
+  return { hmac, key: Buffer.from(key) };
 }
 
 export function formatTlsKey(k: TlsInterchangeKey): string {
