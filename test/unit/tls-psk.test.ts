@@ -219,5 +219,8 @@ describe('identities', () => {
     const crc = Buffer.alloc(4);
     crc.writeUInt32LE(zlib.crc32(d.tlsPsk), 0);
     expect(keyPart).toBe(`NVMeTLSkey-1:02:${Buffer.concat([d.tlsPsk, crc]).toString('base64')}:`);
+    // Version 0 identities get a version-0 interchange prefix, as nvme-cli writes it.
+    const d0 = deriveTlsKey({ hmac: 1, key: k32 }, { hostnqn: H, subnqn: S, version: 0 });
+    expect(formatKeyfileLine(d0)).toMatch(new RegExp(`^NVMe0R01 ${H} ${S} NVMeTLSkey-0:01:[A-Za-z0-9+/]{48}:$`));
   });
 });
