@@ -16,15 +16,7 @@
  */
 import { appendFileSync, chmodSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
-import {
-  deriveTlsKey,
-  formatKeyfileLine,
-  formatTlsKey,
-  generateTlsKey,
-  parseTlsKey,
-  TlsKeyError,
-  type PskIdentityVersion,
-} from '../shared/tls-psk.ts';
+import { deriveTlsKey, formatKeyfileLine, formatTlsKey, generateTlsKey, parseTlsKey, TlsKeyError, type PskIdentityVersion } from '../shared/tls-psk.ts';
 
 export interface TlsKeyCliResult {
   stdout: string;
