@@ -5,6 +5,7 @@
  *   discover, connect, connect-all, disconnect, disconnect-all, list-subsys,
  *   show-topology, id-ctrl, id-ns, get-log, admin-passthru   (as nvme-cli)
  *   io, show, set-policy, reauth                             (ours)
+ *   gen-tls-key, check-tls-key               (as nvme-cli 2.16; no agent, host/tls-key-cli.ts)
  *
  * Process model: connections persist, as with the kernel. `connect` and
  * `connect-all` start a host agent (host/agent.ts, detached, control socket
@@ -66,6 +67,7 @@ import {
   parseSize,
 } from './format.ts';
 import { IO_POLICIES } from './multipath/index.ts';
+import { CHECK_TLS_KEY_OPTIONS, checkTlsKey, GEN_TLS_KEY_OPTIONS, genTlsKey, type TlsKeyCliResult } from './tls-key-cli.ts';
 
 const PROG = 'nvmets-host';
 
@@ -753,6 +755,12 @@ function run<A>(fn: (a: A) => Promise<void>): (a: A) => Promise<void> {
   };
 }
 
+function tlsKeyVerb(r: TlsKeyCliResult): void {
+  out(r.stdout);
+  if (r.stderr) err(r.exitCode === 0 ? r.stderr : `${PROG}: ${r.stderr}`);
+  if (r.exitCode !== 0) process.exitCode = r.exitCode;
+}
+
 function fail(e: unknown): never {
   const msg = e instanceof Error ? e.message : String(e);
   err(`${msg.startsWith('NVMe status:') ? '' : `${PROG}: `}${msg}\n`);
@@ -937,6 +945,18 @@ async function main(): Promise<void> {
       `set the I/O policy of a head (nvme0n1) or of every head of a subsystem (nvme-subsys0): ${IO_POLICIES.join(', ')}`,
       (y) => y.positional('device', { type: 'string', demandOption: true }).positional('policy', { type: 'string', demandOption: true }),
       run(cmdSetPolicy),
+    )
+    .command(
+      'gen-tls-key',
+      'print a TLS PSK in the interchange format (nvme-cli 2.16 options; no agent)',
+      (y) => y.options(GEN_TLS_KEY_OPTIONS),
+      (a) => tlsKeyVerb(genTlsKey(a)),
+    )
+    .command(
+      'check-tls-key',
+      'check a TLS PSK (CRC) and print its PSK identity (nvme-cli 2.16 options; no agent)',
+      (y) => y.options(CHECK_TLS_KEY_OPTIONS),
+      (a) => tlsKeyVerb(checkTlsKey(a)),
     )
     .command(
       'show [device]',
