@@ -129,7 +129,8 @@ export function unexpectedNvmeErrors(dmesg: string[], faultWindows: [string, str
  * What Linux's host logs while one of its paths is down and comes back: each
  * kernel's wording (6.1: `Failed reconnect attempt 3`, `bad type returned 0`;
  * 6.12 and 7.2: `Failed reconnect attempt 3/60`, `failed to receive icresp,
- * error -104`). Any other nvme line inside a fault window is a finding.
+ * error -104`; now and then `queue 1 socket state 11`, seen on 7.2). Any other nvme line
+ * inside a fault window is a finding.
  */
 const PATH_RECOVERY_LINES = [
   /nvme nvme\d+: starting error recovery$/,
@@ -141,6 +142,8 @@ const PATH_RECOVERY_LINES = [
   /nvme_tcp: queue 0: bad type returned 0$/,
   /nvme_tcp: queue 0: failed to receive icresp, error -104$/,
   /block nvme\d+n\d+: no usable path - requeuing I\/O$/,
+  // nvme_tcp_state_change on a socket state it does not act on (11, TCP_CLOSING, when the port's close crosses the host's).
+  /nvme nvme\d+: queue \d+ socket state \d+$/,
 ];
 
 /** The nvme lines the kernel logged between two marks, split into the known path-recovery lines and the rest. */

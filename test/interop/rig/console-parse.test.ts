@@ -45,6 +45,7 @@ describe('faultWindowLines', () => {
       '[   41.300001] nvme nvme1: Failed reconnect attempt 2/60',
       '[   41.400000] nvme nvme1: Reconnecting in 1 seconds...',
       '[   41.500000] block nvme0n1: no usable path - requeuing I/O',
+      '[   41.600000] nvme nvme1: queue 1 socket state 11',
       '[   45.000000] nvme nvme1: creating 2 I/O queues.',
       '[   45.000001] nvme nvme1: mapped 2/0/0 default/read/poll queues.',
       '[   45.000002] nvme nvme1: Successfully reconnected (6 attempt)',
@@ -54,7 +55,7 @@ describe('faultWindowLines', () => {
       '[   47.000000] nvme nvme1: starting error recovery',
     ];
     const { known, unknown } = faultWindowLines(dmesg, window);
-    expect(known).toHaveLength(11);
+    expect(known).toHaveLength(12);
     expect(unknown).toEqual(['nvme nvme0: I/O tag 12 (100c) opcode 0x1 (I/O Cmd) QID 1 timeout']);
   });
 });
