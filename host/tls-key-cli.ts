@@ -196,13 +196,9 @@ export function checkTlsKey(argv: Record<string, unknown>, env: TlsKeyCliEnv = d
   });
 }
 
-/** The options of both verbs for yargs, with nvme-cli 2.16's names and short flags. */
-export const GEN_TLS_KEY_OPTIONS = {
-  hostnqn: { alias: 'n', type: 'string', describe: 'host NQN for the key file line (default /etc/nvme/hostnqn)' },
-  subsysnqn: { alias: 'c', type: 'string', describe: 'subsystem NQN for the key file line' },
-  secret: { alias: 's', type: 'string', describe: 'the key in hex (32 or 48 bytes); default random' },
+/** Options both verbs share, with nvme-cli 2.16's names and short flags. */
+const COMMON_TLS_KEY_OPTIONS = {
   keyfile: { alias: 'f', type: 'string', describe: 'append "<identity> <TLS PSK>" to this file (mode 0600)' },
-  hmac: { alias: 'm', type: 'string', describe: 'retained key transform: 1 = SHA-256 (default), 2 = SHA-384' },
   identity: { alias: 'I', type: 'string', describe: 'TLS identity version: 0 (default) or 1 (with the PSK digest)' },
   compat: { alias: 'C', type: 'boolean', describe: "derive as nvme-cli 2.13 and older (not RFC 8446's HKDF-Expand-Label)" },
   keyring: { alias: 'k', type: 'string', describe: 'refused: no kernel keyring here' },
@@ -210,14 +206,19 @@ export const GEN_TLS_KEY_OPTIONS = {
   insert: { alias: 'i', type: 'boolean', describe: 'refused: no kernel keyring here (see --keyfile)' },
 } as const;
 
+/** The options of gen-tls-key for yargs. */
+export const GEN_TLS_KEY_OPTIONS = {
+  hostnqn: { alias: 'n', type: 'string', describe: 'host NQN for the key file line (default /etc/nvme/hostnqn)' },
+  subsysnqn: { alias: 'c', type: 'string', describe: 'subsystem NQN for the key file line' },
+  secret: { alias: 's', type: 'string', describe: 'the key in hex (32 or 48 bytes); default random' },
+  hmac: { alias: 'm', type: 'string', describe: 'retained key transform: 1 = SHA-256 (default), 2 = SHA-384' },
+  ...COMMON_TLS_KEY_OPTIONS,
+} as const;
+
+/** The options of check-tls-key for yargs. */
 export const CHECK_TLS_KEY_OPTIONS = {
   keydata: { alias: 'd', type: 'string', describe: 'the key, NVMeTLSkey-1:hh:<base64>:' },
   hostnqn: { alias: 'n', type: 'string', describe: 'host NQN (default /etc/nvme/hostnqn)' },
   subsysnqn: { alias: 'c', type: 'string', describe: 'subsystem NQN (required)' },
-  keyfile: { alias: 'f', type: 'string', describe: 'append "<identity> <TLS PSK>" to this file (mode 0600)' },
-  identity: { alias: 'I', type: 'string', describe: 'TLS identity version: 0 (default) or 1 (with the PSK digest)' },
-  compat: { alias: 'C', type: 'boolean', describe: "derive as nvme-cli 2.13 and older (not RFC 8446's HKDF-Expand-Label)" },
-  keyring: { alias: 'k', type: 'string', describe: 'refused: no kernel keyring here' },
-  keytype: { alias: 't', type: 'string', describe: 'refused: no kernel keyring here' },
-  insert: { alias: 'i', type: 'boolean', describe: 'refused: no kernel keyring here (see --keyfile)' },
+  ...COMMON_TLS_KEY_OPTIONS,
 } as const;
