@@ -1,28 +1,20 @@
 /** The host CLI's DH-HMAC-CHAP flags (-S / --dhchap-secret) against our target requiring authentication. */
 import { afterAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { generateDhchapKey } from '../../shared/auth.ts';
 import { defaultConfigDocument, parseConfig } from '../../target/config/index.ts';
 import { Target } from '../../target/target.ts';
+import { runHostCli, type CliResult } from '../helpers/host-cli.ts';
 
-const ef = promisify(execFile);
 const HOST = 'nqn.2014-08.org.nvmexpress:uuid:11111111-2222-4333-8444-555555555555';
 const NQN = 'nqn.2026-11.io.nvmets:array0';
 const sock = path.join(mkdtempSync(path.join(os.tmpdir(), 'nvmets-cli-auth-')), 'agent.sock');
 let target: Target | null = null;
 
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  try {
-    const r = await ef(process.execPath, ['--import', 'tsx', 'host/cli.ts', '--agent', sock, ...args], { encoding: 'utf8' });
-    return { code: 0, out: r.stdout, err: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, out: x.stdout, err: x.stderr };
-  }
+function cli(...args: string[]): Promise<CliResult> {
+  return runHostCli(sock, args);
 }
 
 afterAll(async () => {

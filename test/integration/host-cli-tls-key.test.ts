@@ -2,27 +2,19 @@
  * gen-tls-key / check-tls-key through the nvmets-host binary: nvme-cli's long and
  * short flags, exit codes, a real key file (mode 0600), and no agent started.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deriveTlsKey, formatKeyfileLine, parseTlsKey } from '../../shared/tls-psk.ts';
+import { runHostCli, type CliResult } from '../helpers/host-cli.ts';
 
-const ef = promisify(execFile);
 const dir = mkdtempSync(path.join(os.tmpdir(), 'nvmets-tlskey-'));
 const sock = path.join(dir, 'agent.sock');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  try {
-    const r = await ef(process.execPath, ['--import', 'tsx', 'host/cli.ts', '--agent', sock, ...args], { encoding: 'utf8', timeout: 30_000 });
-    return { code: 0, out: r.stdout, err: r.stderr };
-  } catch (e) {
-    const x = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof x.code === 'number' ? x.code : -1, out: x.stdout ?? '', err: x.stderr ?? '' };
-  }
+function cli(...args: string[]): Promise<CliResult> {
+  return runHostCli(sock, args);
 }
 
 const H = 'nqn.2014-08.org.nvmexpress:uuid:7f1c2b4e-6a3d-4e8f-9b21-0c5d6e7f8a90';
